@@ -1,0 +1,13 @@
+// cli/commands.h — each subcommand registers its flags and returns the action to run.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace sluice::cli {
+
+using Action = std::function<int()>;
+
+Action add_queue_proxy_command(CLI::App& app);
+
+}  // namespace sluice::cli

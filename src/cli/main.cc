@@ -1,0 +1,35 @@
+// The one sluice binary: every subcommand is wired here (the composition root).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sluice: a serverless request data plane (queue-proxy, activator, autoscaler)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", SLUICE_VERSION);
+
+  std::map<CLI::App*, sluice::cli::Action> actions;
+  auto* qp = app.add_subcommand("queue-proxy",
+                                "Sidecar in front of one replica: concurrency limit, probes, "
+                                "drain, autoscaler stats, metrics");
+  actions[qp] = sluice::cli::add_queue_proxy_command(*qp);
+  auto* version = app.add_subcommand("version", "Print the version and exit");
+  actions[version] = [] {
+    std::printf("sluice %s\n", SLUICE_VERSION);
+    return 0;
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (auto* sub : app.get_subcommands()) {
+    if (auto it = actions.find(sub); it != actions.end())
+      return it->second();
+  }
+  return 2;
+}

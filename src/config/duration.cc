@@ -1,0 +1,69 @@
+#include "config/duration.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+namespace sluice::config {
+
+std::optional<Millis> parse_duration(std::string_view text, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<Millis> {
+    if (error)
+      *error = "invalid duration \"" + std::string(text) + "\": " + why;
+    return std::nullopt;
+  };
+  if (text.empty())
+    return fail("empty");
+  double total_ms = 0;
+  size_t i = 0;
+  bool any = false;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+      ++i;
+    }
+    if (start == i)
+      return fail("expected a number at \"" + std::string(text.substr(start)) + "\"");
+    std::string number(text.substr(start, i - start));
+    char* end = nullptr;
+    double value = std::strtod(number.c_str(), &end);
+    if (end == nullptr || *end != '\0')
+      return fail("bad number \"" + number + "\"");
+    size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    std::string_view unit = text.substr(unit_start, i - unit_start);
+    double scale;
+    if (unit.empty()) {
+      if (any || i != text.size())
+        return fail("missing unit");
+      scale = 1000;  // bare number: seconds
+    } else if (unit == "ms") {
+      scale = 1;
+    } else if (unit == "s") {
+      scale = 1000;
+    } else if (unit == "m") {
+      scale = 60'000;
+    } else if (unit == "h") {
+      scale = 3'600'000;
+    } else if (unit == "us" || unit == "µs") {
+      scale = 0.001;
+    } else {
+      return fail("unknown unit \"" + std::string(unit) + "\" (use ms, s, m or h)");
+    }
+    total_ms += value * scale;
+    any = true;
+  }
+  if (!std::isfinite(total_ms) || total_ms > 1e15)
+    return fail("out of range");
+  return Millis(static_cast<int64_t>(std::llround(total_ms)));
+}
+
+std::string format_duration(Millis d) {
+  auto ms = d.count();
+  if (ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace sluice::config

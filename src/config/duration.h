@@ -1,0 +1,20 @@
+// config/duration.h
+//
+// Go-style durations ("300ms", "1.5s", "2m", "1h30m") as Knative's ConfigMaps and our
+// flags write them; a bare number means seconds (Knative's *_SECONDS variables).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sluice::config {
+
+using Millis = std::chrono::milliseconds;
+
+// nullopt and a message in `error` when `text` is not a duration.
+std::optional<Millis> parse_duration(std::string_view text, std::string* error = nullptr);
+std::string format_duration(Millis d);
+
+}  // namespace sluice::config

@@ -1,0 +1,163 @@
+#include "config/readiness_probe.h"
+
+#include <nlohmann/json.hpp>
+
+namespace sluice::config {
+
+namespace {
+
+using nlohmann::json;
+
+// A probe port is an IntOrString; Knative writes a number, a string of digits is accepted.
+bool read_port(const json& j, uint16_t default_port, uint16_t& out, std::string& error) {
+  if (!j.contains("port")) {
+    out = default_port;
+    return true;
+  }
+  const json& p = j["port"];
+  long value = -1;
+  if (p.is_number_integer()) {
+    value = p.get<long>();
+  } else if (p.is_string()) {
+    const std::string s = p.get<std::string>();
+    if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos && s.size() < 6) {
+      value = std::stol(s);
+    } else {
+      error = "probe port \"" + s + "\" is a named port; Sluice needs a number";
+      return false;
+    }
+  }
+  if (value == 0 && default_port != 0)
+    value = default_port;
+  if (value <= 0 || value > 65535) {
+    error = "probe port " + p.dump() + " is not in 1..65535";
+    return false;
+  }
+  out = static_cast<uint16_t>(value);
+  return true;
+}
+
+bool read_int(const json& j, const char* key, int& out, std::string& error) {
+  if (!j.contains(key))
+    return true;
+  if (!j[key].is_number_integer() || j[key].get<long>() < 0) {
+    error =
+        std::string("probe field ") + key + " must be a non-negative integer, got " + j[key].dump();
+    return false;
+  }
+  out = j[key].get<int>();
+  return true;
+}
+
+bool parse_one(const json& j, uint16_t default_port, ProbeSpec& spec, std::string& error) {
+  if (!j.is_object()) {
+    error = "probe must be a JSON object, got " + std::string(j.type_name());
+    return false;
+  }
+  if (j.contains("httpGet")) {
+    const json& h = j["httpGet"];
+    spec.kind = ProbeSpec::Kind::Http;
+    if (!read_port(h, default_port, spec.port, error))
+      return false;
+    if (h.contains("host") && h["host"].is_string() && !h["host"].get<std::string>().empty()) {
+      spec.host = h["host"].get<std::string>();
+    }
+    if (h.contains("path") && h["path"].is_string())
+      spec.path = h["path"].get<std::string>();
+    if (spec.path.empty() || spec.path[0] != '/')
+      spec.path = "/" + spec.path;
+    if (h.contains("scheme") && h["scheme"].is_string()) {
+      const std::string scheme = h["scheme"].get<std::string>();
+      if (scheme == "HTTPS" || scheme == "https") {
+        spec.https = true;
+      } else if (scheme != "HTTP" && scheme != "http") {
+        error = "probe scheme \"" + scheme + "\" is neither HTTP nor HTTPS";
+        return false;
+      }
+    }
+    if (h.contains("httpHeaders") && h["httpHeaders"].is_array()) {
+      for (const json& hh : h["httpHeaders"]) {
+        if (!hh.contains("name") || !hh["name"].is_string()) {
+          error = "probe httpHeaders entry without a name: " + hh.dump();
+          return false;
+        }
+        spec.headers.emplace_back(hh["name"].get<std::string>(), hh.value("value", std::string()));
+      }
+    }
+  } else if (j.contains("tcpSocket")) {
+    const json& t = j["tcpSocket"];
+    spec.kind = ProbeSpec::Kind::Tcp;
+    if (!read_port(t, default_port, spec.port, error))
+      return false;
+    if (t.contains("host") && t["host"].is_string() && !t["host"].get<std::string>().empty()) {
+      spec.host = t["host"].get<std::string>();
+    }
+  } else if (j.contains("grpc")) {
+    const json& g = j["grpc"];
+    spec.kind = ProbeSpec::Kind::Grpc;
+    if (!read_port(g, default_port, spec.port, error))
+      return false;
+    if (g.contains("service") && g["service"].is_string()) {
+      spec.grpc_service = g["service"].get<std::string>();
+    }
+  } else if (j.contains("exec")) {
+    // Knative turns exec probes into TCP probes on the user port before they reach us.
+    spec.kind = ProbeSpec::Kind::Tcp;
+    spec.port = default_port;
+  } else {
+    error = "probe has none of httpGet, tcpSocket, grpc, exec: " + j.dump();
+    return false;
+  }
+  if (!read_int(j, "periodSeconds", spec.period_seconds, error) ||
+      !read_int(j, "timeoutSeconds", spec.timeout_seconds, error) ||
+      !read_int(j, "successThreshold", spec.success_threshold, error) ||
+      !read_int(j, "failureThreshold", spec.failure_threshold, error)) {
+    return false;
+  }
+  if (spec.success_threshold < 1)
+    spec.success_threshold = 1;
+  if (spec.period_seconds > 0 && spec.timeout_seconds < 1)
+    spec.timeout_seconds = 1;
+  if (spec.port == 0) {
+    error = "probe names no port and no user port is known";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+ProbeSpec default_tcp_probe(uint16_t port) {
+  ProbeSpec spec;
+  spec.port = port;
+  return spec;
+}
+
+ProbeParseResult parse_readiness_probe(std::string_view text, uint16_t default_port) {
+  ProbeParseResult result;
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    return result;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    result.error = "SERVING_READINESS_PROBE is not valid JSON: " + std::string(text.substr(0, 200));
+    return result;
+  }
+  std::vector<json> items;
+  if (j.is_array()) {
+    items.assign(j.begin(), j.end());
+  } else {
+    items.push_back(j);
+  }
+  for (const json& item : items) {
+    ProbeSpec spec;
+    if (!parse_one(item, default_port, spec, result.error)) {
+      result.error = "SERVING_READINESS_PROBE: " + result.error;
+      result.probes.clear();
+      return result;
+    }
+    result.probes.push_back(std::move(spec));
+  }
+  return result;
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,65 @@
+// http/forward.h
+//
+// forward() proxies the exchange's request to one upstream and streams the response
+// back: request and response bodies flow piece by piece (an SSE event reaches the
+// client as soon as the upstream writes it), hop-by-hop headers are dropped, bodies are
+// re-framed, a 101 turns the connection into a tunnel.
+//
+// Failure contract: for every outcome before ResponseStarted nothing has been written
+// to the client, so the caller chooses the answer (502/504, or a retry elsewhere); the
+// result says whether any request byte reached the upstream. After the response started
+// a failure closes the client connection (there is no honest way to report it).
+//
+// Timeouts: until the response head arrives, the connection's watchdog aborts the
+// upstream at `response_start_deadline` (outcome TimedOut). After it, `idle_timeout`
+// (0 = off) bounds the silence between writes, including tunnels; nothing else does,
+// so WebSockets and long streams are not cut by the revision timeout.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "http/connection.h"
+
+namespace sluice::http {
+
+struct ForwardTarget {
+  tcp::endpoint endpoint;
+  std::string authority;  // "127.0.0.1:8080": Host for MoveToOriginal, error messages
+};
+
+struct ForwardOptions {
+  UpstreamRequestOptions rewrite;
+  core::TimePoint response_start_deadline = core::TimePoint::max();
+  std::chrono::milliseconds idle_timeout{0};
+  ExtraHeaders response_headers;
+};
+
+struct ForwardResult {
+  enum class Outcome {
+    Completed,         // response fully relayed (or tunnel ended)
+    ConnectFailed,     // could not connect; nothing sent upstream
+    UpstreamClosed,    // upstream closed/reset before any response byte
+    TimedOut,          // no response head by the deadline
+    BadResponse,       // upstream sent something that is not HTTP
+    BadRequestBody,    // client sent a malformed body (e.g. broken chunking)
+    ClientGone,        // client went away; nothing more to say
+    BrokenAfterStart,  // upstream failed mid-response; client connection closed
+  };
+  Outcome outcome = Outcome::Completed;
+  error_code error;
+  int status = 0;
+  bool request_sent = false;  // some request byte reached the upstream
+  bool upgraded = false;
+  bool response_started = false;
+  core::TimePoint connected_at{};
+  core::TimePoint response_started_at{};
+};
+
+std::string_view to_string(ForwardResult::Outcome o);
+
+Task<ForwardResult> forward(Exchange& exchange,
+                            const ForwardTarget& target,
+                            const ForwardOptions& options);
+
+}  // namespace sluice::http

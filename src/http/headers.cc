@@ -1,0 +1,327 @@
+#include "http/headers.h"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/status.hpp>
+#include <charconv>
+
+namespace sluice::http {
+
+namespace {
+
+using boost::beast::iequals;
+
+bool token_listed(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty() && iequals(item, token))
+      return true;
+    if (comma == std::string_view::npos)
+      break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void append_number(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, end);
+}
+
+std::string connection_tokens(const MessageHead& head) {
+  std::string tokens;
+  for (const auto& f : head.fields) {
+    if (f.name == bhttp::field::connection) {
+      if (!tokens.empty())
+        tokens.push_back(',');
+      tokens.append(f.value);
+    }
+  }
+  return tokens;
+}
+
+}  // namespace
+
+bool is_hop_by_hop(const Field& f, std::string_view connection_tokens) {
+  switch (f.name) {
+    case bhttp::field::connection:
+    case bhttp::field::keep_alive:
+    case bhttp::field::proxy_connection:
+    case bhttp::field::proxy_authenticate:
+    case bhttp::field::proxy_authorization:
+    case bhttp::field::te:
+    case bhttp::field::trailer:
+    case bhttp::field::transfer_encoding:
+    case bhttp::field::upgrade:
+      return true;
+    default:
+      break;
+  }
+  return !connection_tokens.empty() && token_listed(connection_tokens, f.name_text);
+}
+
+std::string forwarded_shim(const MessageHead& head) {
+  if (head.get(bhttp::field::forwarded))
+    return {};
+  std::string xff;
+  std::optional<std::string_view> xfp, xfh;
+  bool any = false;
+  for (const auto& f : head.fields) {
+    if (iequals(f.name_text, "X-Forwarded-For")) {
+      if (!xff.empty())
+        xff.push_back(',');
+      xff.append(f.value);
+      any = true;
+    } else if (iequals(f.name_text, "X-Forwarded-Proto")) {
+      if (!xfp)
+        xfp = f.value;
+      any = true;
+    } else if (iequals(f.name_text, "X-Forwarded-Host")) {
+      if (!xfh)
+        xfh = f.value;
+      any = true;
+    }
+  }
+  if (!any)
+    return {};
+  std::vector<std::string_view> nodes;
+  std::string_view rest = xff;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    std::string_view node = rest.substr(0, comma);
+    while (!node.empty() && node.front() == ' ') node.remove_prefix(1);
+    while (!node.empty() && node.back() == ' ') node.remove_suffix(1);
+    if (!node.empty())
+      nodes.push_back(node);
+    if (comma == std::string_view::npos)
+      break;
+    rest.remove_prefix(comma + 1);
+  }
+  auto for_node = [](std::string& out, std::string_view node) {
+    out.append("for=");
+    if (node.find(':') != std::string_view::npos) {
+      out.append("\"[");
+      out.append(node);
+      out.append("]\"");
+    } else {
+      out.append(node);
+    }
+  };
+  std::string out;
+  if (!nodes.empty())
+    for_node(out, nodes[0]);
+  if (xfh) {
+    if (!out.empty())
+      out.push_back(';');
+    out.append("host=");
+    out.append(*xfh);
+  }
+  if (xfp) {
+    if (!out.empty())
+      out.push_back(';');
+    out.append("proto=");
+    out.append(*xfp);
+  }
+  for (size_t i = 1; i < nodes.size(); ++i) {
+    out.append(", ");
+    for_node(out, nodes[i]);
+  }
+  return out;
+}
+
+void write_upstream_request_head(const MessageHead& head,
+                                 BodyFraming framing,
+                                 std::optional<uint64_t> content_length,
+                                 bool upgrade,
+                                 const UpstreamRequestOptions& options,
+                                 std::string& out) {
+  out.append(head.method_text);
+  out.push_back(' ');
+  out.append(head.target);
+  out.append(" HTTP/1.1\r\n");
+
+  const std::string tokens = connection_tokens(head);
+  std::optional<std::string_view> host = head.get(bhttp::field::host);
+  std::optional<std::string_view> original_host = head.get("K-Original-Host");
+  std::string xff;
+  bool has_xfp = false;
+  bool has_request_id = false;
+  const std::string shim = forwarded_shim(head);
+
+  if (options.host == UpstreamRequestOptions::Host::RestoreOriginal) {
+    append_field(out, "Host",
+                 original_host ? *original_host : host.value_or(options.upstream_authority));
+  } else {
+    append_field(out, "Host", options.upstream_authority);
+    if (!original_host && host)
+      append_field(out, "K-Original-Host", *host);
+  }
+
+  for (const auto& f : head.fields) {
+    if (is_hop_by_hop(f, tokens))
+      continue;
+    switch (f.name) {
+      case bhttp::field::host:
+      case bhttp::field::content_length:
+      case bhttp::field::expect:  // we answer 100-continue ourselves
+        continue;
+      default:
+        break;
+    }
+    if (f.name == bhttp::field::unknown) {
+      if (iequals(f.name_text, "X-Forwarded-For")) {
+        if (!xff.empty())
+          xff.append(", ");
+        xff.append(f.value);
+        continue;
+      }
+      if (iequals(f.name_text, "Knative-Serving-Revision") ||
+          iequals(f.name_text, "Knative-Serving-Namespace")) {
+        continue;
+      }
+      if (options.host == UpstreamRequestOptions::Host::RestoreOriginal &&
+          iequals(f.name_text, "K-Original-Host")) {
+        continue;
+      }
+      if (options.add_proxy_request_header && iequals(f.name_text, "K-Proxy-Request"))
+        continue;
+      if (iequals(f.name_text, "X-Forwarded-Proto"))
+        has_xfp = true;
+      if (iequals(f.name_text, "X-Request-Id"))
+        has_request_id = true;
+    }
+    append_field(out, f.name_text, f.value);
+  }
+
+  if (!options.client_ip.empty()) {
+    if (!xff.empty())
+      xff.append(", ");
+    xff.append(options.client_ip);
+  }
+  if (!xff.empty())
+    append_field(out, "X-Forwarded-For", xff);
+  if (!has_xfp)
+    append_field(out, "X-Forwarded-Proto", "http");
+  if (!shim.empty())
+    append_field(out, "Forwarded", shim);
+  if (!has_request_id && !options.request_id.empty()) {
+    append_field(out, "X-Request-Id", options.request_id);
+  }
+  if (options.add_proxy_request_header)
+    append_field(out, "K-Proxy-Request", "activator");
+  if (upgrade) {
+    if (auto u = head.get(bhttp::field::upgrade))
+      append_field(out, "Upgrade", *u);
+    append_field(out, "Connection", "Upgrade");
+  }
+  switch (framing) {
+    case BodyFraming::ContentLength:
+      out.append("Content-Length: ");
+      append_number(out, content_length.value_or(0));
+      out.append("\r\n");
+      break;
+    case BodyFraming::Chunked:
+      append_field(out, "Transfer-Encoding", "chunked");
+      break;
+    case BodyFraming::None:
+    case BodyFraming::UntilClose:
+      break;
+  }
+  out.append("\r\n");
+}
+
+void write_client_response_head(
+    const MessageHead& head,
+    BodyFraming framing,
+    std::optional<uint64_t> content_length,
+    bool upgrade,
+    bool close,
+    const std::vector<std::pair<std::string_view, std::string_view>>& extra,
+    std::string& out) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<uint64_t>(head.status));
+  out.push_back(' ');
+  if (!head.reason.empty()) {
+    out.append(head.reason);
+  } else {
+    out.append(bhttp::obsolete_reason(static_cast<bhttp::status>(head.status)));
+  }
+  out.append("\r\n");
+  const std::string tokens = connection_tokens(head);
+  for (const auto& f : head.fields) {
+    if (is_hop_by_hop(f, tokens))
+      continue;
+    // Content-Length passes through only where we do not re-frame (HEAD, 304).
+    if (f.name == bhttp::field::content_length && framing != BodyFraming::None)
+      continue;
+    append_field(out, f.name_text, f.value);
+  }
+  for (const auto& [k, v] : extra) append_field(out, k, v);
+  if (upgrade) {
+    if (auto u = head.get(bhttp::field::upgrade))
+      append_field(out, "Upgrade", *u);
+    append_field(out, "Connection", "Upgrade");
+  } else if (close) {
+    append_field(out, "Connection", "close");
+  }
+  switch (framing) {
+    case BodyFraming::ContentLength:
+      out.append("Content-Length: ");
+      append_number(out, content_length.value_or(0));
+      out.append("\r\n");
+      break;
+    case BodyFraming::Chunked:
+      append_field(out, "Transfer-Encoding", "chunked");
+      break;
+    case BodyFraming::None:
+    case BodyFraming::UntilClose:
+      break;
+  }
+  out.append("\r\n");
+}
+
+void write_local_response(int status,
+                          std::string_view body,
+                          bool close,
+                          const std::vector<std::pair<std::string_view, std::string_view>>& extra,
+                          std::string& out) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<uint64_t>(status));
+  out.push_back(' ');
+  out.append(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
+  out.append("\r\n");
+  bool has_type = false;
+  for (const auto& [k, v] : extra) {
+    if (iequals(k, "Content-Type"))
+      has_type = true;
+    append_field(out, k, v);
+  }
+  if (!body.empty() && !has_type)
+    append_field(out, "Content-Type", "text/plain; charset=utf-8");
+  out.append("Content-Length: ");
+  append_number(out, body.size());
+  out.append("\r\n");
+  if (close)
+    append_field(out, "Connection", "close");
+  out.append("\r\n");
+  out.append(body);
+}
+
+void write_chunk_header(size_t size, std::string& out) {
+  char buf[20];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), size, 16);
+  out.append(buf, end);
+  out.append("\r\n");
+}
+
+}  // namespace sluice::http

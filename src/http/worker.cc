@@ -1,0 +1,70 @@
+#include "http/worker.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include "http/connection.h"
+
+namespace sluice::http {
+
+size_t UpstreamPool::EndpointHash::operator()(const tcp::endpoint& ep) const {
+  size_t h = std::hash<unsigned short>()(ep.port());
+  if (ep.address().is_v4()) {
+    h ^= std::hash<uint32_t>()(ep.address().to_v4().to_uint()) * 31;
+  } else {
+    auto bytes = ep.address().to_v6().to_bytes();
+    for (auto b : bytes) h = h * 131 + b;
+  }
+  return h;
+}
+
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(const tcp::endpoint& ep) {
+  auto it = idle_.find(ep);
+  if (it == idle_.end())
+    return nullptr;
+  auto& stack = it->second;
+  while (!stack.empty()) {
+    auto conn = std::move(stack.back());
+    stack.pop_back();
+    // The app may have closed the connection while it sat idle (its keep-alive timeout):
+    // a peek returning 0 is that FIN; data is a protocol violation. Either way drop it
+    // instead of sending a request into it (Knative's #12414).
+    char probe;
+    ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      conn->reused = true;
+      return conn;
+    }
+  }
+  return nullptr;
+}
+
+void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> conn) {
+  auto& stack = idle_[conn->endpoint];
+  if (stack.size() >= max_idle_)
+    return;  // dropped: closes
+  stack.push_back(std::move(conn));
+}
+
+size_t UpstreamPool::idle_count() const {
+  size_t n = 0;
+  for (const auto& [ep, stack] : idle_) n += stack.size();
+  return n;
+}
+
+Worker::Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_idle_upstream)
+    : index_(index), time_(time), random_(seed + index), pool_(max_idle_upstream) {}
+
+void Worker::close_connections_gracefully() {
+  // close_gracefully may destroy nothing synchronously (sockets close, coroutines
+  // finish later), so iterating while calling it is safe.
+  for (auto& hook : connections_) static_cast<ClientConnection&>(hook).close_gracefully();
+}
+
+void Worker::run() {
+  auto guard = asio::make_work_guard(io_);
+  io_.run();
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,94 @@
+// http/worker.h
+//
+// A Worker is one thread's io_context plus the state that thread owns alone: its
+// upstream connection pool, its random generator, its registry of client connections.
+// A connection lives on one worker for its whole life, so none of this needs a lock.
+//
+// Threading: everything except post()/run()/stop() must be called on the worker's thread.
+#pragma once
+
+#include <atomic>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/intrusive/list.hpp>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/random.h"
+#include "core/time_source.h"
+#include "http/io.h"
+
+namespace sluice::http {
+
+class ClientConnection;
+
+// A keep-alive connection to an upstream (the app, or a queue-proxy).
+struct UpstreamConnection {
+  explicit UpstreamConnection(asio::any_io_executor ex) : socket(std::move(ex)) {}
+  tcp::socket socket;
+  tcp::endpoint endpoint;
+  boost::beast::flat_buffer buffer;
+  bool reused = false;
+};
+
+// Idle upstream connections of one worker, most recently used first. A pooled
+// connection the upstream has closed meanwhile is detected at checkout (a
+// non-blocking peek sees EOF) and dropped.
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(size_t max_idle_per_endpoint) : max_idle_(max_idle_per_endpoint) {}
+  // A live idle connection to `ep`, or nullptr.
+  std::unique_ptr<UpstreamConnection> take(const tcp::endpoint& ep);
+  void give_back(std::unique_ptr<UpstreamConnection> conn);
+  void clear() { idle_.clear(); }
+  size_t idle_count() const;
+
+ private:
+  struct EndpointHash {
+    size_t operator()(const tcp::endpoint& ep) const;
+  };
+  size_t max_idle_;
+  std::unordered_map<tcp::endpoint, std::vector<std::unique_ptr<UpstreamConnection>>, EndpointHash>
+      idle_;
+};
+
+struct ConnectionHook
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+};
+
+class Worker {
+ public:
+  Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_idle_upstream);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  asio::io_context& io() { return io_; }
+  asio::any_io_executor executor() { return io_.get_executor(); }
+  size_t index() const { return index_; }
+  core::TimeSource& time() { return time_; }
+  core::Random& random() { return random_; }
+  UpstreamPool& pool() { return pool_; }
+
+  // Client connections currently open on this worker (for drain).
+  using ConnectionList =
+      boost::intrusive::list<ConnectionHook, boost::intrusive::constant_time_size<false>>;
+  ConnectionList& connections() { return connections_; }
+  // Closes idle keep-alive connections now and makes busy ones close after their
+  // current response. Runs on this worker.
+  void close_connections_gracefully();
+
+  // Runs the event loop until stop(); keeps running while idle.
+  void run();
+  void stop() { io_.stop(); }
+
+ private:
+  size_t index_;
+  core::TimeSource& time_;
+  core::FastRandom random_;
+  asio::io_context io_{1};
+  UpstreamPool pool_;
+  ConnectionList connections_;
+};
+
+}  // namespace sluice::http

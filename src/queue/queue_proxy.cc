@@ -1,0 +1,596 @@
+#include "queue/queue_proxy.h"
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <thread>
+
+#include "admission/breaker.h"
+#include "config/duration.h"
+#include "core/random.h"
+#include "http/forward.h"
+#include "queue/probe_classifier.h"
+#include "queue/queue_metrics.h"
+#include "queue/readiness_prober.h"
+#include "stats/request_stats.h"
+#include "stats/stat.pb.h"
+
+namespace sluice::queue {
+
+using namespace std::chrono_literals;
+using http::Exchange;
+using http::asio::use_awaitable;
+
+namespace {
+
+// Headers on answers the queue-proxy makes itself. Sluice-Error names the cause;
+// Sluice-Not-Forwarded says the app never saw the request, so a retry elsewhere is safe.
+constexpr std::string_view kErrorHeader = "Sluice-Error";
+constexpr std::string_view kNotForwardedHeader = "Sluice-Not-Forwarded";
+constexpr std::string_view kRevisionHeader = "Sluice-Revision";
+
+// A breaker waiter whose wake-up cancels a timer the waiting coroutine sleeps on.
+class TimerWaiter final : public admission::Waiter {
+ public:
+  explicit TimerWaiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  asio::steady_timer timer;
+
+ private:
+  void on_wake() override { timer.cancel(); }
+};
+
+std::string describe_upstream_error(const http::error_code& ec) {
+  if (ec == asio::error::connection_refused)
+    return "connection refused by";
+  if (ec == asio::error::connection_reset)
+    return "connection reset by";
+  if (ec == asio::error::eof)
+    return "connection closed by";
+  if (ec == asio::error::timed_out)
+    return "connect timed out to";
+  if (ec == asio::error::host_unreachable || ec == asio::error::network_unreachable) {
+    return "no route to";
+  }
+  return ec.message() + " from";
+}
+
+}  // namespace
+
+class QueueProxyImpl {
+ public:
+  explicit QueueProxyImpl(config::QueueProxyConfig cfg);
+  int run();
+
+  // --- main port ---
+  class MainHandler final : public http::Handler {
+   public:
+    explicit MainHandler(QueueProxyImpl& qp) : qp_(qp) {}
+    Task<void> handle(Exchange& ex) override { return qp_.handle_main(ex); }
+
+   private:
+    QueueProxyImpl& qp_;
+  };
+  // --- admin, stats, metrics ports (control thread) ---
+  class AdminHandler final : public http::Handler {
+   public:
+    explicit AdminHandler(QueueProxyImpl& qp) : qp_(qp) {}
+    Task<void> handle(Exchange& ex) override { return qp_.handle_admin(ex); }
+
+   private:
+    QueueProxyImpl& qp_;
+  };
+  class StatsHandler final : public http::Handler {
+   public:
+    explicit StatsHandler(QueueProxyImpl& qp) : qp_(qp) {}
+    Task<void> handle(Exchange& ex) override { return qp_.handle_stats(ex); }
+
+   private:
+    QueueProxyImpl& qp_;
+  };
+  class MetricsHandler final : public http::Handler {
+   public:
+    explicit MetricsHandler(QueueProxyImpl& qp) : qp_(qp) {}
+    Task<void> handle(Exchange& ex) override { return qp_.handle_metrics(ex); }
+
+   private:
+    QueueProxyImpl& qp_;
+  };
+
+ private:
+  struct Admission {
+    admission::Breaker::Admit result = admission::Breaker::Admit::Admitted;
+    core::Duration queued{0};
+  };
+
+  Task<void> handle_main(Exchange& ex);
+  Task<void> handle_probe(Exchange& ex, const ProbeClass& probe);
+  Task<void> handle_admin(Exchange& ex);
+  Task<void> handle_stats(Exchange& ex);
+  Task<void> handle_metrics(Exchange& ex);
+
+  // Home-worker side of admission: stats in, breaker acquire (waiting if needed).
+  Task<Admission> enter_on_home(bool proxied, core::TimePoint deadline);
+  void leave_on_home(bool proxied, bool held_slot);
+  Task<Admission> enter(bool proxied, core::TimePoint deadline);
+  void leave(bool proxied, bool held_slot);
+
+  Task<void> report_stats_loop();
+  Task<void> drain_and_stop(bool wait_quiet_period);
+  Task<void> wait_quiet_period();
+  bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
+
+  config::QueueProxyConfig cfg_;
+  core::SteadyTimeSource time_;
+  const core::TimePoint started_ = time_.now();
+  std::unique_ptr<http::Worker> control_worker_;
+  asio::io_context& control_io_;
+  std::vector<std::unique_ptr<http::Worker>> workers_;
+  std::unique_ptr<admission::Breaker> breaker_;  // home only; null when CC = 0
+  stats::RequestStats stats_{started_};          // home only
+  QueueMetrics metrics_;
+  ReadinessProber prober_;
+  http::ForwardTarget target_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> sigterm_{false};
+  std::atomic<int64_t> last_request_ns_{0};
+  std::atomic<std::shared_ptr<const std::string>> stat_wire_;
+  std::shared_ptr<spdlog::logger> request_log_;
+
+  MainHandler main_handler_{*this};
+  AdminHandler admin_handler_{*this};
+  StatsHandler stats_handler_{*this};
+  MetricsHandler metrics_handler_{*this};
+  std::unique_ptr<http::Server> main_server_, admin_server_, stats_server_, metrics_server_;
+  bool drain_started_ = false;  // control thread
+};
+
+QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg)
+    : cfg_(std::move(cfg)),
+      control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)),
+      control_io_(control_worker_->io()),
+      metrics_(cfg_, static_cast<size_t>(cfg_.threads)),
+      prober_(control_io_, cfg_.readiness_probes) {
+  const uint64_t seed = core::os_seed();
+  const size_t max_idle = cfg_.container_concurrency > 0 ? cfg_.container_concurrency : 1000;
+  for (int i = 0; i < cfg_.threads; ++i) {
+    workers_.push_back(std::make_unique<http::Worker>(i, time_, seed, max_idle));
+  }
+  if (cfg_.container_concurrency > 0) {
+    breaker_ = std::make_unique<admission::Breaker>(cfg_.container_concurrency,
+                                                    10 * cfg_.container_concurrency);
+  }
+  target_.endpoint = tcp::endpoint(asio::ip::address_v4::loopback(), cfg_.user_port);
+  target_.authority = "127.0.0.1:" + std::to_string(cfg_.user_port);
+  stats::wire::Stat empty;
+  empty.set_pod_name(cfg_.pod_name);
+  stat_wire_.store(std::make_shared<const std::string>(empty.SerializeAsString()));
+  if (cfg_.request_log) {
+    request_log_ = spdlog::stdout_logger_mt("request");
+    request_log_->set_pattern("%v");
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Main port
+
+Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
+  const auto& head = ex.request();
+  const ProbeClass probe = classify_probe(head);
+  if (probe.kind != ProbeKind::None) {
+    co_await handle_probe(ex, probe);
+    co_return;
+  }
+  http::Worker& worker = ex.connection().worker();
+  const size_t shard = worker.index();
+  last_request_ns_.store(ex.started_at().time_since_epoch().count(), std::memory_order_relaxed);
+
+  const bool proxied = head.get("K-Proxy-Request") == std::optional<std::string_view>("activator");
+  const bool count_in_metrics = !is_probe_for_metrics(head);
+  const RouteTag route_tag = route_tag_of(head);
+  // Request id: the fork's run-id first, then X-Request-Id, else a fresh one.
+  std::string request_id;
+  if (auto v = head.get("run-id"); v && !v->empty()) {
+    request_id = *v;
+  } else if (auto x = head.get("X-Request-Id"); x && !x->empty()) {
+    request_id = *x;
+  } else {
+    request_id = core::random_hex_id(worker.random());
+  }
+  std::string method(head.method_text);
+  std::string path = request_log_ ? std::string(head.target) : std::string();
+
+  // Knative's timers all start at arrival; queueing counts against them.
+  core::Duration start_limit = cfg_.revision_timeout;
+  if (cfg_.response_start_timeout.count() > 0) {
+    start_limit = std::min<core::Duration>(start_limit, cfg_.response_start_timeout);
+  }
+  if (cfg_.idle_timeout.count() > 0) {
+    start_limit = std::min<core::Duration>(start_limit, cfg_.idle_timeout);
+  }
+  const core::TimePoint deadline = ex.started_at() + start_limit;
+
+  const Admission admission = co_await enter(proxied, deadline);
+  using Admit = admission::Breaker::Admit;
+  int status = 0;
+  bool app_answered = false;
+  core::TimePoint app_started{};
+  const bool held_slot = admission.result == Admit::Admitted;
+
+  auto error = [&](int code, ProxyError why, std::string body, bool not_forwarded) -> Task<void> {
+    metrics_.count_error(shard, why);
+    http::ExtraHeaders extra{{kErrorHeader, to_string(why)}};
+    if (not_forwarded)
+      extra.emplace_back(kNotForwardedHeader, "true");
+    co_await ex.respond(code, body, extra);
+  };
+
+  if (breaker_)
+    metrics_.record_queue_time(shard, core::to_seconds(admission.queued));
+  if (admission.result == Admit::QueueFull) {
+    co_await error(503, ProxyError::QueueFull, "pending request queue full", true);
+  } else if (admission.result == Admit::Expired) {
+    co_await error(504, ProxyError::QueueTimeout, "request timeout", true);
+  } else if (admission.result == Admit::Closed) {
+    co_await error(503, ProxyError::Draining, "shutting down", true);
+  } else {
+    http::ForwardOptions options;
+    options.rewrite.host = http::UpstreamRequestOptions::Host::RestoreOriginal;
+    options.rewrite.upstream_authority = target_.authority;
+    options.rewrite.client_ip = ex.client_ip();
+    options.rewrite.request_id = request_id;
+    options.response_start_deadline = deadline;
+    options.idle_timeout = cfg_.idle_timeout;
+    app_started = time_.now();
+    auto result = co_await http::forward(ex, target_, options);
+    using Outcome = http::ForwardResult::Outcome;
+    const double ms = core::to_millis(time_.now() - app_started);
+    if (result.connected_at != core::TimePoint{}) {
+      metrics_.record_proxy_start(shard, core::to_seconds(result.connected_at - ex.started_at()));
+    }
+    switch (result.outcome) {
+      case Outcome::Completed:
+      case Outcome::ClientGone:
+        app_answered = result.response_started;
+        break;
+      case Outcome::BrokenAfterStart:
+        app_answered = true;
+        metrics_.count_error(shard, ProxyError::BrokenMidResponse);
+        spdlog::warn("request {}: app connection broke mid-response: {}", request_id,
+                     result.error.message());
+        break;
+      case Outcome::ConnectFailed:
+        prober_.report_unreachable();
+        co_await error(502, ProxyError::ConnectFailed,
+                       fmt::format("{} {} after {:.1f} ms", describe_upstream_error(result.error),
+                                   target_.authority, ms),
+                       true);
+        break;
+      case Outcome::UpstreamClosed:
+        co_await error(502, ProxyError::UpstreamClosed,
+                       fmt::format("{} {} before it answered, after {:.1f} ms",
+                                   describe_upstream_error(result.error), target_.authority, ms),
+                       false);
+        break;
+      case Outcome::BadResponse:
+        co_await error(502, ProxyError::BadResponse,
+                       fmt::format("invalid response from {} after {:.1f} ms: {}",
+                                   target_.authority, ms, result.error.message()),
+                       false);
+        break;
+      case Outcome::TimedOut:
+        co_await error(504, ProxyError::Timeout, "request timeout", !result.request_sent);
+        break;
+      case Outcome::BadRequestBody: {
+        const http::ExtraHeaders extra{{kErrorHeader, std::string_view("malformed_body")}};
+        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")",
+                            extra);
+      } break;
+    }
+  }
+  status = ex.responded() ? ex.status() : 499;
+  const core::TimePoint end = time_.now();
+  leave(proxied, held_slot);
+
+  if (count_in_metrics) {
+    const double total_ms = core::to_millis(end - ex.started_at());
+    metrics_.record_request(shard, route_tag, status, total_ms);
+    if (app_answered)
+      metrics_.record_app_request(shard, status, core::to_millis(end - app_started));
+  }
+  if (request_log_) {
+    request_log_->info(
+        R"({{"requestId":"{}","method":"{}","path":"{}","status":{},"latencyMs":{:.3f},"queueMs":{:.3f},"proxied":{},"client":"{}"}})",
+        request_id, method, path, status, core::to_millis(end - ex.started_at()),
+        core::to_millis(admission.queued), proxied, ex.client_ip());
+  }
+}
+
+Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
+  http::ExtraHeaders extra{{kRevisionHeader, cfg_.revision_name}};
+  const bool draining = draining_.load(std::memory_order_acquire);
+  switch (probe.kind) {
+    case ProbeKind::HealthCheck:
+      if (draining) {
+        co_await ex.respond(503, "shutting down", extra);
+      } else if (probe.probe_value != "queue") {
+        co_await ex.respond(
+            400, fmt::format("unexpected probe header value: {}", probe.probe_value), extra);
+      } else if (prober_.ready()) {
+        co_await ex.respond(200, "queue", extra);
+      } else {
+        prober_.kick();
+        co_await ex.respond(503, "", extra);
+      }
+      break;
+    case ProbeKind::NetworkProbe:
+      if (draining) {
+        co_await ex.respond(503, "shutting down", extra);
+      } else if (probe.hash.empty()) {
+        co_await ex.respond(400, "no K-Network-Hash header in request", extra);
+      } else {
+        std::string hash(probe.hash);
+        extra.emplace_back("K-Network-Hash", hash);
+        co_await ex.respond(200, "", extra);
+      }
+      break;
+    case ProbeKind::BadValue:
+      co_await ex.respond(400, fmt::format("unexpected probe header value: {}", probe.probe_value),
+                          extra);
+      break;
+    case ProbeKind::None:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Admission: breaker and stats live on the home worker.
+
+Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
+                                                              core::TimePoint deadline) {
+  using Event = stats::RequestStats::Event;
+  const core::TimePoint now = time_.now();
+  // Recorded before the breaker: queued requests count as concurrency (Knative).
+  stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
+  Admission a;
+  if (!breaker_)
+    co_return a;
+  metrics_.queue_depth.store(breaker_->pending(), std::memory_order_relaxed);
+  TimerWaiter waiter(workers_.front()->executor());
+  a.result = breaker_->acquire(waiter, now, deadline);
+  if (a.result == admission::Breaker::Admit::Queued) {
+    metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
+    waiter.timer.expires_at(deadline);
+    co_await waiter.timer.async_wait(http::kUseTuple);
+    using State = admission::Waiter::State;
+    if (waiter.state() == State::Admitted) {
+      a.result = admission::Breaker::Admit::Admitted;
+    } else if (waiter.state() == State::Closed) {
+      a.result = admission::Breaker::Admit::Closed;
+    } else {
+      breaker_->expire(waiter, time_.now());
+      breaker_->cancel(waiter);  // covers a spurious wake before the deadline
+      a.result = admission::Breaker::Admit::Expired;
+    }
+    a.queued = time_.now() - now;
+    metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
+  }
+  co_return a;
+}
+
+void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot) {
+  using Event = stats::RequestStats::Event;
+  stats_.handle(proxied ? Event::ProxiedOut : Event::ReqOut, time_.now());
+  if (breaker_ && held_slot) {
+    breaker_->release();
+    metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
+  }
+}
+
+Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied, core::TimePoint deadline) {
+  if (on_home())
+    co_return co_await enter_on_home(proxied, deadline);
+  co_return co_await asio::co_spawn(workers_.front()->executor(), enter_on_home(proxied, deadline),
+                                    use_awaitable);
+}
+
+void QueueProxyImpl::leave(bool proxied, bool held_slot) {
+  if (on_home()) {
+    leave_on_home(proxied, held_slot);
+  } else {
+    asio::post(workers_.front()->io(),
+               [this, proxied, held_slot] { leave_on_home(proxied, held_slot); });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Control-thread endpoints
+
+Task<void> QueueProxyImpl::handle_admin(Exchange& ex) {
+  if (ex.request().target != "/wait-for-drain") {
+    co_await ex.respond(404, "not found: the admin port serves /wait-for-drain");
+    co_return;
+  }
+  // The user container's preStop hook: start draining and answer once drained. If the
+  // queue-proxy itself gets no SIGTERM within a second (the app alone is restarting),
+  // stop draining and answer at once so serving goes on (Knative's behaviour).
+  draining_.store(true, std::memory_order_release);
+  asio::steady_timer t(control_io_);
+  t.expires_after(1s);
+  co_await t.async_wait(http::kUseTuple);
+  if (!sigterm_.load()) {
+    draining_.store(false, std::memory_order_release);
+    co_await ex.respond(200, "");
+    co_return;
+  }
+  co_await wait_quiet_period();
+  co_await ex.respond(200, "");
+}
+
+Task<void> QueueProxyImpl::handle_stats(Exchange& ex) {
+  auto wire = stat_wire_.load();
+  // (headers built outside co_await: GCC 12 rejects string-literal braced lists there)
+  const http::ExtraHeaders extra{{"Content-Type", "application/protobuf"}};
+  co_await ex.respond(200, *wire, extra);
+}
+
+Task<void> QueueProxyImpl::handle_metrics(Exchange& ex) {
+  if (ex.request().target.substr(0, 8) != "/metrics") {
+    co_await ex.respond(404, "not found: metrics are at /metrics");
+    co_return;
+  }
+  std::string text = metrics_.registry().serialize();
+  const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
+  co_await ex.respond(200, text, extra);
+}
+
+Task<void> QueueProxyImpl::report_stats_loop() {
+  asio::steady_timer tick(control_io_);
+  auto next = time_.now();
+  for (;;) {
+    next += 1s;
+    tick.expires_at(next);
+    auto [ec] = co_await tick.async_wait(http::kUseTuple);
+    if (ec)
+      co_return;
+    auto cut = [this]() -> Task<stats::Report> { co_return stats_.report(time_.now()); };
+    stats::Report r = co_await asio::co_spawn(workers_.front()->executor(), cut(), use_awaitable);
+    stats::wire::Stat stat;
+    stat.set_pod_name(cfg_.pod_name);
+    stat.set_average_concurrent_requests(r.average_concurrency);
+    stat.set_average_proxied_concurrent_requests(r.average_proxied_concurrency);
+    // Knative divides the window's count by its 1 s reporting period: requests per second.
+    stat.set_request_count(r.request_count);
+    stat.set_proxied_request_count(r.proxied_request_count);
+    stat.set_process_uptime(core::to_seconds(time_.now() - started_));
+    stat_wire_.store(std::make_shared<const std::string>(stat.SerializeAsString()));
+  }
+}
+
+Task<void> QueueProxyImpl::wait_quiet_period() {
+  asio::steady_timer t(control_io_);
+  const auto drain_started = time_.now();
+  for (;;) {
+    core::TimePoint last{core::Duration(last_request_ns_.load(std::memory_order_relaxed))};
+    core::TimePoint quiet_until = std::max(drain_started, last) + cfg_.drain_quiet_period;
+    if (time_.now() >= quiet_until)
+      co_return;
+    t.expires_at(quiet_until);
+    co_await t.async_wait(http::kUseTuple);
+  }
+}
+
+Task<void> QueueProxyImpl::drain_and_stop(bool wait_quiet) {
+  if (drain_started_)
+    co_return;
+  drain_started_ = true;
+  draining_.store(true, std::memory_order_release);
+  if (wait_quiet) {
+    spdlog::info("draining: probes now fail; waiting for {} without new requests",
+                 config::format_duration(cfg_.drain_quiet_period));
+    co_await wait_quiet_period();
+  }
+  spdlog::info("draining: no longer accepting; {} request(s) and tunnel(s) in flight",
+               main_server_->load().active_requests.load());
+  main_server_->stop_accepting();
+  main_server_->close_idle_connections();
+  asio::steady_timer t(control_io_);
+  const auto deadline = time_.now() + cfg_.revision_timeout;
+  while (main_server_->load().active_requests.load() > 0 && time_.now() < deadline) {
+    t.expires_after(25ms);
+    co_await t.async_wait(http::kUseTuple);
+    main_server_->close_idle_connections();
+  }
+  if (auto left = main_server_->load().active_requests.load(); left > 0) {
+    spdlog::warn("drain: {} request(s) still running after the revision timeout; exiting", left);
+  }
+  prober_.stop();
+  for (auto& w : workers_) w->stop();
+  control_worker_->stop();
+}
+
+int QueueProxyImpl::run() {
+  auto any = asio::ip::address_v4::any();
+  std::vector<http::Worker*> worker_ptrs;
+  for (auto& w : workers_) worker_ptrs.push_back(w.get());
+  http::ServerOptions main_opts;
+  main_opts.name = "queue-proxy";
+  main_opts.header_timeout = cfg_.header_timeout;
+  main_opts.on_reject = [this](http::Worker& w, http::Rejection r) {
+    metrics_.count_rejection(w.index(), r);
+  };
+  main_server_ = std::make_unique<http::Server>(worker_ptrs, main_handler_, main_opts);
+  http::ServerOptions side_opts;
+  side_opts.name = "queue-proxy-admin";
+  std::vector<http::Worker*> control{control_worker_.get()};
+  admin_server_ = std::make_unique<http::Server>(control, admin_handler_, side_opts);
+  stats_server_ = std::make_unique<http::Server>(control, stats_handler_, side_opts);
+  metrics_server_ = std::make_unique<http::Server>(control, metrics_handler_, side_opts);
+
+  struct Bind {
+    http::Server* server;
+    uint16_t port;
+    const char* what;
+  };
+  const Bind binds[] = {
+      {main_server_.get(), cfg_.port, "serving port (--port/QUEUE_SERVING_PORT)"},
+      {admin_server_.get(), cfg_.admin_port, "admin port (--admin-port)"},
+      {stats_server_.get(), cfg_.stats_port, "stats port (--stats-port)"},
+      {metrics_server_.get(), cfg_.metrics_port, "metrics port (--metrics-port)"}};
+  for (const auto& b : binds) {
+    if (b.server == metrics_server_.get() && cfg_.metrics_backend == "none")
+      continue;
+    if (auto ec = b.server->listen(tcp::endpoint(any, b.port))) {
+      spdlog::error("cannot listen on {} {}: {}", b.what, b.port, ec.message());
+      return 1;
+    }
+  }
+  spdlog::info(
+      "queue-proxy for revision {}/{} listening on :{} (admin :{}, stats :{}, metrics :{}), "
+      "app at {}, containerConcurrency {}, revision timeout {}, {} worker(s)",
+      cfg_.namespace_name, cfg_.revision_name, main_server_->port(), admin_server_->port(),
+      stats_server_->port(), metrics_server_->port(), target_.authority, cfg_.container_concurrency,
+      config::format_duration(cfg_.revision_timeout), cfg_.threads);
+  for (const auto& n : cfg_.notices) spdlog::warn("{}", n);
+
+  prober_.start();
+  asio::co_spawn(control_io_, report_stats_loop(), asio::detached);
+  asio::signal_set signals(control_io_, SIGTERM, SIGINT);
+  std::function<void(const http::error_code&, int)> on_signal;
+  on_signal = [&](const http::error_code& ec, int sig) {
+    if (ec)
+      return;
+    if (sig == SIGTERM) {
+      sigterm_ = true;
+      spdlog::info("SIGTERM: draining");
+      asio::co_spawn(control_io_, drain_and_stop(true), asio::detached);
+    } else {
+      // Ctrl-C in a terminal: no endpoints to propagate, skip the quiet period.
+      spdlog::info("SIGINT: finishing in-flight requests and exiting");
+      asio::co_spawn(control_io_, drain_and_stop(false), asio::detached);
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  std::vector<std::thread> threads;
+  for (auto& w : workers_) threads.emplace_back([&w] { w->run(); });
+  control_worker_->run();
+  for (auto& t : threads) t.join();
+  spdlog::info("queue-proxy stopped");
+  return 0;
+}
+
+QueueProxy::QueueProxy(config::QueueProxyConfig config)
+    : impl_(std::make_unique<QueueProxyImpl>(std::move(config))) {}
+QueueProxy::~QueueProxy() = default;
+int QueueProxy::run() {
+  return impl_->run();
+}
+
+}  // namespace sluice::queue

@@ -1,0 +1,158 @@
+#include "queue/readiness_prober.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+namespace sluice::queue {
+
+using namespace std::chrono_literals;
+
+ReadinessProber::ReadinessProber(asio::io_context& io, std::vector<config::ProbeSpec> probes)
+    : io_(io), probes_(std::move(probes)), tick_(io) {}
+
+void ReadinessProber::start() {
+  if (probes_.empty()) {
+    set_ready(true);  // no probe configured: always ready (Knative)
+    return;
+  }
+  asio::co_spawn(io_, run(), asio::detached);
+}
+
+void ReadinessProber::stop() {
+  stopped_ = true;
+  asio::post(io_, [this] { tick_.cancel(); });
+}
+
+void ReadinessProber::kick() {
+  asio::post(io_, [this] { tick_.cancel(); });
+}
+
+void ReadinessProber::report_unreachable() {
+  asio::post(io_, [this] {
+    if (probes_.empty())
+      return;
+    successes_ = 0;
+    failures_ = 0;
+    ever_ready_ = false;  // back to fast polling
+    set_ready(false);
+    tick_.cancel();
+  });
+}
+
+void ReadinessProber::set_ready(bool r) {
+  if (ready_.exchange(r, std::memory_order_acq_rel) != r) {
+    spdlog::info("app is {}{}", r ? "ready" : "not ready",
+                 r || last_error_.empty() ? "" : " (" + last_error_ + ")");
+    if (on_change_)
+      on_change_(r);
+  }
+}
+
+Task<bool> ReadinessProber::probe_once(const config::ProbeSpec& spec,
+                                       std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  error_code ec;
+  auto address = asio::ip::make_address(spec.host, ec);
+  if (ec) {
+    last_error_ = "probe host " + spec.host + " is not an IP address";
+    co_return false;
+  }
+  tcp::endpoint ep(address, spec.port);
+  tcp::socket socket(io_);
+  asio::steady_timer deadline(io_);
+  deadline.expires_after(timeout);
+
+  auto attempt = [&]() -> Task<bool> {
+    auto [cec] = co_await socket.async_connect(ep, kUseTuple);
+    if (cec) {
+      last_error_ = "dial " + ep.address().to_string() + ":" + std::to_string(ep.port()) + ": " +
+                    cec.message();
+      co_return false;
+    }
+    if (spec.kind != config::ProbeSpec::Kind::Http || spec.https)
+      co_return true;
+    std::string req = "GET " + spec.path + " HTTP/1.1\r\nHost: " + spec.host + ":" +
+                      std::to_string(spec.port) + "\r\nUser-Agent: kube-probe//\r\n";
+    bool has_accept = false;
+    for (const auto& [k, v] : spec.headers) {
+      req += k + ": " + v + "\r\n";
+      if (k == "Accept")
+        has_accept = true;
+    }
+    if (!has_accept)
+      req += "Accept: */*\r\n";
+    req += "Connection: close\r\n\r\n";
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(req), kUseTuple);
+    if (wec) {
+      last_error_ = "probe write: " + wec.message();
+      co_return false;
+    }
+    char buf[64];
+    size_t have = 0;
+    while (have < 12) {
+      auto [rec, n] =
+          co_await socket.async_read_some(asio::buffer(buf + have, sizeof(buf) - have), kUseTuple);
+      have += n;
+      if (rec)
+        break;
+    }
+    int status = 0;
+    if (have >= 12 && std::string_view(buf, 5) == "HTTP/") {
+      std::from_chars(buf + 9, buf + 12, status);
+    }
+    if (status >= 200 && status < 400)
+      co_return true;
+    last_error_ = "HTTP probe " + spec.path + " answered " +
+                  (status ? std::to_string(status) : std::string("no valid status line"));
+    co_return false;
+  };
+  auto timer = [&]() -> Task<void> { co_await deadline.async_wait(kUseTuple); };
+  auto result = co_await (attempt() || timer());
+  if (result.index() == 1) {
+    last_error_ = "probe timed out after " + std::to_string(timeout.count()) + " ms";
+    co_return false;
+  }
+  co_return std::get<0>(result);
+}
+
+Task<void> ReadinessProber::run() {
+  while (!stopped_) {
+    bool all_ok = true;
+    for (const auto& spec : probes_) {
+      std::chrono::milliseconds timeout =
+          spec.timeout_seconds > 0 ? std::chrono::milliseconds(spec.timeout_seconds * 1000)
+                                   : (ever_ready_ ? 1000ms : 100ms);
+      if (!co_await probe_once(spec, timeout)) {
+        all_ok = false;
+        break;
+      }
+    }
+    const auto& first = probes_.front();
+    if (all_ok) {
+      failures_ = 0;
+      if (++successes_ >= first.success_threshold) {
+        ever_ready_ = true;
+        set_ready(true);
+      }
+    } else {
+      successes_ = 0;
+      if (!ever_ready_ || ++failures_ >= std::max(1, first.failure_threshold))
+        set_ready(false);
+    }
+    std::chrono::milliseconds period = first.period_seconds > 0
+                                           ? std::chrono::milliseconds(first.period_seconds * 1000)
+                                           : (ever_ready_ ? 1000ms : 50ms);
+    if (!ever_ready_ && first.period_seconds > 0)
+      period = std::min(period, 1000ms);
+    tick_.expires_after(period);
+    co_await tick_.async_wait(kUseTuple);
+  }
+}
+
+}  // namespace sluice::queue
