@@ -1,6 +1,6 @@
 // sluice-testapp: a fast, scriptable upstream for tests and benchmarks.
 //
-//   sluice-testapp --port 8080 [--startup-delay-ms N] [--threads N]
+//   sluice-testapp --port 8080 [--startup-delay-ms N] [--threads N] [--idle-close-ms N]
 //
 // Every knob is a query parameter, so one running app serves every test:
 //   delay=MS            wait before answering
@@ -85,12 +85,30 @@ asio::awaitable<void> websocket_echo(tcp::socket socket, http::request<http::str
   }
 }
 
+long g_idle_close_ms = 0;
+
 asio::awaitable<void> session(tcp::socket socket) {
   beast::flat_buffer buf;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
     parser.header_limit(128 * 1024);
+    if (g_idle_close_ms > 0 && buf.size() == 0) {
+      // Like many app servers: drop keep-alive connections that stay idle too long.
+      auto idle = std::make_shared<asio::steady_timer>(socket.get_executor());
+      idle->expires_after(std::chrono::milliseconds(g_idle_close_ms));
+      auto readable = std::make_shared<bool>(false);
+      socket.async_wait(tcp::socket::wait_read, [readable, idle](beast::error_code e) {
+        *readable = !e;
+        idle->cancel();
+      });
+      co_await idle->async_wait(kTuple);
+      if (!*readable) {
+        beast::error_code ignored;
+        socket.close(ignored);
+        co_return;
+      }
+    }
     auto [ec, n] = co_await http::async_read(socket, buf, parser, kTuple);
     if (ec)
       co_return;
@@ -211,6 +229,8 @@ int main(int argc, char** argv) {
       port = std::atoi(next().c_str());
     } else if (a == "--startup-delay-ms") {
       startup_delay_ms = std::atol(next().c_str());
+    } else if (a == "--idle-close-ms") {
+      g_idle_close_ms = std::atol(next().c_str());
     } else if (a == "--threads") {
       threads = std::max(1, std::atoi(next().c_str()));
     } else {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what is missing, checks
+# formatting and project rules, builds (-Werror), runs the unit tests under
+# ASan+UBSan and under TSan, then runs every test (unit + end-to-end) with ctest.
+#   scripts/test.sh            everything (what CI runs)
+#   SLUICE_SKIP_SANITIZERS=1 scripts/test.sh   quick local loop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+
+scripts/install-deps.sh
+
+echo "== format and rules"
+if ! clang-format --dry-run --Werror $(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'tools/*.cc' 'bench/*.cc') 2>/tmp/sluice-format.log; then
+  head -20 /tmp/sluice-format.log
+  echo "formatting differs from .clang-format: run clang-format -i on the files above" >&2
+  exit 1
+fi
+# Logic takes time and randomness from core/ (TimeSource, Random); tests never sleep.
+if grep -rn -E 'std::chrono::(steady|system|high_resolution)_clock::now\(|std::random_device|[^a-z_]rand\(\)|sleep_for\(' src | grep -v '^src/core/'; then
+  echo "src/ outside core/ reads a clock, randomness or sleeps directly" >&2
+  exit 1
+fi
+if grep -rn -E 'sleep_for\(|usleep\(|[^_]sleep\(' tests/unit; then
+  echo "unit tests must not sleep: use ManualTimeSource" >&2
+  exit 1
+fi
+
+build_tree() {  # dir, extra cmake args...
+  local dir=$1
+  shift
+  cmake -S "$root" -B "$dir" -G Ninja -DSLUICE_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
+  echo "== unit tests under ASan+UBSan"
+  build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address,undefined -DSLUICE_UNIT_ONLY=ON
+  (cd build-asan && ctest -L unit -j "$jobs" --output-on-failure | tail -3)
+  echo "== unit tests under TSan"
+  build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread -DSLUICE_UNIT_ONLY=ON
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -L unit -j "$jobs" --output-on-failure | tail -3)
+fi
+
+echo "== all tests"
+build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cd build
+ctest -j "$jobs" --output-on-failure

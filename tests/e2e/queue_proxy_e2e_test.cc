@@ -1,0 +1,349 @@
+// End-to-end: the real `sluice queue-proxy` in front of the real sluice-testapp.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <future>
+#include <thread>
+
+#include "harness.h"
+#include "stats/stat.pb.h"
+
+namespace e2e {
+namespace {
+
+std::string ws_client(int port, int messages, double interval) {
+  return run(std::string("/usr/bin/python3 ") + E2E_DIR +
+             "/ws_client.py ws://127.0.0.1:" + std::to_string(port) + "/ws " +
+             std::to_string(messages) + " " + std::to_string(interval) + " 2>&1")
+      .out;
+}
+
+TEST(QueueProxyE2E, ProxiesRequestsAndRewritesHeaders) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto r =
+      curl(t.port, "/echo?x=1",
+           "-H 'K-Original-Host: hello.default.example.com' "
+           "-H 'Knative-Serving-Revision: hello-00001' -H 'Knative-Serving-Namespace: default' "
+           "-H 'X-Forwarded-For: 9.9.9.9' -H 'run-id: run-42' -d 'payload'");
+  ASSERT_EQ(r.status, 200) << r.head;
+  EXPECT_NE(r.body.find("POST /echo?x=1"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("Host: hello.default.example.com"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("K-Original-Host"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("Knative-Serving-"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("X-Forwarded-For: 9.9.9.9, 127.0.0.1"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("Forwarded: for=9.9.9.9"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("X-Request-Id: run-42"), std::string::npos) << "run-id wins\n" << r.body;
+  EXPECT_NE(r.body.find("\npayload"), std::string::npos) << r.body;
+
+  auto big = curl(t.port, "/?size=3000000");
+  EXPECT_EQ(big.status, 200);
+  EXPECT_EQ(big.body.size(), 3000000u);
+  auto chunked =
+      curl(t.port, "/echo", "-H 'Transfer-Encoding: chunked' --data-binary @/etc/os-release");
+  EXPECT_EQ(chunked.status, 200);
+  EXPECT_NE(chunked.body.find("Debian"), std::string::npos);
+  EXPECT_EQ(curl(t.port, "/?status=418").status, 418);
+}
+
+TEST(QueueProxyE2E, ProbeAnswers) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto kubelet = curl(t.port, "/healthz", "-A kube-probe/1.30 -H 'K-Network-Probe: queue'");
+  EXPECT_EQ(kubelet.status, 200);
+  EXPECT_EQ(kubelet.body, "queue");
+  EXPECT_EQ(kubelet.header("Sluice-Revision"), "local");
+  auto activator = curl(t.port, "/", "-A Knative-Activator-Probe -H 'K-Network-Probe: queue'");
+  EXPECT_EQ(activator.status, 200);
+  EXPECT_EQ(activator.body, "queue");
+  auto no_value = curl(t.port, "/", "-A kube-probe/1.30");
+  EXPECT_EQ(no_value.status, 400);
+  EXPECT_EQ(no_value.body, "unexpected probe header value: ");
+  auto hash = curl(t.port, "/", "-H 'K-Network-Probe: probe' -H 'K-Network-Hash: h123'");
+  EXPECT_EQ(hash.status, 200);
+  EXPECT_EQ(hash.header("K-Network-Hash"), "h123");
+  EXPECT_EQ(curl(t.port, "/", "-H 'K-Network-Probe: probe'").status, 400);
+  auto other = curl(t.port, "/", "-H 'K-Network-Probe: activator'");
+  EXPECT_EQ(other.status, 400);
+  EXPECT_EQ(other.body, "unexpected probe header value: activator");
+
+  // The app goes away: the background prober notices and health checks answer 503.
+  t.app->signal(SIGKILL);
+  t.app->wait(5s);
+  int status = 0;
+  for (int i = 0; i < 100 && status != 503; ++i) {
+    std::this_thread::sleep_for(50ms);
+    status = curl(t.port, "/", "-H 'K-Network-Probe: queue'").status;
+  }
+  EXPECT_EQ(status, 503);
+}
+
+TEST(QueueProxyE2E, NotReadyUntilTheAppListens) {
+  QueueProxyUnderTest t;
+  t.start({}, /*start_app=*/false, /*expect_ready=*/false);
+  EXPECT_EQ(curl(t.port, "/", "-H 'K-Network-Probe: queue'").status, 503);
+  Process app({TESTAPP_BIN, "--port", std::to_string(t.user_port)});
+  ASSERT_TRUE(wait_for_port(t.user_port));
+  int status = 0;
+  auto started = std::chrono::steady_clock::now();
+  while (status != 200 && std::chrono::steady_clock::now() - started < 5s) {
+    status = curl(t.port, "/", "-H 'K-Network-Probe: queue'").status;
+  }
+  EXPECT_EQ(status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s) << "aggressive 50 ms polling";
+}
+
+TEST(QueueProxyE2E, RefusesPastElevenTimesContainerConcurrency) {
+  QueueProxyUnderTest t;
+  t.start({"--container-concurrency", "2"});
+  // 22 slow requests fill 2 slots and the queue of 20 (served in 11 rounds of 1.2 s).
+  std::vector<std::future<std::string>> held;
+  for (int i = 0; i < 22; ++i) {
+    held.push_back(std::async(std::launch::async, [&t] {
+      return raw_exchange(t.port,
+                          "GET /?delay=1200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 30s);
+    }));
+  }
+  // Wait until the queue-proxy has all of them (20 waiting).
+  bool full = false;
+  for (int i = 0; i < 200 && !full; ++i) {
+    full = metric_value(t.metrics(), "breaker_pending_requests") == 20;
+    if (!full)
+      std::this_thread::sleep_for(25ms);
+  }
+  ASSERT_TRUE(full) << t.metrics();
+  auto refused = curl(t.port, "/");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.body, "pending request queue full");
+  EXPECT_EQ(refused.header("Sluice-Error"), "queue_full");
+  EXPECT_EQ(refused.header("Sluice-Not-Forwarded"), "true");
+  int ok = 0;
+  for (auto& f : held) ok += f.get().rfind("HTTP/1.1 200", 0) == 0;
+  EXPECT_EQ(ok, 22) << "every admitted request is served (the queue drains in 11 rounds)";
+}
+
+TEST(QueueProxyE2E, ExplainsUnreachableApp) {
+  QueueProxyUnderTest t;
+  t.start({}, /*start_app=*/false, /*expect_ready=*/false);
+  auto r = curl(t.port, "/");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(
+      r.body.find("connection refused by 127.0.0.1:" + std::to_string(t.user_port) + " after "),
+      std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find(" ms"), std::string::npos) << r.body;
+  EXPECT_EQ(r.header("Sluice-Error"), "connect_failed");
+  EXPECT_EQ(r.header("Sluice-Not-Forwarded"), "true");
+}
+
+TEST(QueueProxyE2E, ExplainsAppFailures) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto reset = curl(t.port, "/?fail=reset");
+  EXPECT_EQ(reset.status, 502);
+  EXPECT_NE(reset.body.find("before it answered"), std::string::npos) << reset.body;
+  EXPECT_EQ(reset.header("Sluice-Error"), "upstream_closed");
+  EXPECT_EQ(reset.header("Sluice-Not-Forwarded"), "") << "the app saw this one";
+  // Closed mid-response: the client must see a truncated response, not a clean one.
+  auto truncated =
+      run("curl -s -o /dev/null --max-time 10 'http://127.0.0.1:" + std::to_string(t.port) +
+          "/?fail=close'; echo $?");
+  EXPECT_EQ(truncated.out, "18\n") << "curl: partial file";
+  EXPECT_EQ(curl(t.port, "/").status, 200) << "still serving";
+}
+
+TEST(QueueProxyE2E, RevisionTimeoutIsTimeToResponseStart) {
+  QueueProxyUnderTest t;
+  t.start({"--revision-timeout", "1s"});
+  auto slow = curl(t.port, "/?delay=3000");
+  EXPECT_EQ(slow.status, 504);
+  EXPECT_EQ(slow.body, "request timeout");
+  // A stream that started in time is not cut by the revision timeout.
+  auto stream = curl(t.port, "/?chunks=4&interval=500");
+  EXPECT_EQ(stream.status, 200);
+  EXPECT_EQ(stream.body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
+}
+
+TEST(QueueProxyE2E, ServerSentEventsAreNotBuffered) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto started = std::chrono::steady_clock::now();
+  // Read only until the first event arrives; the stream goes on for 3 s.
+  std::string got =
+      raw_exchange(t.port, "GET /?sse=4&interval=1000 HTTP/1.1\r\nHost: x\r\n\r\n", 700ms);
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos) << got;
+  EXPECT_NE(got.find("data: 0"), std::string::npos) << "first event arrives at once\n" << got;
+  EXPECT_EQ(got.find("data: 1"), std::string::npos) << got;
+  EXPECT_LT(elapsed, 1s);
+}
+
+TEST(QueueProxyE2E, WebSocketOutlivesTheRevisionTimeout) {
+  QueueProxyUnderTest t;
+  t.start({"--revision-timeout", "1s", "--container-concurrency", "1"});
+  // 6 messages 0.5 s apart: 2.5 s, well past the 1 s revision timeout.
+  std::string out = ws_client(t.port, 6, 0.5);
+  EXPECT_NE(out.find("ok 6"), std::string::npos) << out;
+}
+
+TEST(QueueProxyE2E, WebSocketHoldsOneSlot) {
+  QueueProxyUnderTest t;
+  t.start({"--container-concurrency", "1"});
+  auto ws = std::async(std::launch::async, [&] { return ws_client(t.port, 4, 0.5); });
+  std::this_thread::sleep_for(500ms);
+  // The only slot is the tunnel's: a plain request waits for it.
+  auto started = std::chrono::steady_clock::now();
+  auto r = curl(t.port, "/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GT(std::chrono::steady_clock::now() - started, 800ms) << "queued behind the tunnel";
+  EXPECT_NE(ws.get().find("ok 4"), std::string::npos);
+}
+
+TEST(QueueProxyE2E, DrainFinishesInFlightRequestAndWebSocket) {
+  QueueProxyUnderTest t;
+  t.start({"--drain-quiet-period", "1s"});
+  auto slow = std::async(std::launch::async, [&] { return curl(t.port, "/?delay=2500"); });
+  auto ws = std::async(std::launch::async, [&] { return ws_client(t.port, 8, 0.4); });
+  std::this_thread::sleep_for(300ms);
+  t.qp->signal(SIGTERM);
+  std::this_thread::sleep_for(100ms);
+  auto probe = curl(t.port, "/", "-A kube-probe/1.30 -H 'K-Network-Probe: queue'");
+  EXPECT_EQ(probe.status, 503);
+  EXPECT_EQ(probe.body, "shutting down");
+  EXPECT_EQ(slow.get().status, 200) << "in-flight request finishes";
+  EXPECT_NE(ws.get().find("ok 8"), std::string::npos) << "tunnel drains, not cut";
+  auto code = t.qp->wait(10s);
+  ASSERT_TRUE(code.has_value()) << t.qp->output();
+  EXPECT_EQ(*code, 0);
+  EXPECT_FALSE(wait_for_port(t.port, 100ms)) << "no longer accepting";
+}
+
+TEST(QueueProxyE2E, WaitForDrainReturnsPromptlyWithoutSigterm) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto started = std::chrono::steady_clock::now();
+  auto r = curl(t.admin_port, "/wait-for-drain");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_EQ(curl(t.port, "/", "-H 'K-Network-Probe: queue'").status, 200) << "serving goes on";
+}
+
+TEST(QueueProxyE2E, StatsAreKnativeProtobuf) {
+  QueueProxyUnderTest t;
+  t.start();
+  for (int i = 0; i < 5; ++i) curl(t.port, "/", "-H 'K-Proxy-Request: activator'");
+  for (int i = 0; i < 3; ++i) curl(t.port, "/");
+  std::this_thread::sleep_for(1200ms);
+  auto resp = curl(t.stats_port, "/metrics");
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_EQ(resp.header("Content-Type"), "application/protobuf");
+  sluice::stats::wire::Stat stat;
+  ASSERT_TRUE(stat.ParseFromString(resp.body));
+  EXPECT_FALSE(stat.pod_name().empty());
+  EXPECT_GT(stat.process_uptime(), 1.0);
+  // The 8 requests fell into one or two 1 s windows; the last cut has the later ones.
+  EXPECT_GE(stat.request_count(), 0.0);
+  EXPECT_LE(stat.proxied_request_count(), stat.request_count());
+}
+
+TEST(QueueProxyE2E, PrometheusMetricsUseKnativeNames) {
+  QueueProxyUnderTest t;
+  t.start({"--container-concurrency", "4"});
+  curl(t.port, "/");
+  curl(t.port, "/?status=503");
+  curl(t.port, "/", "-H 'K-Network-Probe: queue'");  // probes are not counted
+  std::string m = t.metrics();
+  EXPECT_NE(m.find("revision_request_count{namespace_name=\"default\""), std::string::npos) << m;
+  EXPECT_NE(m.find("response_code=\"200\",response_code_class=\"2xx\",route_tag=\"DISABLED\"} 1"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("response_code=\"503\",response_code_class=\"5xx\",route_tag=\"DISABLED\"} 1"),
+            std::string::npos)
+      << m;
+  for (auto name :
+       {"revision_request_latencies_bucket", "revision_app_request_count",
+        "revision_app_request_latencies_bucket", "revision_queue_depth", "breaker_pending_requests",
+        "revision_queue_time_seconds_bucket", "revision_proxy_start_latency_seconds_bucket",
+        "revision_queue_time_over_threshold_total", "revision_rejected_requests_total"}) {
+    EXPECT_NE(m.find(name), std::string::npos) << name;
+  }
+}
+
+TEST(QueueProxyE2E, BadInputGetsClearErrorsAndIsCounted) {
+  QueueProxyUnderTest t;
+  t.start({"--header-timeout", "1s"});
+  auto malformed = raw_exchange(t.port, "GET / HTTP/1.1\r\nBad Header Line\r\n\r\n");
+  EXPECT_EQ(malformed.rfind("HTTP/1.1 400", 0), 0u) << malformed;
+  EXPECT_NE(malformed.find("malformed request"), std::string::npos) << malformed;
+  EXPECT_NE(malformed.find("Connection: close"), std::string::npos) << malformed;
+
+  auto huge =
+      raw_exchange(t.port, "GET / HTTP/1.1\r\nX-Big: " + std::string(70000, 'a') + "\r\n\r\n");
+  EXPECT_EQ(huge.rfind("HTTP/1.1 431", 0), 0u) << huge.substr(0, 200);
+
+  auto smuggle = raw_exchange(t.port,
+                              "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                              "4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_EQ(smuggle.rfind("HTTP/1.1 400", 0), 0u) << smuggle;
+  EXPECT_NE(smuggle.find("ambiguous message framing"), std::string::npos) << smuggle;
+
+  auto started = std::chrono::steady_clock::now();
+  auto trickle = raw_exchange(t.port, "GET / HTTP/1.1\r\nHost: x\r\n", 5s);
+  EXPECT_EQ(trickle, "") << "cut without an answer";
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << "cut by the 1 s header timeout";
+
+  std::string m = t.metrics();
+  for (auto reason : {"malformed\"} 1", "header_too_large\"} 1", "ambiguous_framing\"} 1",
+                      "header_timeout\"} 1"}) {
+    EXPECT_NE(m.find(reason), std::string::npos) << reason << "\n" << m;
+  }
+  EXPECT_EQ(curl(t.port, "/").status, 200) << "still serving";
+}
+
+TEST(QueueProxyE2E, StaleKeepAliveConnectionIsRetriedTransparently) {
+  QueueProxyUnderTest t;
+  // An app that closes idle keep-alive connections after 200 ms.
+  t.start({}, /*start_app=*/false, /*expect_ready=*/false);
+  Process app({TESTAPP_BIN, "--port", std::to_string(t.user_port), "--idle-close-ms", "200"});
+  ASSERT_TRUE(wait_for_port(t.user_port));
+  for (int i = 0; i < 5; ++i) {
+    auto r = curl(t.port, "/");
+    EXPECT_EQ(r.status, 200) << "request " << i << ": " << r.body;
+    std::this_thread::sleep_for(300ms);  // the pooled connection is closed by the app meanwhile
+  }
+}
+
+TEST(QueueProxyE2E, MissingEnvironmentIsNamed) {
+  auto r = run(std::string("env -i SERVING_NAMESPACE=default SERVING_REVISION=r ") + SLUICE_BIN +
+               " queue-proxy 2>&1; echo exit=$?");
+  EXPECT_NE(r.out.find("required environment variable SERVING_POD is not set"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("CONTAINER_CONCURRENCY"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
+}
+
+TEST(QueueProxyE2E, HelpAndVersion) {
+  auto help = run(std::string(SLUICE_BIN) + " --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("queue-proxy"), std::string::npos);
+  auto qp_help = run(std::string(SLUICE_BIN) + " queue-proxy --help");
+  for (auto flag : {"--port", "--user-port", "--admin-port", "--stats-port", "--metrics-port",
+                    "--container-concurrency", "--revision-timeout", "--readiness-probe",
+                    "--drain-quiet-period", "--threads"}) {
+    EXPECT_NE(qp_help.out.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(run(std::string(SLUICE_BIN) + " version").out.find("sluice "), std::string::npos);
+}
+
+TEST(QueueProxyE2E, ServesWithSeveralWorkerThreads) {
+  QueueProxyUnderTest t;
+  t.start({"--threads", "2", "--container-concurrency", "2"});
+  std::vector<std::future<HttpResponse>> rs;
+  for (int i = 0; i < 8; ++i) {
+    rs.push_back(std::async(std::launch::async, [&] { return curl(t.port, "/?delay=100"); }));
+  }
+  for (auto& r : rs) EXPECT_EQ(r.get().status, 200);
+}
+
+}  // namespace
+}  // namespace e2e

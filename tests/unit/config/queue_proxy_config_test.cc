@@ -1,0 +1,138 @@
+#include "config/queue_proxy_config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace sluice::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(std::string(name));
+    if (it == vars.end())
+      return std::nullopt;
+    return it->second;
+  };
+}
+
+std::map<std::string, std::string> knative_pod_env() {
+  return {{"CONTAINER_CONCURRENCY", "4"},
+          {"QUEUE_SERVING_PORT", "8012"},
+          {"QUEUE_SERVING_TLS_PORT", "8112"},
+          {"USER_PORT", "8080"},
+          {"REVISION_TIMEOUT_SECONDS", "300"},
+          {"SERVING_LOGGING_CONFIG", "{}"},
+          {"SERVING_LOGGING_LEVEL", "info"},
+          {"SERVING_NAMESPACE", "default"},
+          {"SERVING_CONFIGURATION", "hello"},
+          {"SERVING_REVISION", "hello-00001"},
+          {"SERVING_POD", "hello-00001-deployment-abc"},
+          {"SERVING_POD_IP", "10.0.0.7"},
+          {"SERVING_SERVICE", "hello"},
+          {"SERVING_READINESS_PROBE",
+           R"({"tcpSocket":{"port":8080,"host":"127.0.0.1"},"successThreshold":1})"}};
+}
+
+TEST(QueueProxyConfig, ReadsKnativePodEnvironment) {
+  auto r = load_queue_proxy_config(env_of(knative_pod_env()), {});
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0]);
+  const auto& c = *r.config;
+  EXPECT_FALSE(c.local_mode);
+  EXPECT_EQ(c.container_concurrency, 4u);
+  EXPECT_EQ(c.port, 8012);
+  EXPECT_EQ(c.user_port, 8080);
+  EXPECT_EQ(c.revision_timeout, 300s);
+  EXPECT_EQ(c.revision_name, "hello-00001");
+  EXPECT_EQ(c.pod_name, "hello-00001-deployment-abc");
+  EXPECT_EQ(c.admin_port, 8022);
+  EXPECT_EQ(c.stats_port, 9090);
+  EXPECT_EQ(c.metrics_port, 9091);
+  ASSERT_EQ(c.readiness_probes.size(), 1u);
+}
+
+TEST(QueueProxyConfig, EachMissingRequiredVariableIsNamed) {
+  auto env = knative_pod_env();
+  env.erase("SERVING_POD");
+  env.erase("CONTAINER_CONCURRENCY");
+  auto r = load_queue_proxy_config(env_of(env), {});
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 2u);
+  std::string all = r.errors[0] + "\n" + r.errors[1];
+  EXPECT_NE(all.find("SERVING_POD is not set"), std::string::npos) << all;
+  EXPECT_NE(all.find("CONTAINER_CONCURRENCY is not set"), std::string::npos) << all;
+}
+
+TEST(QueueProxyConfig, FlagSatisfiesAndOverridesTheEnvironment) {
+  auto env = knative_pod_env();
+  env.erase("CONTAINER_CONCURRENCY");
+  QueueProxyFlags flags;
+  flags.container_concurrency = 8;
+  flags.revision_timeout = "45s";
+  flags.port = 18012;
+  auto r = load_queue_proxy_config(env_of(env), flags);
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->container_concurrency, 8u);
+  EXPECT_EQ(r.config->revision_timeout, 45s);
+  EXPECT_EQ(r.config->port, 18012);
+}
+
+TEST(QueueProxyConfig, BadValuesAreReportedWithTheVariable) {
+  auto env = knative_pod_env();
+  env["CONTAINER_CONCURRENCY"] = "four";
+  env["SERVING_ENABLE_REQUEST_LOG"] = "yes please";
+  auto r = load_queue_proxy_config(env_of(env), {});
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_NE(r.errors[0].find("CONTAINER_CONCURRENCY=\"four\""), std::string::npos) << r.errors[0];
+  EXPECT_NE(r.errors[1].find("SERVING_ENABLE_REQUEST_LOG"), std::string::npos) << r.errors[1];
+}
+
+TEST(QueueProxyConfig, LocalModeNeedsOnlyTheUserPort) {
+  auto none = load_queue_proxy_config(env_of({}), {});
+  ASSERT_FALSE(none.config);
+  ASSERT_EQ(none.errors.size(), 1u);
+  EXPECT_NE(none.errors[0].find("USER_PORT"), std::string::npos);
+
+  QueueProxyFlags flags;
+  flags.user_port = 8080;
+  auto r = load_queue_proxy_config(env_of({}), flags);
+  ASSERT_TRUE(r.config) << r.errors.at(0);
+  EXPECT_TRUE(r.config->local_mode);
+  EXPECT_EQ(r.config->container_concurrency, 0u);
+  EXPECT_EQ(r.config->drain_quiet_period, 30s);
+  EXPECT_EQ(r.config->threads, 1);
+  ASSERT_EQ(r.config->readiness_probes.size(), 1u)
+      << "a TCP probe on the user port, as Knative defaults";
+  EXPECT_EQ(r.config->readiness_probes[0].port, 8080);
+}
+
+TEST(QueueProxyConfig, PartialPodIdentityIsAnErrorNotLocalMode) {
+  auto r = load_queue_proxy_config(env_of({{"SERVING_REVISION", "x"}, {"USER_PORT", "8080"}}), {});
+  EXPECT_FALSE(r.config);
+  EXPECT_GE(r.errors.size(), 7u);
+}
+
+TEST(QueueProxyConfig, ResponseStartTimeoutOnlyWhenShorterThanRevisionTimeout) {
+  auto env = knative_pod_env();
+  env["REVISION_RESPONSE_START_TIMEOUT_SECONDS"] = "300";
+  env["REVISION_IDLE_TIMEOUT_SECONDS"] = "20";
+  auto r = load_queue_proxy_config(env_of(env), {});
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->response_start_timeout, 0s);
+  EXPECT_EQ(r.config->idle_timeout, 20s);
+}
+
+TEST(QueueProxyConfig, KnowsEveryKnativeVariable) {
+  const auto& names = queue_proxy_env_names();
+  for (auto required : {"CONTAINER_CONCURRENCY", "QUEUE_SERVING_TLS_PORT", "SERVING_POD_IP",
+                        "SERVING_READINESS_PROBE", "TRACING_CONFIG_ZIPKIN_ENDPOINT",
+                        "SERVING_REQUEST_METRICS_REPORTING_PERIOD_SECONDS"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), required), names.end()) << required;
+  }
+}
+
+}  // namespace
+}  // namespace sluice::config

@@ -1,0 +1,73 @@
+#include "config/readiness_probe.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice::config {
+namespace {
+
+TEST(ReadinessProbe, EmptyMeansAlwaysReady) {
+  auto r = parse_readiness_probe("", 8080);
+  EXPECT_TRUE(r.error.empty());
+  EXPECT_TRUE(r.probes.empty());
+}
+
+TEST(ReadinessProbe, TcpAsKnativeWritesIt) {
+  auto r = parse_readiness_probe(
+      R"({"tcpSocket":{"port":8080,"host":"127.0.0.1"},"successThreshold":1})", 9);
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_EQ(r.probes.size(), 1u);
+  EXPECT_EQ(r.probes[0].kind, ProbeSpec::Kind::Tcp);
+  EXPECT_EQ(r.probes[0].port, 8080);
+  EXPECT_EQ(r.probes[0].period_seconds, 0) << "aggressive mode by default";
+}
+
+TEST(ReadinessProbe, HttpWithPathHeadersSchemeAndTiming) {
+  auto r = parse_readiness_probe(
+      R"({"httpGet":{"path":"healthz","port":"8081","scheme":"HTTP",
+          "httpHeaders":[{"name":"X-Probe","value":"yes"}]},
+          "periodSeconds":5,"successThreshold":2,"failureThreshold":4})",
+      8080);
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  const auto& p = r.probes.at(0);
+  EXPECT_EQ(p.kind, ProbeSpec::Kind::Http);
+  EXPECT_EQ(p.path, "/healthz");
+  EXPECT_EQ(p.port, 8081);
+  ASSERT_EQ(p.headers.size(), 1u);
+  EXPECT_EQ(p.headers[0].first, "X-Probe");
+  EXPECT_EQ(p.period_seconds, 5);
+  EXPECT_EQ(p.timeout_seconds, 1) << "periodSeconds > 0 forces timeout >= 1 (Knative)";
+  EXPECT_EQ(p.success_threshold, 2);
+  EXPECT_EQ(p.failure_threshold, 4);
+}
+
+TEST(ReadinessProbe, ArrayForMultiContainerProbing) {
+  auto r = parse_readiness_probe(
+      R"([{"tcpSocket":{"port":8080}},{"httpGet":{"port":8090,"path":"/"}}])", 0);
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_EQ(r.probes.size(), 2u);
+  EXPECT_EQ(r.probes[1].port, 8090);
+}
+
+TEST(ReadinessProbe, ExecBecomesTcpOnTheUserPort) {
+  auto r = parse_readiness_probe(R"({"exec":{"command":["true"]}})", 8080);
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  EXPECT_EQ(r.probes.at(0).kind, ProbeSpec::Kind::Tcp);
+  EXPECT_EQ(r.probes.at(0).port, 8080);
+}
+
+TEST(ReadinessProbe, ErrorsNameWhatIsWrong) {
+  EXPECT_NE(parse_readiness_probe("{not json", 8080).error.find("not valid JSON"),
+            std::string::npos);
+  EXPECT_NE(parse_readiness_probe(R"({"httpGet":{"port":"http"}})", 8080).error.find("named port"),
+            std::string::npos);
+  EXPECT_NE(parse_readiness_probe(R"({"tcpSocket":{"port":70000}})", 8080).error.find("1..65535"),
+            std::string::npos);
+  EXPECT_NE(parse_readiness_probe(R"({"periodSeconds":1})", 8080).error.find("none of httpGet"),
+            std::string::npos);
+  EXPECT_NE(parse_readiness_probe(R"({"tcpSocket":{},"periodSeconds":-1})", 8080)
+                .error.find("periodSeconds"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::config

@@ -1,0 +1,126 @@
+#include "http/parser.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <string>
+
+namespace sluice::http {
+namespace {
+
+struct Parsed {
+  error_code ec;
+  MessageHead head;
+  BodyPieces body;
+  std::string body_text;
+  bool done = false;
+};
+
+// Feeds `wire` in slices of `step` bytes, as a socket would deliver it, consuming what
+// the parser used. Head views dangle afterwards: tests check only head scalars.
+Parsed parse_request(const std::string& wire, size_t step = 1 << 20) {
+  Parsed p;
+  RequestParser parser(p.head, p.body);
+  parser.header_limit(64 * 1024);
+  parser.body_limit(boost::none);
+  parser.eager(true);
+  std::string buffer;
+  size_t fed = 0;
+  while (!parser.is_done()) {
+    size_t used = 0;
+    if (!buffer.empty())
+      used = parser.put(boost::asio::buffer(buffer), p.ec);
+    if (p.ec == bhttp::error::need_more)
+      p.ec = {};
+    if (p.ec)
+      return p;
+    for (auto piece : p.body.pieces) p.body_text.append(piece);
+    p.body.clear();
+    buffer.erase(0, used);
+    if (used == 0) {
+      if (fed == wire.size())
+        break;
+      size_t n = std::min(step, wire.size() - fed);
+      buffer.append(wire, fed, n);
+      fed += n;
+    }
+  }
+  p.done = parser.is_done();
+  return p;
+}
+
+TEST(RequestParser, HeadFieldsAreViewsWithoutCopies) {
+  std::string wire = "GET /a?b=c HTTP/1.1\r\nHost: example\r\nX-Custom: 1\r\n\r\n";
+  Parsed p = parse_request(wire);
+  ASSERT_FALSE(p.ec) << p.ec.message();
+  EXPECT_TRUE(p.done);
+  EXPECT_EQ(p.head.method, bhttp::verb::get);
+  EXPECT_EQ(p.head.version, 11);
+  EXPECT_EQ(p.head.fields.size(), 2u);
+}
+
+TEST(RequestParser, ChunkedBodyArrivesInPiecesInOrder) {
+  std::string wire =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  for (size_t step : {1, 3, 7, 1000}) {
+    Parsed p = parse_request(wire, step);
+    ASSERT_FALSE(p.ec) << "step " << step << ": " << p.ec.message();
+    EXPECT_TRUE(p.done) << "step " << step;
+    EXPECT_EQ(p.body_text, "hello world") << "step " << step;
+  }
+}
+
+TEST(RequestParser, RejectsContentLengthWithTransferEncoding) {
+  Parsed p = parse_request(
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+  EXPECT_EQ(p.ec, bhttp::error::bad_transfer_encoding);
+  Parsed q = parse_request(
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_EQ(q.ec, bhttp::error::bad_content_length);
+}
+
+TEST(RequestParser, RejectsConflictingContentLengths) {
+  Parsed p = parse_request("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
+  EXPECT_EQ(p.ec, bhttp::error::multiple_content_length);
+}
+
+TEST(RequestParser, RejectsTransferEncodingThatDoesNotEndInChunked) {
+  Parsed p =
+      parse_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+  EXPECT_EQ(p.ec, ParseError::TransferEncodingNotChunked);
+  EXPECT_NE(p.ec.message().find("chunked"), std::string::npos);
+}
+
+TEST(RequestParser, RejectsOversizedHead) {
+  std::string wire = "GET / HTTP/1.1\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n";
+  Parsed p = parse_request(wire);
+  EXPECT_EQ(p.ec, bhttp::error::header_limit);
+}
+
+TEST(RequestParser, RejectsMalformedRequestLine) {
+  EXPECT_TRUE(parse_request("GET / HTTP/9.9\r\n\r\n").ec);
+  EXPECT_TRUE(parse_request("G@T / HTTP/1.1\r\n\r\n").ec);
+  EXPECT_TRUE(parse_request("GET / HTTP/1.1\r\nBad Header\r\n\r\n").ec);
+}
+
+TEST(ResponseParser, ReadsStatusAndContentLengthBody) {
+  MessageHead head;
+  BodyPieces body;
+  ResponseParser parser(head, body);
+  parser.eager(true);
+  parser.body_limit(boost::none);
+  std::string wire = "HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc";
+  error_code ec;
+  parser.put(boost::asio::buffer(wire), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(parser.is_done());
+  EXPECT_EQ(head.status, 201);
+  EXPECT_EQ(std::string(head.reason), "Created");
+  ASSERT_EQ(body.pieces.size(), 1u);
+  EXPECT_EQ(body.pieces[0], "abc");
+}
+
+}  // namespace
+}  // namespace sluice::http
