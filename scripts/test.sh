@@ -37,10 +37,10 @@ build_tree() {  # dir, extra cmake args...
 if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
   echo "== unit tests under ASan+UBSan"
   build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address,undefined -DSLUICE_UNIT_ONLY=ON
-  (cd build-asan && ctest -L unit -j "$jobs" --output-on-failure | tail -3)
+  (cd build-asan && ctest -L unit -j "$jobs" --output-on-failure | tail -4)
   echo "== unit tests under TSan"
   build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread -DSLUICE_UNIT_ONLY=ON
-  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -L unit -j "$jobs" --output-on-failure | tail -3)
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -L unit -j "$jobs" --output-on-failure | tail -4)
 fi
 
 echo "== all tests"

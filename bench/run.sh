@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds everything the proxy benchmark needs (Release sluice, the test app, Knative
+# 1.18's queue-proxy from its Go module, HAProxy/nginx/wrk from Debian) and runs it.
+#   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --bench
+cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-bench -j "$(nproc)" --target sluice sluice-testapp >/dev/null
+if [[ ! -x bench/.bin/queue ]]; then
+  # Knative Serving v0.45.x is the knative-v1.18 release line. v0.45.2 (1.18.2) is refused
+  # by the module proxy this machine reaches, so fall back to v0.45.1 (1.18.1).
+  for v in v0.45.2 v0.45.1; do
+    if GOBIN="$PWD/bench/.bin" go install "knative.dev/serving/cmd/queue@$v" 2>/dev/null; then
+      echo "built Knative queue-proxy $v" >&2
+      echo "$v" > bench/.bin/queue.version
+      break
+    fi
+  done
+fi
+exec python3 bench/proxy_bench.py "$@"
