@@ -158,7 +158,8 @@ def start_haproxy(up, cc):
     with open(cfg, "w") as f:
         f.write(f"""global
     nbthread 1
-    maxconn 10000
+    # HAProxy needs 2 descriptors per connection plus spares under the 20000 file limit.
+    maxconn 8000
 defaults
     mode http
     timeout connect 5s

@@ -42,17 +42,21 @@ uint64_t os_seed() {
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
 
-std::string random_hex_id(Random& random) {
+void random_hex_id(Random& random, char (&out)[kHexIdLength]) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
   for (int half = 0; half < 2; ++half) {
     uint64_t v = random.next_u64();
     for (int i = 0; i < 16; ++i) {
-      id[half * 16 + i] = kHex[v & 0xf];
+      out[half * 16 + i] = kHex[v & 0xf];
       v >>= 4;
     }
   }
-  return id;
+}
+
+std::string random_hex_id(Random& random) {
+  char buf[kHexIdLength];
+  random_hex_id(random, buf);
+  return std::string(buf, kHexIdLength);
 }
 
 }  // namespace sluice::core

@@ -43,6 +43,8 @@ class ScriptedRandom final : public Random {
 uint64_t os_seed();
 
 // 32 lowercase hex characters (128 random bits): request ids.
+inline constexpr size_t kHexIdLength = 32;
+void random_hex_id(Random& random, char (&out)[kHexIdLength]);
 std::string random_hex_id(Random& random);
 
 }  // namespace sluice::core

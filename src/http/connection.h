@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/gather.h"
 #include "http/headers.h"
 #include "http/io.h"
 #include "http/parser.h"
@@ -93,6 +94,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   MessageHead& upstream_head() { return up_head_; }
   BodyPieces& upstream_body() { return up_body_; }
   std::string& upstream_scratch() { return up_scratch_; }
+  Gather& gather() { return gather_; }
   const std::string& client_ip() const { return client_ip_; }
   void set_upstream(UpstreamConnection* up) { upstream_ = up; }
   bool closing() const { return closing_; }
@@ -121,6 +123,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   MessageHead up_head_;
   BodyPieces up_body_;
   std::string up_scratch_;
+  Gather gather_;
+  std::vector<asio::const_buffer> write_buffers_;
   std::string client_ip_;
   asio::steady_timer timer_;
   bool timer_armed_ = false;

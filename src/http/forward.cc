@@ -6,61 +6,13 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include "http/gather.h"
+
 namespace sluice::http {
 
 namespace {
 
 using Outcome = ForwardResult::Outcome;
-
-// Gathers one write: an optional head, then body pieces framed for `framing`.
-class Gather {
- public:
-  void reset() {
-    frames_.clear();
-    parts_.clear();
-  }
-  void head(std::string_view h) { parts_.push_back({Part::Head, h, 0}); }
-  void pieces(const BodyPieces& body, BodyFraming framing) {
-    for (auto p : body.pieces) {
-      if (p.empty())
-        continue;
-      if (framing == BodyFraming::Chunked) {
-        size_t at = frames_.size();
-        write_chunk_header(p.size(), frames_);
-        parts_.push_back({Part::Frame, {}, at, frames_.size() - at});
-        parts_.push_back({Part::Data, p, 0});
-        parts_.push_back({Part::Data, "\r\n", 0});
-      } else {
-        parts_.push_back({Part::Data, p, 0});
-      }
-    }
-  }
-  void last_chunk() { parts_.push_back({Part::Data, kLastChunk, 0}); }
-  bool empty() const { return parts_.empty(); }
-  // Frame offsets resolve only now: frames_ may have reallocated while it grew.
-  const std::vector<asio::const_buffer>& buffers() {
-    bufs_.clear();
-    for (const auto& p : parts_) {
-      if (p.kind == Part::Frame) {
-        bufs_.emplace_back(frames_.data() + p.offset, p.length);
-      } else {
-        bufs_.emplace_back(p.view.data(), p.view.size());
-      }
-    }
-    return bufs_;
-  }
-
- private:
-  struct Part {
-    enum Kind { Head, Frame, Data } kind;
-    std::string_view view;
-    size_t offset = 0;
-    size_t length = 0;
-  };
-  std::string frames_;
-  std::vector<Part> parts_;
-  std::vector<asio::const_buffer> bufs_;
-};
 
 template <typename Stream>
 Task<error_code> write_gather(Stream& s, Gather& g) {
@@ -179,16 +131,18 @@ Task<ForwardResult> forward(Exchange& exchange,
   // From here on the request head views may dangle (reads move the buffer).
 
   conn.watch(Watch::AbortUpstream, options.response_start_deadline);
-  Gather gather;
-  std::unique_ptr<UpstreamConnection> up;
+  Gather& gather = conn.gather();
+  gather.reset();
+  UpstreamConnectionPtr up;
   std::optional<ResponseParser> rp;
   bool sent_continue = false;
 
+  result.connected_at = time.now();
   for (int attempt = 0;; ++attempt) {
     // A retry (stale pooled connection) always dials fresh.
-    up = attempt == 0 ? worker.pool().take(target.endpoint) : nullptr;
+    up = attempt == 0 ? worker.pool().take(target.endpoint, result.connected_at) : nullptr;
     if (!up) {
-      up = std::make_unique<UpstreamConnection>(worker.executor());
+      up = std::make_shared<UpstreamConnection>(worker.executor());
       up->endpoint = target.endpoint;
       conn.set_upstream(up.get());
       auto [ec] = co_await up->socket.async_connect(target.endpoint, kUseTuple);
@@ -200,9 +154,9 @@ Task<ForwardResult> forward(Exchange& exchange,
       }
       error_code ignored;
       up->socket.set_option(tcp::no_delay(true), ignored);
+      result.connected_at = time.now();
     }
     conn.set_upstream(up.get());
-    result.connected_at = time.now();
 
     // --- request: head, then the body as it arrives ---
     gather.reset();
@@ -448,6 +402,7 @@ Task<ForwardResult> forward(Exchange& exchange,
     }
   }
   conn.set_upstream(nullptr);
+  result.finished_at = time.now();
   if (result.outcome != Outcome::Completed) {
     // Mid-response failure: the client must see a truncated message, not a clean one.
     exchange.close_after();
@@ -457,7 +412,7 @@ Task<ForwardResult> forward(Exchange& exchange,
     co_return result;
   }
   if (rp->keep_alive() && rp->is_done() && !rp->need_eof() && up->buffer.size() == 0) {
-    worker.pool().give_back(std::move(up));
+    worker.pool().give_back(std::move(up), result.finished_at);
   }
   co_return result;
 }

@@ -52,8 +52,9 @@ struct ForwardResult {
   bool request_sent = false;  // some request byte reached the upstream
   bool upgraded = false;
   bool response_started = false;
-  core::TimePoint connected_at{};
+  core::TimePoint connected_at{};  // request handed to the upstream
   core::TimePoint response_started_at{};
+  core::TimePoint finished_at{};
 };
 
 std::string_view to_string(ForwardResult::Outcome o);

@@ -38,16 +38,24 @@ void append_number(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
-std::string connection_tokens(const MessageHead& head) {
-  std::string tokens;
+// The Connection header's tokens. One Connection header (the usual case) is returned
+// as a view; several are joined into `storage`.
+std::string_view connection_tokens(const MessageHead& head, std::string& storage) {
+  std::string_view single;
+  int count = 0;
   for (const auto& f : head.fields) {
-    if (f.name == bhttp::field::connection) {
-      if (!tokens.empty())
-        tokens.push_back(',');
-      tokens.append(f.value);
+    if (f.name != bhttp::field::connection)
+      continue;
+    if (++count == 1) {
+      single = f.value;
+      continue;
     }
+    if (count == 2)
+      storage.assign(single);
+    storage.push_back(',');
+    storage.append(f.value);
   }
-  return tokens;
+  return count > 1 ? std::string_view(storage) : single;
 }
 
 }  // namespace
@@ -150,7 +158,8 @@ void write_upstream_request_head(const MessageHead& head,
   out.append(head.target);
   out.append(" HTTP/1.1\r\n");
 
-  const std::string tokens = connection_tokens(head);
+  std::string token_storage;
+  const std::string_view tokens = connection_tokens(head, token_storage);
   std::optional<std::string_view> host = head.get(bhttp::field::host);
   std::optional<std::string_view> original_host = head.get("K-Original-Host");
   std::string xff;
@@ -257,7 +266,8 @@ void write_client_response_head(
     out.append(bhttp::obsolete_reason(static_cast<bhttp::status>(head.status)));
   }
   out.append("\r\n");
-  const std::string tokens = connection_tokens(head);
+  std::string token_storage;
+  const std::string_view tokens = connection_tokens(head, token_storage);
   for (const auto& f : head.fields) {
     if (is_hop_by_hop(f, tokens))
       continue;

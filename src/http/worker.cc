@@ -19,31 +19,32 @@ size_t UpstreamPool::EndpointHash::operator()(const tcp::endpoint& ep) const {
   return h;
 }
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(const tcp::endpoint& ep) {
+UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep, core::TimePoint now) {
   auto it = idle_.find(ep);
   if (it == idle_.end())
     return nullptr;
   auto& stack = it->second;
   while (!stack.empty()) {
-    auto conn = std::move(stack.back());
+    UpstreamConnectionPtr conn = std::move(stack.back());
     stack.pop_back();
-    // The app may have closed the connection while it sat idle (its keep-alive timeout):
-    // a peek returning 0 is that FIN; data is a protocol violation. Either way drop it
-    // instead of sending a request into it (Knative's #12414).
-    char probe;
-    ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      conn->reused = true;
-      return conn;
+    if (now - conn->idle_since >= kPeekAfter) {
+      char probe;
+      ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      // 0 is the upstream's FIN; data would be a protocol violation: drop both.
+      if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+        continue;
     }
+    conn->reused = true;
+    return conn;
   }
   return nullptr;
 }
 
-void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> conn) {
+void UpstreamPool::give_back(UpstreamConnectionPtr conn, core::TimePoint now) {
   auto& stack = idle_[conn->endpoint];
   if (stack.size() >= max_idle_)
     return;  // dropped: closes
+  conn->idle_since = now;
   stack.push_back(std::move(conn));
 }
 

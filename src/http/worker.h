@@ -30,17 +30,27 @@ struct UpstreamConnection {
   tcp::endpoint endpoint;
   boost::beast::flat_buffer buffer;
   bool reused = false;
+  core::TimePoint idle_since{};  // when it went back to the pool
 };
+using UpstreamConnectionPtr = std::shared_ptr<UpstreamConnection>;
 
-// Idle upstream connections of one worker, most recently used first. A pooled
-// connection the upstream has closed meanwhile is detected at checkout (a
-// non-blocking peek sees EOF) and dropped.
+// Idle upstream connections of one worker, most recently used first.
+//
+// An upstream may close a connection while it sits idle (its keep-alive timeout);
+// sending a request into it would fail (Knative's #12414). A connection that was idle
+// for more than kPeekAfter is peeked before reuse (a non-blocking recv seeing EOF means
+// closed); one that idled less is reused blind, because under load connections come
+// back within microseconds and the peek would cost a system call per request, while
+// app keep-alive timeouts are seconds. forward() still retries a body-less request
+// once on a fresh connection if the race is lost.
 class UpstreamPool {
  public:
+  static constexpr core::Duration kPeekAfter = std::chrono::milliseconds(10);
+
   explicit UpstreamPool(size_t max_idle_per_endpoint) : max_idle_(max_idle_per_endpoint) {}
   // A live idle connection to `ep`, or nullptr.
-  std::unique_ptr<UpstreamConnection> take(const tcp::endpoint& ep);
-  void give_back(std::unique_ptr<UpstreamConnection> conn);
+  UpstreamConnectionPtr take(const tcp::endpoint& ep, core::TimePoint now);
+  void give_back(UpstreamConnectionPtr conn, core::TimePoint now);
   void clear() { idle_.clear(); }
   size_t idle_count() const;
 
@@ -49,8 +59,7 @@ class UpstreamPool {
     size_t operator()(const tcp::endpoint& ep) const;
   };
   size_t max_idle_;
-  std::unordered_map<tcp::endpoint, std::vector<std::unique_ptr<UpstreamConnection>>, EndpointHash>
-      idle_;
+  std::unordered_map<tcp::endpoint, std::vector<UpstreamConnectionPtr>, EndpointHash> idle_;
 };
 
 struct ConnectionHook

@@ -115,10 +115,12 @@ class QueueProxyImpl {
   Task<void> handle_metrics(Exchange& ex);
 
   // Home-worker side of admission: stats in, breaker acquire (waiting if needed).
-  Task<Admission> enter_on_home(bool proxied, core::TimePoint deadline);
-  void leave_on_home(bool proxied, bool held_slot);
-  Task<Admission> enter(bool proxied, core::TimePoint deadline);
-  void leave(bool proxied, bool held_slot);
+  // `now` is the event's own time (arrival, completion), so stats integrate exactly
+  // even when the hop to the home worker takes a moment.
+  Task<Admission> enter_on_home(bool proxied, core::TimePoint now, core::TimePoint deadline);
+  void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
+  Task<Admission> enter(bool proxied, core::TimePoint now, core::TimePoint deadline);
+  void leave(bool proxied, bool held_slot, core::TimePoint now);
 
   Task<void> report_stats_loop();
   Task<void> drain_and_stop(bool wait_quiet_period);
@@ -193,17 +195,24 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   const bool proxied = head.get("K-Proxy-Request") == std::optional<std::string_view>("activator");
   const bool count_in_metrics = !is_probe_for_metrics(head);
   const RouteTag route_tag = route_tag_of(head);
-  // Request id: the fork's run-id first, then X-Request-Id, else a fresh one.
-  std::string request_id;
+  // Request id: the fork's run-id first, then X-Request-Id, else a fresh one. The view
+  // is good until forward() starts reading; the request log keeps its own copy.
+  char generated_id[core::kHexIdLength];
+  std::string_view request_id;
   if (auto v = head.get("run-id"); v && !v->empty()) {
     request_id = *v;
   } else if (auto x = head.get("X-Request-Id"); x && !x->empty()) {
     request_id = *x;
   } else {
-    request_id = core::random_hex_id(worker.random());
+    core::random_hex_id(worker.random(), generated_id);
+    request_id = std::string_view(generated_id, sizeof(generated_id));
   }
-  std::string method(head.method_text);
-  std::string path = request_log_ ? std::string(head.target) : std::string();
+  std::string log_id, method, path;
+  if (request_log_) {
+    log_id = request_id;
+    method = head.method_text;
+    path = head.target;
+  }
 
   // Knative's timers all start at arrival; queueing counts against them.
   core::Duration start_limit = cfg_.revision_timeout;
@@ -215,9 +224,10 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   }
   const core::TimePoint deadline = ex.started_at() + start_limit;
 
-  const Admission admission = co_await enter(proxied, deadline);
+  const Admission admission = co_await enter(proxied, ex.started_at(), deadline);
   using Admit = admission::Breaker::Admit;
   int status = 0;
+  core::TimePoint end{};
   bool app_answered = false;
   core::TimePoint app_started{};
   const bool held_slot = admission.result == Admit::Admitted;
@@ -246,13 +256,12 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     options.rewrite.request_id = request_id;
     options.response_start_deadline = deadline;
     options.idle_timeout = cfg_.idle_timeout;
-    app_started = time_.now();
     auto result = co_await http::forward(ex, target_, options);
     using Outcome = http::ForwardResult::Outcome;
-    const double ms = core::to_millis(time_.now() - app_started);
-    if (result.connected_at != core::TimePoint{}) {
-      metrics_.record_proxy_start(shard, core::to_seconds(result.connected_at - ex.started_at()));
-    }
+    app_started = result.connected_at;
+    end = result.finished_at != core::TimePoint{} ? result.finished_at : time_.now();
+    const double ms = core::to_millis(end - app_started);
+    metrics_.record_proxy_start(shard, core::to_seconds(result.connected_at - ex.started_at()));
     switch (result.outcome) {
       case Outcome::Completed:
       case Outcome::ClientGone:
@@ -294,8 +303,10 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     }
   }
   status = ex.responded() ? ex.status() : 499;
-  const core::TimePoint end = time_.now();
-  leave(proxied, held_slot);
+  // Errors answered after forward() took time to write; plain successes reuse its clock.
+  if (end == core::TimePoint{} || !app_answered)
+    end = time_.now();
+  leave(proxied, held_slot, end);
 
   if (count_in_metrics) {
     const double total_ms = core::to_millis(end - ex.started_at());
@@ -306,7 +317,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   if (request_log_) {
     request_log_->info(
         R"({{"requestId":"{}","method":"{}","path":"{}","status":{},"latencyMs":{:.3f},"queueMs":{:.3f},"proxied":{},"client":"{}"}})",
-        request_id, method, path, status, core::to_millis(end - ex.started_at()),
+        log_id, method, path, status, core::to_millis(end - ex.started_at()),
         core::to_millis(admission.queued), proxied, ex.client_ip());
   }
 }
@@ -352,9 +363,9 @@ Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
 // Admission: breaker and stats live on the home worker.
 
 Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
+                                                              core::TimePoint now,
                                                               core::TimePoint deadline) {
   using Event = stats::RequestStats::Event;
-  const core::TimePoint now = time_.now();
   // Recorded before the breaker: queued requests count as concurrency (Knative).
   stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
   Admission a;
@@ -383,28 +394,30 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
   co_return a;
 }
 
-void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot) {
+void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot, core::TimePoint now) {
   using Event = stats::RequestStats::Event;
-  stats_.handle(proxied ? Event::ProxiedOut : Event::ReqOut, time_.now());
+  stats_.handle(proxied ? Event::ProxiedOut : Event::ReqOut, now);
   if (breaker_ && held_slot) {
     breaker_->release();
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
   }
 }
 
-Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied, core::TimePoint deadline) {
+Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied,
+                                                      core::TimePoint now,
+                                                      core::TimePoint deadline) {
   if (on_home())
-    co_return co_await enter_on_home(proxied, deadline);
-  co_return co_await asio::co_spawn(workers_.front()->executor(), enter_on_home(proxied, deadline),
-                                    use_awaitable);
+    co_return co_await enter_on_home(proxied, now, deadline);
+  co_return co_await asio::co_spawn(workers_.front()->executor(),
+                                    enter_on_home(proxied, now, deadline), use_awaitable);
 }
 
-void QueueProxyImpl::leave(bool proxied, bool held_slot) {
+void QueueProxyImpl::leave(bool proxied, bool held_slot, core::TimePoint now) {
   if (on_home()) {
-    leave_on_home(proxied, held_slot);
+    leave_on_home(proxied, held_slot, now);
   } else {
     asio::post(workers_.front()->io(),
-               [this, proxied, held_slot] { leave_on_home(proxied, held_slot); });
+               [this, proxied, held_slot, now] { leave_on_home(proxied, held_slot, now); });
   }
 }
 
