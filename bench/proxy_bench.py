@@ -215,9 +215,9 @@ def run_wrk(port, conns, duration, path="/"):
 
 
 def measure(proxy, port, conns, duration):
-    run_wrk(port, conns, 1)  # warm-up: pools filled, caches hot
     pid = proxy.pid if proxy else None
-    idle = rss_kib(pid) if pid else 0
+    idle = rss_kib(pid) if pid else 0  # started and ready, before any traffic
+    run_wrk(port, conns, 1)  # warm-up: pools filled, caches hot
     sampler = RssSampler(pid) if pid else None
     if sampler:
         sampler.start()

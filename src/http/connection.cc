@@ -211,6 +211,9 @@ Task<void> ClientConnection::serve(Handler& handler) {
   bool first = true;
   while (!closing_) {
     idle_ = true;
+    // A request body grew the buffer; an idle keep-alive connection should not keep it.
+    if (buffer_.size() == 0 && buffer_.capacity() > 8 * 1024)
+      buffer_.shrink_to_fit();
     watch(Watch::CloseClient,
           time.now() + (first ? options_.header_timeout : options_.keepalive_idle));
     if (!co_await read_head())

@@ -18,7 +18,14 @@ template <typename Stream>
 Task<error_code> write_gather(Stream& s, Gather& g) {
   if (g.empty())
     co_return error_code{};
-  auto [ec, n] = co_await asio::async_write(s, g.buffers(), kUseTuple);
+  error_code ec;
+  if (auto one = g.single()) {
+    auto [wec, n] = co_await asio::async_write(s, *one, kUseTuple);
+    ec = wec;
+  } else {
+    auto [wec, n] = co_await asio::async_write(s, g.buffers(), kUseTuple);
+    ec = wec;
+  }
   g.reset();
   co_return ec;
 }
@@ -168,10 +175,9 @@ Task<ForwardResult> forward(Exchange& exchange,
         sent_continue = true;
         if (co_await conn.write("HTTP/1.1 100 Continue\r\n\r\n")) {
           result.outcome = Outcome::ClientGone;
-          break;
         }
       }
-      while (!rq.is_done()) {
+      while (result.outcome == Outcome::Completed && !rq.is_done()) {
         if (conn.buffer().size() == 0) {
           auto [ec, n] = co_await conn.read_some();
           if (ec) {
@@ -214,9 +220,13 @@ Task<ForwardResult> forward(Exchange& exchange,
         exchange.close_after();
         co_return result;
       }
+      // The upstream stopped reading mid-body (it may have answered early, e.g. 413):
+      // read its answer, but the rest of the client's body can't be framed any more.
+      if (!rq.is_done())
+        exchange.close_after();
     } else {
       up_write_ec = co_await write_gather(up->socket, gather);
-      result.request_sent = !up_write_ec || up->reused;
+      result.request_sent = !up_write_ec;
     }
 
     // --- response head (skipping 1xx interim answers other than 101) ---
@@ -242,7 +252,8 @@ Task<ForwardResult> forward(Exchange& exchange,
             break;
           }
         }
-        auto buf = up->buffer.prepare(16 * 1024);
+        // 4 KiB holds most heads and small bodies, and keeps pooled buffers small.
+        auto buf = up->buffer.prepare(4 * 1024);
         auto [ec, n] = co_await up->socket.async_read_some(buf, kUseTuple);
         up->buffer.commit(n);
         if (n > 0)
@@ -412,6 +423,9 @@ Task<ForwardResult> forward(Exchange& exchange,
     co_return result;
   }
   if (rp->keep_alive() && rp->is_done() && !rp->need_eof() && up->buffer.size() == 0) {
+    // A big body grew the buffer; an idle pooled connection should not keep that.
+    if (up->buffer.capacity() > 8 * 1024)
+      up->buffer.shrink_to_fit();
     worker.pool().give_back(std::move(up), result.finished_at);
   }
   co_return result;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/buffer.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,30 @@ class Gather {
   }
   void last_chunk() { parts_.push_back({Part::Data, kLastChunk, 0}); }
   bool empty() const { return parts_.empty(); }
+
+  // Small writes are copied into one contiguous buffer: the kernel's send() of one
+  // buffer is cheaper than sendmsg() importing an iovec, and a copy of a few KiB costs
+  // less than that difference. Large bodies stay zero-copy.
+  static constexpr size_t kFlattenBelow = 8 * 1024;
+  // One buffer when the write is small (or has a single part), else nullopt.
+  std::optional<boost::asio::const_buffer> single() {
+    if (parts_.size() == 1 && parts_[0].kind != Part::Frame) {
+      return boost::asio::const_buffer(parts_[0].view.data(), parts_[0].view.size());
+    }
+    size_t total = 0;
+    for (const auto& p : parts_) total += p.kind == Part::Frame ? p.length : p.view.size();
+    if (total > kFlattenBelow)
+      return std::nullopt;
+    flat_.clear();
+    for (const auto& p : parts_) {
+      if (p.kind == Part::Frame) {
+        flat_.append(frames_, p.offset, p.length);
+      } else {
+        flat_.append(p.view);
+      }
+    }
+    return boost::asio::const_buffer(flat_.data(), flat_.size());
+  }
   // Frame offsets resolve only now: frames_ may have reallocated while it grew.
   const std::vector<boost::asio::const_buffer>& buffers() {
     bufs_.clear();
@@ -59,6 +84,7 @@ class Gather {
     size_t length = 0;
   };
   std::string frames_;
+  std::string flat_;
   std::vector<Part> parts_;
   std::vector<boost::asio::const_buffer> bufs_;
 };

@@ -1,6 +1,7 @@
 #include "queue/queue_proxy.h"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -465,6 +466,7 @@ Task<void> QueueProxyImpl::handle_metrics(Exchange& ex) {
 Task<void> QueueProxyImpl::report_stats_loop() {
   asio::steady_timer tick(control_io_);
   auto next = time_.now();
+  int quiet_seconds = 0;
   for (;;) {
     next += 1s;
     tick.expires_at(next);
@@ -482,6 +484,14 @@ Task<void> QueueProxyImpl::report_stats_loop() {
     stat.set_proxied_request_count(r.proxied_request_count);
     stat.set_process_uptime(core::to_seconds(time_.now() - started_));
     stat_wire_.store(std::make_shared<const std::string>(stat.SerializeAsString()));
+    // A sidecar's memory is paid once per replica: after 5 quiet seconds hand the
+    // buffers a burst left behind back to the kernel (once per quiet spell).
+    if (r.request_count == 0 && r.average_concurrency == 0) {
+      if (++quiet_seconds == 5)
+        malloc_trim(0);
+    } else {
+      quiet_seconds = 0;
+    }
   }
 }
 
