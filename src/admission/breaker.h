@@ -58,7 +58,8 @@ class Breaker {
   Breaker(const Breaker&) = delete;
   Breaker& operator=(const Breaker&) = delete;
 
-  enum class Admit { Admitted, Queued, QueueFull, Expired, Closed };
+  // Cancelled is never returned by acquire(): drivers use it for a waiter they cancel().
+  enum class Admit { Admitted, Queued, QueueFull, Expired, Closed, Cancelled };
 
   // Takes a slot now (Admitted), or queues `w` until release() hands it one (Queued),
   // or refuses: QueueFull (queue at depth), Expired (deadline <= now, no slot), Closed.

@@ -41,6 +41,8 @@ std::string_view to_string(ProxyError e) {
       return "broken_mid_response";
     case ProxyError::Draining:
       return "draining";
+    case ProxyError::ClientGoneWhileQueued:
+      return "client_gone_while_queued";
     case ProxyError::Count:
       break;
   }

@@ -32,14 +32,15 @@ enum class RouteTag { Disabled, Default, Undefined, Tagged, Count };
 RouteTag route_tag_of(const http::MessageHead& head);
 
 enum class ProxyError {
-  QueueFull,          // 503 pending request queue full
-  QueueTimeout,       // 504 while waiting for a slot
-  ConnectFailed,      // 502 app unreachable
-  UpstreamClosed,     // 502 app closed/reset before answering
-  BadResponse,        // 502 app answered with something that is not HTTP
-  Timeout,            // 504 no response start before the deadline
-  BrokenMidResponse,  // connection cut after the response started
-  Draining,           // 503 shutting down
+  QueueFull,              // 503 pending request queue full
+  QueueTimeout,           // 504 while waiting for a slot
+  ConnectFailed,          // 502 app unreachable
+  UpstreamClosed,         // 502 app closed/reset before answering
+  BadResponse,            // 502 app answered with something that is not HTTP
+  Timeout,                // 504 no response start before the deadline
+  BrokenMidResponse,      // connection cut after the response started
+  Draining,               // 503 shutting down
+  ClientGoneWhileQueued,  // client hung up while waiting for a slot
   Count
 };
 std::string_view to_string(ProxyError e);

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -118,9 +119,17 @@ class QueueProxyImpl {
   // Home-worker side of admission: stats in, breaker acquire (waiting if needed).
   // `now` is the event's own time (arrival, completion), so stats integrate exactly
   // even when the hop to the home worker takes a moment.
-  Task<Admission> enter_on_home(bool proxied, core::TimePoint now, core::TimePoint deadline);
+  // `client` (null when called from another worker) lets a queued request notice that
+  // its client hung up, and leave the queue instead of reaching the app for nobody.
+  Task<Admission> enter_on_home(bool proxied,
+                                core::TimePoint now,
+                                core::TimePoint deadline,
+                                http::ClientConnection* client);
   void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
-  Task<Admission> enter(bool proxied, core::TimePoint now, core::TimePoint deadline);
+  Task<Admission> enter(bool proxied,
+                        core::TimePoint now,
+                        core::TimePoint deadline,
+                        http::ClientConnection* client);
   void leave(bool proxied, bool held_slot, core::TimePoint now);
 
   Task<void> report_stats_loop();
@@ -225,7 +234,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   }
   const core::TimePoint deadline = ex.started_at() + start_limit;
 
-  const Admission admission = co_await enter(proxied, ex.started_at(), deadline);
+  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, &ex.connection());
   using Admit = admission::Breaker::Admit;
   int status = 0;
   core::TimePoint end{};
@@ -249,6 +258,10 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     co_await error(504, ProxyError::QueueTimeout, "request timeout", true);
   } else if (admission.result == Admit::Closed) {
     co_await error(503, ProxyError::Draining, "shutting down", true);
+  } else if (admission.result == Admit::Cancelled) {
+    // The client hung up while queued: nobody to answer; the connection is closed.
+    metrics_.count_error(shard, ProxyError::ClientGoneWhileQueued);
+    ex.close_after();
   } else {
     http::ForwardOptions options;
     options.rewrite.host = http::UpstreamRequestOptions::Host::RestoreOriginal;
@@ -365,7 +378,8 @@ Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
 
 Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
                                                               core::TimePoint now,
-                                                              core::TimePoint deadline) {
+                                                              core::TimePoint deadline,
+                                                              http::ClientConnection* client) {
   using Event = stats::RequestStats::Event;
   // Recorded before the breaker: queued requests count as concurrency (Knative).
   stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
@@ -378,12 +392,36 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
   if (a.result == admission::Breaker::Admit::Queued) {
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
     waiter.timer.expires_at(deadline);
+    // While queued, a readable client socket is either its FIN (hung up: leave the
+    // queue) or pipelined bytes (stay). `alive` outlives this frame for the handler.
+    auto alive = std::make_shared<bool>(true);
+    auto gone = std::make_shared<bool>(false);
+    if (client != nullptr) {
+      client->socket().async_wait(
+          tcp::socket::wait_read, [alive, gone, &waiter, client](const http::error_code& ec) {
+            if (ec || !*alive)
+              return;
+            char probe;
+            if (::recv(client->socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+              *gone = true;
+              waiter.timer.cancel();
+            }
+          });
+    }
     co_await waiter.timer.async_wait(http::kUseTuple);
+    *alive = false;
+    if (client != nullptr) {
+      http::error_code ignored;
+      client->socket().cancel(ignored);
+    }
     using State = admission::Waiter::State;
     if (waiter.state() == State::Admitted) {
       a.result = admission::Breaker::Admit::Admitted;
     } else if (waiter.state() == State::Closed) {
       a.result = admission::Breaker::Admit::Closed;
+    } else if (*gone) {
+      breaker_->cancel(waiter);
+      a.result = admission::Breaker::Admit::Cancelled;
     } else {
       breaker_->expire(waiter, time_.now());
       breaker_->cancel(waiter);  // covers a spurious wake before the deadline
@@ -406,11 +444,12 @@ void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot, core::TimePoint
 
 Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied,
                                                       core::TimePoint now,
-                                                      core::TimePoint deadline) {
+                                                      core::TimePoint deadline,
+                                                      http::ClientConnection* client) {
   if (on_home())
-    co_return co_await enter_on_home(proxied, now, deadline);
+    co_return co_await enter_on_home(proxied, now, deadline, client);
   co_return co_await asio::co_spawn(workers_.front()->executor(),
-                                    enter_on_home(proxied, now, deadline), use_awaitable);
+                                    enter_on_home(proxied, now, deadline, nullptr), use_awaitable);
 }
 
 void QueueProxyImpl::leave(bool proxied, bool held_slot, core::TimePoint now) {

@@ -122,6 +122,21 @@ TEST(QueueProxyE2E, RefusesPastElevenTimesContainerConcurrency) {
   EXPECT_EQ(ok, 22) << "every admitted request is served (the queue drains in 11 rounds)";
 }
 
+TEST(QueueProxyE2E, QueuedRequestWhoseClientHangsUpNeverReachesTheApp) {
+  QueueProxyUnderTest t;
+  t.start({"--container-concurrency", "1"});
+  auto holder = std::async(std::launch::async, [&] { return curl(t.port, "/?delay=1500"); });
+  std::this_thread::sleep_for(300ms);
+  // Queued behind the holder; the client gives up after 300 ms.
+  raw_exchange(t.port, "GET /?from=quitter HTTP/1.1\r\nHost: x\r\n\r\n", 300ms);
+  EXPECT_EQ(holder.get().status, 200);
+  std::this_thread::sleep_for(200ms);
+  std::string m = t.metrics();
+  EXPECT_NE(m.find("reason=\"client_gone_while_queued\"} 1"), std::string::npos) << m;
+  EXPECT_EQ(metric_value(m, "revision_app_request_count"), 1) << "only the holder reached the app\n"
+                                                              << m;
+}
+
 TEST(QueueProxyE2E, ExplainsUnreachableApp) {
   QueueProxyUnderTest t;
   t.start({}, /*start_app=*/false, /*expect_ready=*/false);
