@@ -151,6 +151,49 @@ TEST(QueueProxyE2E, ExplainsUnreachableApp) {
   EXPECT_EQ(r.header("Sluice-Not-Forwarded"), "true");
 }
 
+TEST(QueueProxyE2E, AppThatStopsListeningGives502ThenRecovers) {
+  QueueProxyUnderTest t;
+  t.start();
+  // New connections to the app are refused for 1.5 s; the pooled one still works, so
+  // three concurrent requests need two fresh connections, which fail.
+  EXPECT_EQ(curl(t.port, "/?fail=refuse&ms=1500").status, 200);
+  std::vector<std::future<HttpResponse>> rs;
+  for (int i = 0; i < 3; ++i) {
+    rs.push_back(std::async(std::launch::async, [&] { return curl(t.port, "/?delay=300"); }));
+  }
+  int refused = 0;
+  for (auto& f : rs) {
+    auto r = f.get();
+    if (r.status == 502) {
+      ++refused;
+      EXPECT_NE(r.body.find("connection refused by"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_GE(refused, 1);
+  std::this_thread::sleep_for(1700ms);
+  int status = 0;
+  for (int i = 0; i < 40 && status != 200; ++i) {
+    status = curl(t.port, "/", "-H 'K-Network-Probe: queue'").status;
+    if (status != 200)
+      std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(status, 200) << "ready again once the app listens";
+  EXPECT_EQ(curl(t.port, "/").status, 200);
+}
+
+TEST(QueueProxyE2E, RequestLogRecordsTheRequestId) {
+  QueueProxyUnderTest t;
+  t.start({}, true, true, {{"SERVING_ENABLE_REQUEST_LOG", "true"}});
+  curl(t.port, "/hello?x=1", "-H 'run-id: run-77'");
+  curl(t.port, "/", "-H 'X-Request-Id: xr-5'");
+  std::this_thread::sleep_for(200ms);
+  std::string log = t.qp->output();
+  EXPECT_NE(log.find(R"("requestId":"run-77","method":"GET","path":"/hello?x=1","status":200)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("requestId":"xr-5")"), std::string::npos) << log;
+}
+
 TEST(QueueProxyE2E, ExplainsAppFailures) {
   QueueProxyUnderTest t;
   t.start();

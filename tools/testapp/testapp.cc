@@ -9,6 +9,7 @@
 //   chunks=N&interval=MS   chunked body, N pieces, one every MS
 //   sse=N&interval=MS      text/event-stream, N events "data: i", one every MS
 //   fail=hang|close|reset  never answer | close mid-response | reset the connection
+//   fail=refuse[&ms=N]     answer, then refuse new connections (for N ms, else for good)
 // Paths: /echo answers the request head (and body) back; /ws is a WebSocket echo;
 // /healthz answers 200. SIGTERM exits at once.
 #include <boost/asio.hpp>
@@ -86,6 +87,29 @@ asio::awaitable<void> websocket_echo(tcp::socket socket, http::request<http::str
 }
 
 long g_idle_close_ms = 0;
+tcp::acceptor* g_acceptor = nullptr;
+tcp::endpoint g_endpoint;
+
+asio::awaitable<void> listen(tcp::acceptor& acceptor);
+
+// fail=refuse&ms=N: stop listening (new connections are refused) for N ms, then listen
+// again; without ms, for good. The request that asked is answered first.
+void refuse_for(asio::any_io_executor ex, long ms) {
+  beast::error_code ignored;
+  g_acceptor->close(ignored);
+  if (ms <= 0)
+    return;
+  auto t = std::make_shared<asio::steady_timer>(ex, std::chrono::milliseconds(ms));
+  t->async_wait([t, ex](beast::error_code) {
+    beast::error_code ec;
+    g_acceptor->open(g_endpoint.protocol(), ec);
+    g_acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    g_acceptor->bind(g_endpoint, ec);
+    g_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec)
+      asio::co_spawn(ex, listen(*g_acceptor), asio::detached);
+  });
+}
 
 asio::awaitable<void> session(tcp::socket socket) {
   beast::flat_buffer buf;
@@ -126,6 +150,9 @@ asio::awaitable<void> session(tcp::socket socket) {
     if (fail == "hang") {
       co_await sleep_ms(3600 * 1000);
       co_return;
+    }
+    if (fail == "refuse") {
+      refuse_for(socket.get_executor(), num(q, "ms", 0));
     }
     if (fail == "reset") {
       socket.set_option(asio::socket_base::linger(true, 0));
@@ -252,6 +279,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   acceptor.listen(asio::socket_base::max_listen_connections);
+  g_acceptor = &acceptor;
+  g_endpoint = acceptor.local_endpoint();
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](auto, int) { io.stop(); });
   asio::co_spawn(io, listen(acceptor), asio::detached);
