@@ -1,0 +1,50 @@
+// config/endpoints_file.h
+//
+// The activator's static discovery file (issue 3):
+//
+//   {"activators": ["127.0.0.1:8101", "127.0.0.1:8102"],
+//    "revisions": [{"namespace": "default", "service": "hello", "name": "hello-00001",
+//                   "containerConcurrency": 4, "timeoutSeconds": 300,
+//                   "loadBalancingPolicy": "round-robin",
+//                   "endpoints": ["127.0.0.1:40001", "127.0.0.1:40002"]}]}
+//
+// `activators`, `service`, `timeoutSeconds` and `loadBalancingPolicy` are optional.
+// Endpoints are queue-proxy addresses (host:port, IPv4 or [IPv6]). Parsing validates
+// everything and reports each problem with its JSON path, so a typo never half-applies.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::config {
+
+struct RevisionEndpoints {
+  std::string namespace_name;
+  std::string service;
+  std::string name;
+  uint32_t container_concurrency = 0;
+  std::chrono::seconds timeout{300};
+  std::string load_balancing_policy;  // empty: Knative's default for the CC
+  std::vector<std::string> endpoints;
+};
+
+struct EndpointsFile {
+  std::vector<std::string> activators;
+  std::vector<RevisionEndpoints> revisions;
+};
+
+struct EndpointsParseResult {
+  std::optional<EndpointsFile> file;
+  std::vector<std::string> errors;
+};
+
+EndpointsParseResult parse_endpoints_file(std::string_view json);
+
+// "127.0.0.1:8012" or "[::1]:8012" → host and port; false if malformed.
+bool split_host_port(std::string_view address, std::string& host, uint16_t& port);
+
+}  // namespace sluice::config
