@@ -1,0 +1,60 @@
+#include "activator/routing.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/buffer.hpp>
+
+namespace sluice::activator {
+namespace {
+
+struct Head {
+  explicit Head(std::string headers) : wire("GET / HTTP/1.1\r\n" + headers + "\r\n") {
+    http::BodyPieces body;
+    http::RequestParser parser(head, body);
+    http::error_code ec;
+    parser.put(boost::asio::buffer(wire), ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+  std::string wire;
+  http::MessageHead head;
+};
+
+RouteTable table() {
+  RouteTable t;
+  t.add("default", "hello-00001", "hello");
+  t.add("default", "hello-00002", "hello");
+  t.add("prod", "api-00007", "");
+  return t;
+}
+
+TEST(Routing, HeadersWin) {
+  Head h(
+      "Host: other.ns\r\nKnative-Serving-Revision: api-00007\r\nKnative-Serving-Namespace: "
+      "prod\r\n");
+  EXPECT_EQ(route(h.head, table()).revision, "prod/api-00007");
+}
+
+TEST(Routing, HostNamesARevisionOrAServicesLatestRevision) {
+  EXPECT_EQ(route(Head("Host: hello-00001.default.example.com\r\n").head, table()).revision,
+            "default/hello-00001");
+  EXPECT_EQ(route(Head("Host: hello.default.svc.cluster.local:8080\r\n").head, table()).revision,
+            "default/hello-00002");
+  EXPECT_EQ(route(Head("Host: hello.default.localhost\r\n").head, table()).revision,
+            "default/hello-00002");
+}
+
+TEST(Routing, UnknownSaysWhatWasLookedUp) {
+  auto r = route(Head("Host: nope.default.example.com\r\n").head, table());
+  EXPECT_FALSE(r.revision);
+  EXPECT_NE(r.looked_up.find("default/nope"), std::string::npos) << r.looked_up;
+  auto h =
+      route(Head("Knative-Serving-Revision: x\r\nKnative-Serving-Namespace: y\r\n").head, table());
+  EXPECT_FALSE(h.revision);
+  EXPECT_NE(h.looked_up.find("revision y/x"), std::string::npos) << h.looked_up;
+  auto bare = route(Head("Host: localhost:8012\r\n").head, table());
+  EXPECT_FALSE(bare.revision);
+  EXPECT_NE(bare.looked_up.find("Knative-Serving-Revision"), std::string::npos) << bare.looked_up;
+}
+
+}  // namespace
+}  // namespace sluice::activator
