@@ -120,7 +120,10 @@ Transition PodTracker::on_readded(core::TimePoint now) {
 
 Transition PodTracker::on_tick(core::TimePoint now) {
   if (state_ == PodState::Quarantined && now >= quarantine_until_) {
-    return move(PodState::Recovering, now);
+    // A pod that never served goes back to Pending: it must pass a check before any
+    // request reaches it (a probation request to a pod that never came up is a wasted
+    // round trip, and on cold start the client's).
+    return move(ever_healthy_ ? PodState::Recovering : PodState::Pending, now);
   }
   if (state_ == PodState::Draining && (in_flight_ == 0 || now - since_ >= config_.max_drain)) {
     return move(PodState::Removed, now);

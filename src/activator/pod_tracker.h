@@ -7,6 +7,7 @@
 //                        │ check fails              │ check/request fails          ▲
 //                        ▼                          ▼                              │
 //                   Quarantined ◀───────────── Quarantined ──backoff expires───────┘
+//   (a pod that never served leaves quarantine to Pending, not Recovering)
 //   Healthy/Recovering ──removed──▶ Draining ──in-flight 0 or max drain──▶ Removed
 //   Pending/Quarantined ──removed──▶ Removed;  Draining/Removed ──re-added──▶ Pending
 //

@@ -9,5 +9,6 @@ namespace sluice::cli {
 using Action = std::function<int()>;
 
 Action add_queue_proxy_command(CLI::App& app);
+Action add_activator_command(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -16,6 +16,10 @@ int main(int argc, char** argv) {
                                 "Sidecar in front of one replica: concurrency limit, probes, "
                                 "drain, autoscaler stats, metrics");
   actions[qp] = sluice::cli::add_queue_proxy_command(*qp);
+  auto* act = app.add_subcommand("activator",
+                                 "Shared front door: buffers requests while a revision has no "
+                                 "ready replica, throttles, load-balances, tracks pod health");
+  actions[act] = sluice::cli::add_activator_command(*act);
   auto* version = app.add_subcommand("version", "Print the version and exit");
   actions[version] = [] {
     std::printf("sluice %s\n", SLUICE_VERSION);

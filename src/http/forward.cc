@@ -102,6 +102,8 @@ std::string_view to_string(ForwardResult::Outcome o) {
       return "client_gone";
     case Outcome::BrokenAfterStart:
       return "broken_after_start";
+    case Outcome::Intercepted:
+      return "intercepted";
   }
   return "unknown";
 }
@@ -307,6 +309,15 @@ Task<ForwardResult> forward(Exchange& exchange,
       co_return result;
     }
     break;
+  }
+
+  if (options.intercept && options.intercept(conn.upstream_head())) {
+    // The upstream connection carries an unread body: not reusable.
+    conn.set_upstream(nullptr);
+    result.outcome = Outcome::Intercepted;
+    result.status = conn.upstream_head().status;
+    result.finished_at = time.now();
+    co_return result;
   }
 
   // --- response started: head + body pieces already buffered, in one write ---

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "http/connection.h"
@@ -33,6 +34,9 @@ struct ForwardOptions {
   core::TimePoint response_start_deadline = core::TimePoint::max();
   std::chrono::milliseconds idle_timeout{0};
   ExtraHeaders response_headers;
+  // Looks at the final response head before anything reaches the client; returning true
+  // keeps it from the client (outcome Intercepted) so the caller can retry elsewhere.
+  std::function<bool(const MessageHead&)> intercept;
 };
 
 struct ForwardResult {
@@ -45,6 +49,7 @@ struct ForwardResult {
     BadRequestBody,    // client sent a malformed body (e.g. broken chunking)
     ClientGone,        // client went away; nothing more to say
     BrokenAfterStart,  // upstream failed mid-response; client connection closed
+    Intercepted,       // options.intercept took the response; nothing sent to the client
   };
   Outcome outcome = Outcome::Completed;
   error_code error;

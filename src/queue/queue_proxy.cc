@@ -309,6 +309,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
       case Outcome::TimedOut:
         co_await error(504, ProxyError::Timeout, "request timeout", !result.request_sent);
         break;
+      case Outcome::Intercepted:  // the queue-proxy sets no intercept
       case Outcome::BadRequestBody: {
         const http::ExtraHeaders extra{{kErrorHeader, std::string_view("malformed_body")}};
         co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")",

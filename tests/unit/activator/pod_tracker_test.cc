@@ -144,7 +144,8 @@ TEST_F(PodTrackerTest, PendingFailuresFollowTheShortBackoffTable) {
     }
     Transition out = t.on_tick(clock_.now());
     EXPECT_TRUE(out.left_quarantine()) << "failure " << i;
-    ASSERT_EQ(t.state(), P::Recovering) << "failure " << i;
+    ASSERT_EQ(t.state(), P::Pending)
+        << "never served: back to pending, not probation; failure " << i;
   }
 }
 

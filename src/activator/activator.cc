@@ -1,0 +1,699 @@
+#include "activator/activator.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "activator/revision_throttler.h"
+#include "activator/routing.h"
+#include "config/endpoints_file.h"
+#include "http/forward.h"
+
+namespace sluice::activator {
+
+using namespace std::chrono_literals;
+namespace asio = http::asio;
+using http::Exchange;
+using http::Task;
+using http::tcp;
+
+namespace {
+
+class TimerWaiter final : public admission::Waiter {
+ public:
+  explicit TimerWaiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  asio::steady_timer timer;
+
+ private:
+  void on_wake() override { timer.cancel(); }
+};
+
+std::string describe(const http::error_code& ec) {
+  if (ec == asio::error::connection_refused)
+    return "connection refused";
+  if (ec == asio::error::connection_reset)
+    return "connection reset";
+  if (ec == asio::error::eof)
+    return "connection closed before any response";
+  if (ec == asio::error::timed_out)
+    return "connect timed out";
+  return ec.message();
+}
+
+bool idempotent(http::bhttp::verb m) {
+  using V = http::bhttp::verb;
+  return m == V::get || m == V::head || m == V::options || m == V::trace || m == V::put ||
+         m == V::delete_;
+}
+
+struct FileStamp {
+  time_t mtime_sec = 0;
+  long mtime_nsec = 0;
+  off_t size = -1;
+  ino_t inode = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+std::optional<FileStamp> stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return std::nullopt;
+  return FileStamp{st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size, st.st_ino};
+}
+
+}  // namespace
+
+class ActivatorImpl {
+ public:
+  explicit ActivatorImpl(ActivatorOptions options);
+  int run();
+
+  class MainHandler final : public http::Handler {
+   public:
+    explicit MainHandler(ActivatorImpl& a) : a_(a) {}
+    Task<void> handle(Exchange& ex) override { return a_.handle(ex); }
+
+   private:
+    ActivatorImpl& a_;
+  };
+  class MetricsHandler final : public http::Handler {
+   public:
+    explicit MetricsHandler(ActivatorImpl& a) : a_(a) {}
+    Task<void> handle(Exchange& ex) override { return a_.handle_metrics(ex); }
+
+   private:
+    ActivatorImpl& a_;
+  };
+
+ private:
+  // What a request holds while it is proxied: a slot in the revision's queue and a pod.
+  struct Lease {
+    admission::Breaker::Admit result = admission::Breaker::Admit::Closed;
+    RevisionThrottler* revision = nullptr;
+    PodTracker* pod = nullptr;
+    tcp::endpoint endpoint;
+    std::string address;
+  };
+
+  Task<void> handle(Exchange& ex);
+  Task<void> handle_metrics(Exchange& ex);
+  Task<Lease> acquire_on_home(std::string key, core::TimePoint deadline);
+  void release_on_home(RevisionThrottler* revision, PodTracker* pod, RequestOutcome outcome);
+  void log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events);
+
+  // Discovery (control thread) and its application (home).
+  bool load_file(bool initial);
+  Task<void> watch_file();
+  void apply_on_home(std::shared_ptr<const config::EndpointsFile> file);
+
+  // Active health checks (home).
+  Task<void> probe_loop();
+  Task<void> probe_pod(std::string key, std::string address);
+  Task<CheckResult> check(std::string address, std::string revision);
+
+  Task<void> drain_and_stop(bool wait);
+  asio::any_io_executor home() { return workers_.front()->executor(); }
+  bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
+
+  ActivatorOptions opts_;
+  core::SteadyTimeSource time_;
+  std::unique_ptr<http::Worker> control_worker_;
+  std::vector<std::unique_ptr<http::Worker>> workers_;
+  HealthConfig health_;
+  ThrottlerConfig throttler_config_;
+
+  // Home-owned.
+  std::unordered_map<std::string, std::unique_ptr<RevisionThrottler>> revisions_;
+  std::vector<std::unique_ptr<RevisionThrottler>> retired_;
+  std::set<std::string> probing_;
+
+  // Shared snapshot for workers.
+  std::atomic<std::shared_ptr<const RouteTable>> routes_;
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> reload_failures_{0};
+  std::optional<FileStamp> file_stamp_;  // control thread
+
+  MainHandler main_handler_{*this};
+  MetricsHandler metrics_handler_{*this};
+  std::unique_ptr<http::Server> main_server_, metrics_server_;
+  bool drain_started_ = false;
+};
+
+ActivatorImpl::ActivatorImpl(ActivatorOptions options)
+    : opts_(std::move(options)),
+      control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)) {
+  const uint64_t seed = core::os_seed();
+  for (int i = 0; i < opts_.threads; ++i) {
+    workers_.push_back(std::make_unique<http::Worker>(i, time_, seed, 100));
+  }
+  throttler_config_.queue_depth = opts_.queue_depth;
+  routes_.store(std::make_shared<const RouteTable>());
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+Task<void> ActivatorImpl::handle(Exchange& ex) {
+  const auto& head = ex.request();
+  const std::string_view ua = head.get(http::bhttp::field::user_agent).value_or("");
+  const auto probe = head.get("K-Network-Probe");
+  const bool kubelet = ua.starts_with("kube-probe/") ||
+                       (head.get("K-Kubelet-Probe") && !head.get("K-Kubelet-Probe")->empty());
+  if (kubelet && !probe) {
+    if (draining_.load()) {
+      co_await ex.respond(500, "received SIGTERM from kubelet");
+    } else {
+      co_await ex.respond(200, "");
+    }
+    co_return;
+  }
+  if (probe) {
+    if (*probe == "probe") {
+      auto hash = head.get("K-Network-Hash");
+      if (!hash || hash->empty()) {
+        co_await ex.respond(400, "no K-Network-Hash header in request");
+      } else {
+        std::string h(*hash);
+        const http::ExtraHeaders extra{{"K-Network-Hash", h}};
+        co_await ex.respond(200, "", extra);
+      }
+    } else if (*probe == "activator") {
+      co_await ex.respond(200, "activator");
+    } else {
+      co_await ex.respond(400, fmt::format("unexpected probe header value: {}", *probe));
+    }
+    co_return;
+  }
+
+  const auto routes = routes_.load();
+  RouteResult route = activator::route(head, *routes);
+  if (!route.revision) {
+    co_await ex.respond(404, "revision not found: looked up " + route.looked_up);
+    co_return;
+  }
+  const std::string key = *route.revision;
+  const std::string revision_name = key.substr(key.find('/') + 1);
+
+  // Only a body-less request can be sent again after bytes went upstream.
+  const bool replayable = ex.request_body_done();
+  const bool may_replay_after_reset = replayable && idempotent(head.method);
+
+  http::ForwardOptions options;
+  options.rewrite.host = http::UpstreamRequestOptions::Host::MoveToOriginal;
+  options.rewrite.client_ip = ex.client_ip();
+  options.rewrite.add_proxy_request_header = true;
+  if (replayable) {
+    // The queue-proxy's own "the app never saw it" answers are retried on another pod.
+    options.intercept = [](const http::MessageHead& h) {
+      auto nf = h.get("Sluice-Not-Forwarded");
+      return nf && *nf == "true";
+    };
+  }
+
+  // Deadline from the revision's timeout (looked up on home with the lease).
+  core::TimePoint deadline = ex.started_at() + 300s;
+  std::string last_error;
+  int last_status = 502;
+  const http::ExtraHeaders error_headers{{"Sluice-Error-Source", "activator"}};
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    // (if/else, not ?: — GCC 12 miscompiles co_await inside a conditional expression)
+    Lease lease;
+    if (on_home()) {
+      lease = co_await acquire_on_home(key, deadline);
+    } else {
+      lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline), asio::use_awaitable);
+    }
+    using Admit = admission::Breaker::Admit;
+    if (lease.result == Admit::QueueFull) {
+      const http::ExtraHeaders extra{{"Retry-After", "1"}};
+      co_await ex.respond(503, "revision " + revision_name + ": request queue is full", extra);
+      co_return;
+    }
+    if (lease.result == Admit::Expired) {
+      co_await ex.respond(504, "activator request timeout");
+      co_return;
+    }
+    if (lease.result != Admit::Admitted) {
+      co_await ex.respond(503, "revision " + revision_name + " is going away");
+      co_return;
+    }
+    if (attempt == 0)
+      deadline = ex.started_at() + lease.revision->spec().timeout;
+    http::ForwardTarget target{lease.endpoint, lease.address};
+    options.rewrite.upstream_authority = target.authority;
+    options.response_start_deadline = deadline;
+    const auto sent_at = time_.now();
+    auto result = co_await http::forward(ex, target, options);
+    using Outcome = http::ForwardResult::Outcome;
+    RequestOutcome outcome = RequestOutcome::Other;
+    bool retry = false;
+    const double ms = core::to_millis(time_.now() - sent_at);
+    switch (result.outcome) {
+      case Outcome::Completed:
+      case Outcome::BrokenAfterStart:
+        outcome = RequestOutcome::Success;  // the app answered; never blame the pod for it
+        break;
+      case Outcome::ConnectFailed:
+        outcome = RequestOutcome::PodFailure;
+        retry = true;
+        last_error = fmt::format("{} after {:.1f} ms", describe(result.error), ms);
+        break;
+      case Outcome::Intercepted:
+        outcome = RequestOutcome::PodFailure;
+        retry = true;
+        last_error =
+            fmt::format("queue-proxy answered {} before the app saw the request", result.status);
+        last_status = result.status;
+        break;
+      case Outcome::UpstreamClosed:
+        outcome = RequestOutcome::PodFailure;
+        retry = may_replay_after_reset && attempt == 0;
+        last_error = fmt::format("{} after {:.1f} ms", describe(result.error), ms);
+        break;
+      case Outcome::BadResponse:
+        outcome = RequestOutcome::PodFailure;
+        last_error =
+            fmt::format("invalid response after {:.1f} ms: {}", ms, result.error.message());
+        break;
+      case Outcome::TimedOut:
+      case Outcome::ClientGone:
+      case Outcome::BadRequestBody:
+        outcome = RequestOutcome::Other;
+        break;
+    }
+    if (on_home()) {
+      release_on_home(lease.revision, lease.pod, outcome);
+    } else {
+      asio::post(home(), [this, r = lease.revision, p = lease.pod, outcome] {
+        release_on_home(r, p, outcome);
+      });
+    }
+    if (retry && attempt < 2 && time_.now() < deadline) {
+      spdlog::debug("revision {}: pod {}: {}; retrying on another pod", revision_name,
+                    lease.address, last_error);
+      continue;
+    }
+    switch (result.outcome) {
+      case Outcome::Completed:
+      case Outcome::BrokenAfterStart:
+      case Outcome::ClientGone:
+        co_return;
+      case Outcome::TimedOut:
+        co_await ex.respond(504, "activator request timeout", error_headers);
+        co_return;
+      case Outcome::BadRequestBody:
+        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")");
+        co_return;
+      default:
+        co_await ex.respond(
+            last_status == 503 ? 503 : 502,
+            fmt::format("revision {}: pod {}: {}", revision_name, lease.address, last_error),
+            error_headers);
+        co_return;
+    }
+  }
+}
+
+Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
+                                                          core::TimePoint deadline) {
+  Lease lease;
+  for (;;) {
+    auto it = revisions_.find(key);
+    if (it == revisions_.end())
+      co_return lease;  // Closed: gone since routing
+    RevisionThrottler& r = *it->second;
+    lease.revision = &r;
+    const auto now = time_.now();
+    // The revision's own timeout may be shorter than the provisional deadline.
+    deadline = std::min(deadline, now + r.spec().timeout);
+    TimerWaiter waiter(home());
+    lease.result = r.breaker().acquire(waiter, now, deadline);
+    if (lease.result == admission::Breaker::Admit::Queued) {
+      waiter.timer.expires_at(deadline);
+      co_await waiter.timer.async_wait(http::kUseTuple);
+      using State = admission::Waiter::State;
+      if (waiter.state() == State::Admitted) {
+        lease.result = admission::Breaker::Admit::Admitted;
+      } else if (waiter.state() == State::Closed) {
+        lease.result = admission::Breaker::Admit::Closed;
+      } else {
+        r.breaker().cancel(waiter);
+        lease.result = admission::Breaker::Admit::Expired;
+      }
+    }
+    if (lease.result != admission::Breaker::Admit::Admitted)
+      co_return lease;
+    PodTracker* pod = r.pick(workers_.front()->random());
+    if (pod != nullptr) {
+      lease.pod = pod;
+      lease.address = pod->address();
+      std::string host;
+      uint16_t port = 0;
+      config::split_host_port(lease.address, host, port);
+      http::error_code ec;
+      lease.endpoint = tcp::endpoint(asio::ip::make_address(host, ec), port);
+      co_return lease;
+    }
+    // Capacity said yes but no pod has room (it changed meanwhile): give the slot back
+    // and wait a moment instead of spinning (the fork's known issue).
+    r.breaker().release();
+    asio::steady_timer pause(home());
+    pause.expires_after(5ms);
+    co_await pause.async_wait(http::kUseTuple);
+    if (time_.now() >= deadline) {
+      lease.result = admission::Breaker::Admit::Expired;
+      co_return lease;
+    }
+  }
+}
+
+void ActivatorImpl::release_on_home(RevisionThrottler* revision,
+                                    PodTracker* pod,
+                                    RequestOutcome outcome) {
+  auto events = revision->finish(pod, outcome, time_.now());
+  revision->breaker().release();
+  log_events(*revision, events);
+  // A retired revision is freed once its last request is done.
+  std::erase_if(retired_, [](const auto& r) { return r->breaker().in_flight() == 0; });
+}
+
+void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events) {
+  for (const auto& e : events) {
+    if (e.transition.changed()) {
+      spdlog::info("revision {}: pod {}: {} -> {}", r.spec().name, e.pod,
+                   to_string(e.transition.from), to_string(e.transition.to));
+    }
+    if (e.transition.evicted) {
+      spdlog::warn("revision {}: pod {} evicted after {} consecutive quarantines", r.spec().name,
+                   e.pod, health_.evict_after);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Discovery
+
+bool ActivatorImpl::load_file(bool initial) {
+  auto stamp = stamp_of(opts_.endpoints_file);
+  if (!stamp) {
+    if (initial || file_stamp_) {
+      spdlog::error("endpoints file {}: cannot read it{}", opts_.endpoints_file,
+                    initial ? "" : "; keeping the last good state");
+      if (!initial)
+        reload_failures_.fetch_add(1);
+      file_stamp_ = std::nullopt;
+    }
+    return false;
+  }
+  if (file_stamp_ && *file_stamp_ == *stamp)
+    return true;
+  file_stamp_ = stamp;
+  std::ifstream in(opts_.endpoints_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = config::parse_endpoints_file(ss.str());
+  if (!parsed.file) {
+    for (const auto& e : parsed.errors) {
+      spdlog::error("endpoints file {}: {}", opts_.endpoints_file, e);
+    }
+    if (!initial) {
+      reload_failures_.fetch_add(1);
+      spdlog::error("endpoints file {}: keeping the last good state", opts_.endpoints_file);
+    }
+    return false;
+  }
+  auto file = std::make_shared<const config::EndpointsFile>(std::move(*parsed.file));
+  auto table = std::make_shared<RouteTable>();
+  for (const auto& r : file->revisions) table->add(r.namespace_name, r.name, r.service);
+  asio::post(home(), [this, file] { apply_on_home(file); });
+  routes_.store(std::move(table));
+  spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
+               file->revisions.size(), file->activators.size());
+  return true;
+}
+
+Task<void> ActivatorImpl::watch_file() {
+  // Polling the file's stamp every 50 ms sees a change (including write-then-rename)
+  // within 100 ms on every filesystem, with no inotify corner cases.
+  asio::steady_timer t(control_worker_->executor());
+  for (;;) {
+    t.expires_after(50ms);
+    auto [ec] = co_await t.async_wait(http::kUseTuple);
+    if (ec)
+      co_return;
+    load_file(false);
+  }
+}
+
+void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> file) {
+  const auto now = time_.now();
+  std::set<std::string> seen;
+  for (const auto& r : file->revisions) {
+    const std::string key = r.namespace_name + "/" + r.name;
+    seen.insert(key);
+    RevisionSpec spec;
+    spec.namespace_name = r.namespace_name;
+    spec.name = r.name;
+    spec.service = r.service;
+    spec.container_concurrency = r.container_concurrency;
+    spec.timeout = r.timeout;
+    if (!r.load_balancing_policy.empty())
+      spec.lb = parse_lb(r.load_balancing_policy);
+    auto it = revisions_.find(key);
+    if (it == revisions_.end()) {
+      it = revisions_
+               .emplace(key, std::make_unique<RevisionThrottler>(spec, health_, throttler_config_))
+               .first;
+    } else {
+      it->second->update_spec(spec);
+    }
+    log_events(*it->second,
+               it->second->set_endpoints(r.endpoints, file->activators, opts_.id, now));
+  }
+  for (auto it = revisions_.begin(); it != revisions_.end();) {
+    if (seen.count(it->first)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("revision {} removed from the endpoints file", it->first);
+    it->second->breaker().close();  // queued requests get 503
+    if (it->second->breaker().in_flight() > 0)
+      retired_.push_back(std::move(it->second));
+    it = revisions_.erase(it);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Active health checks
+
+Task<void> ActivatorImpl::probe_loop() {
+  asio::steady_timer t(home());
+  for (;;) {
+    t.expires_after(opts_.probe_interval);
+    auto [ec] = co_await t.async_wait(http::kUseTuple);
+    if (ec)
+      co_return;
+    const auto now = time_.now();
+    for (auto& [key, r] : revisions_) {
+      log_events(*r, r->tick(now));
+      for (const auto& pod : r->pods_to_check(now)) {
+        if (probing_.insert(key + "|" + pod).second) {
+          asio::co_spawn(home(), probe_pod(key, pod), asio::detached);
+        }
+      }
+    }
+  }
+}
+
+Task<void> ActivatorImpl::probe_pod(std::string key, std::string address) {
+  std::string revision_name = key.substr(key.find('/') + 1);
+  CheckResult result = co_await check(address, revision_name);
+  probing_.erase(key + "|" + address);
+  auto it = revisions_.find(key);
+  if (it == revisions_.end())
+    co_return;
+  log_events(*it->second, it->second->on_check(address, result, time_.now()));
+}
+
+Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision) {
+  using namespace asio::experimental::awaitable_operators;
+  std::string host;
+  uint16_t port = 0;
+  if (!config::split_host_port(address, host, port))
+    co_return CheckResult::Failed;
+  http::error_code ec;
+  tcp::endpoint ep(asio::ip::make_address(host, ec), port);
+  if (ec)
+    co_return CheckResult::Failed;
+  tcp::socket socket(home());
+  asio::steady_timer deadline(home());
+  deadline.expires_after(300ms);
+  std::string answer;
+  auto attempt = [&]() -> Task<bool> {
+    auto [cec] = co_await socket.async_connect(ep, http::kUseTuple);
+    if (cec)
+      co_return false;
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: " + address +
+                            "\r\nUser-Agent: Knative-Activator-Probe\r\nK-Network-Probe: queue\r\n"
+                            "Connection: close\r\n\r\n";
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(req), http::kUseTuple);
+    if (wec)
+      co_return false;
+    char buf[2048];
+    for (;;) {
+      auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), http::kUseTuple);
+      answer.append(buf, n);
+      if (rec || answer.size() > 8192)
+        break;
+    }
+    co_return true;
+  };
+  auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
+  auto outcome = co_await (attempt() || timer());
+  if (outcome.index() == 1 || !std::get<0>(outcome))
+    co_return CheckResult::Failed;
+  if (answer.size() < 12 || answer.compare(0, 5, "HTTP/") != 0)
+    co_return CheckResult::Failed;
+  const int status = std::atoi(answer.substr(9, 3).c_str());
+  const auto head_end = answer.find("\r\n\r\n");
+  const std::string_view head_text(answer.data(),
+                                   head_end == std::string::npos ? answer.size() : head_end);
+  const std::string body = head_end == std::string::npos ? "" : answer.substr(head_end + 4);
+  // A queue-proxy that names its revision must name ours (pod IPs get reused).
+  std::string lower(head_text);
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  if (auto at = lower.find("\r\nsluice-revision:"); at != std::string::npos) {
+    auto start = at + 18;
+    auto end = head_text.find("\r\n", start);
+    std::string named(head_text.substr(start, end - start));
+    named.erase(0, named.find_first_not_of(' '));
+    if (!named.empty() && named != revision)
+      co_return CheckResult::WrongRevision;
+  }
+  if (status == 200 && body == "queue")
+    co_return CheckResult::Passed;
+  if (status == 503)
+    co_return CheckResult::NotReady;
+  co_return CheckResult::Failed;
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics and lifecycle
+
+Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
+  // Per-revision request metrics come with the next increment; state gauges now.
+  auto text = std::make_shared<std::string>();
+  auto collect = [this, text]() -> Task<void> {
+    for (const auto& [key, r] : revisions_) {
+      const auto& s = r->spec();
+      const std::string labels =
+          fmt::format(R"(namespace_name="{}",revision_name="{}")", s.namespace_name, s.name);
+      *text +=
+          fmt::format("activator_healthy_targets{{{}}} {}\n", labels, r->count(PodState::Healthy));
+      *text += fmt::format("activator_pods_quarantined{{{}}} {}\n", labels,
+                           r->count(PodState::Quarantined));
+      *text += fmt::format("breaker_pending_requests{{{}}} {}\n", labels, r->breaker().waiting());
+      *text += fmt::format("activator_revision_capacity{{{}}} {}\n", labels, r->capacity());
+    }
+    co_return;
+  };
+  co_await asio::co_spawn(home(), collect(), asio::use_awaitable);
+  *text += fmt::format("activator_endpoints_reload_failures_total {}\n", reload_failures_.load());
+  const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
+  co_await ex.respond(200, *text, extra);
+}
+
+Task<void> ActivatorImpl::drain_and_stop(bool wait) {
+  if (drain_started_)
+    co_return;
+  drain_started_ = true;
+  draining_.store(true);
+  asio::steady_timer t(control_worker_->executor());
+  if (wait) {
+    spdlog::info("draining: readiness fails; waiting {} ms for endpoints to forget us",
+                 opts_.drain_timeout.count());
+    t.expires_after(opts_.drain_timeout);
+    co_await t.async_wait(http::kUseTuple);
+  }
+  main_server_->stop_accepting();
+  main_server_->close_idle_connections();
+  const auto deadline = time_.now() + 600s;
+  while (main_server_->load().active_requests.load() > 0 && time_.now() < deadline) {
+    t.expires_after(25ms);
+    co_await t.async_wait(http::kUseTuple);
+    main_server_->close_idle_connections();
+  }
+  for (auto& w : workers_) w->stop();
+  control_worker_->stop();
+}
+
+int ActivatorImpl::run() {
+  if (!load_file(true)) {
+    spdlog::error("cannot start without a valid endpoints file (--endpoints-file)");
+    return 1;
+  }
+  std::vector<http::Worker*> worker_ptrs;
+  for (auto& w : workers_) worker_ptrs.push_back(w.get());
+  http::ServerOptions main_opts;
+  main_opts.name = "activator";
+  main_opts.header_timeout = opts_.header_timeout;
+  main_server_ = std::make_unique<http::Server>(worker_ptrs, main_handler_, main_opts);
+  http::ServerOptions side_opts;
+  side_opts.name = "activator-metrics";
+  metrics_server_ = std::make_unique<http::Server>(
+      std::vector<http::Worker*>{control_worker_.get()}, metrics_handler_, side_opts);
+  auto any = asio::ip::address_v4::any();
+  if (auto ec = main_server_->listen(tcp::endpoint(any, opts_.port))) {
+    spdlog::error("cannot listen on --port {}: {}", opts_.port, ec.message());
+    return 1;
+  }
+  if (auto ec = metrics_server_->listen(tcp::endpoint(any, opts_.metrics_port))) {
+    spdlog::error("cannot listen on --metrics-port {}: {}", opts_.metrics_port, ec.message());
+    return 1;
+  }
+  spdlog::info("activator {} listening on :{} (metrics :{}), {} worker(s), queue depth {}",
+               opts_.id.empty() ? "(no --id)" : opts_.id, main_server_->port(),
+               metrics_server_->port(), opts_.threads, opts_.queue_depth);
+  asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
+  asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
+  asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);
+  std::function<void(const http::error_code&, int)> on_signal;
+  on_signal = [&](const http::error_code& ec, int sig) {
+    if (ec)
+      return;
+    spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    asio::co_spawn(control_worker_->io(), drain_and_stop(sig == SIGTERM), asio::detached);
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  std::vector<std::thread> threads;
+  for (auto& w : workers_) threads.emplace_back([&w] { w->run(); });
+  control_worker_->run();
+  for (auto& t : threads) t.join();
+  spdlog::info("activator stopped");
+  return 0;
+}
+
+Activator::Activator(ActivatorOptions options)
+    : impl_(std::make_unique<ActivatorImpl>(std::move(options))) {}
+Activator::~Activator() = default;
+int Activator::run() {
+  return impl_->run();
+}
+
+}  // namespace sluice::activator

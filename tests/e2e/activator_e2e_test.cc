@@ -1,0 +1,216 @@
+// End-to-end: the real `sluice activator` in front of real queue-proxy replicas.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+const char* kRevision = "hello-00001";
+
+// One replica: the test app and a queue-proxy configured as Knative would (full pod
+// environment, so its probe answers name the revision).
+struct Replica {
+  int port = free_port();
+  int app_port = free_port();
+  std::optional<Process> app, qp;
+
+  void start(uint32_t cc, bool wait = true) {
+    app.emplace(std::vector<std::string>{TESTAPP_BIN, "--port", std::to_string(app_port)});
+    qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
+                                        std::to_string(free_port()), "--stats-port",
+                                        std::to_string(free_port()), "--metrics-port",
+                                        std::to_string(free_port())},
+               std::map<std::string, std::string>{{"CONTAINER_CONCURRENCY", std::to_string(cc)},
+                                                  {"QUEUE_SERVING_PORT", std::to_string(port)},
+                                                  {"QUEUE_SERVING_TLS_PORT", "8112"},
+                                                  {"USER_PORT", std::to_string(app_port)},
+                                                  {"REVISION_TIMEOUT_SECONDS", "60"},
+                                                  {"SERVING_LOGGING_CONFIG", "{}"},
+                                                  {"SERVING_LOGGING_LEVEL", "info"},
+                                                  {"SERVING_NAMESPACE", "default"},
+                                                  {"SERVING_CONFIGURATION", "hello"},
+                                                  {"SERVING_REVISION", kRevision},
+                                                  {"SERVING_POD", "pod-" + std::to_string(port)},
+                                                  {"SERVING_POD_IP", "127.0.0.1"}});
+    if (wait) {
+      ASSERT_TRUE(wait_for_port(port)) << qp->output();
+    }
+  }
+  void kill() {
+    if (qp)
+      qp->signal(SIGKILL);
+    if (app)
+      app->signal(SIGKILL);
+    if (qp)
+      qp->wait(5s);
+    if (app)
+      app->wait(5s);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+struct ActivatorUnderTest {
+  int port = free_port();
+  int metrics_port = free_port();
+  std::string file = ::testing::TempDir() + "endpoints-" + std::to_string(port) + ".json";
+  std::optional<Process> proc;
+
+  // Write-then-rename, as a config agent would.
+  void write(const std::string& json) {
+    std::string tmp = file + ".tmp";
+    std::ofstream(tmp) << json;
+    std::filesystem::rename(tmp, file);
+  }
+  static std::string revision_json(const std::vector<std::string>& endpoints,
+                                   int cc,
+                                   int timeout = 30) {
+    std::string eps;
+    for (const auto& e : endpoints) eps += (eps.empty() ? "\"" : ",\"") + e + "\"";
+    return "{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
+           std::string(kRevision) + "\", \"containerConcurrency\": " + std::to_string(cc) +
+           ", \"timeoutSeconds\": " + std::to_string(timeout) + ", \"endpoints\": [" + eps + "]}]}";
+  }
+  void start(const std::string& json, std::vector<std::string> flags = {}) {
+    write(json);
+    std::vector<std::string> argv = {SLUICE_BIN,         "activator",
+                                     "--port",           std::to_string(port),
+                                     "--metrics-port",   std::to_string(metrics_port),
+                                     "--endpoints-file", file,
+                                     "--threads",        "2",
+                                     "--drain-timeout",  "200ms"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    proc.emplace(argv);
+    ASSERT_TRUE(wait_for_port(port)) << proc->output();
+  }
+  HttpResponse get(const std::string& path, const std::string& extra = "") {
+    return curl(port, path, "-H 'Host: hello.default.example.com' " + extra);
+  }
+  std::string metrics() { return curl(metrics_port, "/metrics").body; }
+  ~ActivatorUnderTest() { std::remove(file.c_str()); }
+};
+
+TEST(ActivatorE2E, ColdStartHoldsTheRequestUntilAReplicaIsReady) {
+  Replica r;
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 2));
+  auto pending = std::async(std::launch::async, [&] { return a.get("/echo"); });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(pending.wait_for(0s), std::future_status::timeout) << "no replica yet: waits";
+  r.start(2);
+  auto resp = pending.get();
+  EXPECT_EQ(resp.status, 200) << resp.body;
+  EXPECT_NE(resp.body.find("K-Proxy-Request: activator"), std::string::npos) << resp.body;
+  EXPECT_NE(resp.body.find("Host: hello.default.example.com"), std::string::npos)
+      << "queue-proxy restored the original host\n"
+      << resp.body;
+}
+
+TEST(ActivatorE2E, ProbesAndUnknownRevisions) {
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({}, 1));
+  auto probe = curl(a.port, "/", "-H 'K-Network-Probe: activator'");
+  EXPECT_EQ(probe.status, 200);
+  EXPECT_EQ(probe.body, "activator");
+  EXPECT_EQ(curl(a.port, "/", "-A kube-probe/1.30").status, 200);
+  auto unknown = curl(a.port, "/", "-H 'Host: nope.default.example.com'");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("default/nope"), std::string::npos) << unknown.body;
+}
+
+TEST(ActivatorE2E, FullQueueAnswers503WithRetryAfterAndDeadline504) {
+  Replica r;
+  r.start(1);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 1, /*timeout=*/2),
+          {"--queue-depth", "1"});
+  ASSERT_EQ(a.get("/").status, 200);
+  auto holder = std::async(std::launch::async, [&] { return a.get("/?delay=1500"); });
+  std::this_thread::sleep_for(200ms);
+  auto queued = std::async(std::launch::async, [&] { return a.get("/?delay=1500"); });
+  std::this_thread::sleep_for(200ms);
+  auto full = a.get("/");
+  EXPECT_EQ(full.status, 503) << full.body;
+  EXPECT_EQ(full.header("Retry-After"), "1");
+  EXPECT_EQ(holder.get().status, 200);
+  auto late = queued.get();
+  EXPECT_EQ(late.status, 504) << "1.5 s in the queue + 1.5 s of work > 2 s timeout: " << late.body;
+}
+
+TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
+  Replica r1, r2;
+  r1.start(4);
+  r2.start(4);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 4));
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(a.get("/").status, 200);
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  const auto until = std::chrono::steady_clock::now() + 2500ms;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      while (std::chrono::steady_clock::now() < until) {
+        auto resp = a.get("/?delay=20");
+        (resp.status == 200 ? ok : failed)++;
+      }
+    });
+  }
+  std::this_thread::sleep_for(800ms);
+  r1.kill();  // app and queue-proxy, kill -9
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed.load(), 0) << ok.load() << " ok";
+  EXPECT_GT(ok.load(), 40);
+  EXPECT_NE(a.proc->output().find(r1.address() + ": healthy -> quarantined"), std::string::npos)
+      << a.proc->output();
+}
+
+TEST(ActivatorE2E, EndpointsFileReloadsAndKeepsTheLastGoodState) {
+  Replica r;
+  r.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({}, 2, /*timeout=*/1));
+  EXPECT_EQ(a.get("/").status, 504) << "no endpoints: waits until the 1 s timeout";
+  a.write(ActivatorUnderTest::revision_json({r.address()}, 2));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(a.get("/").status, 200);
+  a.write("{\"revisions\": [{\"namespace\": \"default\", \"nmae\": \"typo\"}]}");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(a.get("/").status, 200) << "a bad file keeps the last good state";
+  EXPECT_NE(a.metrics().find("activator_endpoints_reload_failures_total 1"), std::string::npos)
+      << a.metrics();
+  EXPECT_NE(a.proc->output().find("unknown key \"nmae\""), std::string::npos) << a.proc->output();
+}
+
+TEST(ActivatorE2E, WebSocketThroughActivatorAndQueueProxy) {
+  Replica r;
+  r.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 2));
+  ASSERT_EQ(a.get("/").status, 200);
+  // Routed by Knative's revision headers (the client sets Host to the address).
+  auto out = run(std::string("/usr/bin/python3 ") + E2E_DIR + "/ws_client.py ws://127.0.0.1:" +
+                 std::to_string(a.port) + "/ws 4 0.2 " + "Knative-Serving-Revision:" + kRevision +
+                 ",Knative-Serving-Namespace:default 2>&1")
+                 .out;
+  EXPECT_NE(out.find("ok 4"), std::string::npos) << out;
+}
+
+TEST(ActivatorE2E, BadEndpointsFileAtStartIsRefused) {
+  ActivatorUnderTest a;
+  a.write("{\"revisions\": 7}");
+  auto r = run(std::string(SLUICE_BIN) + " activator --port " + std::to_string(a.port) +
+               " --metrics-port " + std::to_string(a.metrics_port) + " --endpoints-file " + a.file +
+               " 2>&1; echo exit=$?");
+  EXPECT_NE(r.out.find("revisions: missing or not a list"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace e2e
