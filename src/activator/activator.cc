@@ -111,6 +111,7 @@ class ActivatorImpl {
   };
 
   Task<void> handle(Exchange& ex);
+  Task<void> handle_push(Exchange& ex);
   Task<void> handle_metrics(Exchange& ex);
   Task<Lease> acquire_on_home(std::string key, core::TimePoint deadline);
   void release_on_home(RevisionThrottler* revision, PodTracker* pod, RequestOutcome outcome);
@@ -200,6 +201,10 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     co_return;
   }
 
+  if (head.target == "/.sluice/pod-state" && head.get("Sluice-Pod-State")) {
+    co_await handle_push(ex);
+    co_return;
+  }
   const auto routes = routes_.load();
   RouteResult route = activator::route(head, *routes);
   if (!route.revision) {
@@ -327,6 +332,51 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         co_return;
     }
   }
+}
+
+// A queue-proxy's push about its own state. Only the pod itself may speak for it: the
+// sender's address must be the pod's host, so a client cannot drain someone else's pod.
+Task<void> ActivatorImpl::handle_push(Exchange& ex) {
+  const auto& head = ex.request();
+  const std::string ns(head.get("Sluice-Namespace").value_or(""));
+  const std::string revision(head.get("Sluice-Revision").value_or(""));
+  const std::string pod(head.get("Sluice-Pod").value_or(""));
+  const std::string_view state_text = head.get("Sluice-Pod-State").value_or("");
+  std::optional<PushedState> state;
+  if (state_text == "ready")
+    state = PushedState::Ready;
+  if (state_text == "not-ready")
+    state = PushedState::NotReady;
+  if (state_text == "draining")
+    state = PushedState::Draining;
+  std::string host;
+  uint16_t port = 0;
+  if (!state || ns.empty() || revision.empty() || !config::split_host_port(pod, host, port)) {
+    co_await ex.respond(400,
+                        "pod-state push needs Sluice-Namespace, Sluice-Revision, "
+                        "Sluice-Pod (HOST:PORT) and Sluice-Pod-State (ready|not-ready|draining)");
+    co_return;
+  }
+  if (host != ex.client_ip()) {
+    co_await ex.respond(403, "pod-state push for " + pod + " must come from " + host);
+    co_return;
+  }
+  auto apply = [this, key = ns + "/" + revision, pod, s = *state]() -> Task<bool> {
+    auto it = revisions_.find(key);
+    if (it == revisions_.end())
+      co_return false;
+    log_events(*it->second, it->second->on_push(pod, s, time_.now()));
+    co_return true;
+  };
+  bool known = false;
+  if (on_home()) {
+    known = co_await apply();
+  } else {
+    known = co_await asio::co_spawn(home(), apply(), asio::use_awaitable);
+  }
+  // (body built first: GCC 12 mishandles a temporary from ?: inside co_await)
+  const std::string body = known ? std::string() : "unknown revision " + ns + "/" + revision;
+  co_await ex.respond(known ? 202 : 404, body);
 }
 
 Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,

@@ -167,6 +167,39 @@ std::vector<PodEvent> RevisionThrottler::on_check(const std::string& address,
   return events;
 }
 
+std::vector<PodEvent> RevisionThrottler::on_push(const std::string& address,
+                                                 PushedState state,
+                                                 core::TimePoint now) {
+  std::vector<PodEvent> events;
+  if (std::find(endpoints_.begin(), endpoints_.end(), address) == endpoints_.end()) {
+    return events;  // not one of ours (the file decides membership)
+  }
+  auto it = pods_.find(address);
+  if (it == pods_.end()) {
+    if (state != PushedState::Ready)
+      return events;
+    it = pods_.emplace(address, std::make_unique<PodTracker>(address, now, health_)).first;
+    events.push_back({address, Transition{PodState::Removed, PodState::Pending}});
+    reassign();
+  }
+  PodTracker& t = *it->second;
+  switch (state) {
+    case PushedState::Ready:
+      collect(t, t.on_readded(now), events);
+      collect(t, t.on_check_passed(now), events);
+      break;
+    case PushedState::NotReady:
+      collect(t, t.on_check_not_ready(now), events);
+      break;
+    case PushedState::Draining:
+      collect(t, t.on_removed(now), events);
+      break;
+  }
+  forget_removed();
+  recompute_capacity();
+  return events;
+}
+
 std::vector<PodEvent> RevisionThrottler::tick(core::TimePoint now) {
   std::vector<PodEvent> events;
   for (auto& [address, t] : pods_) collect(*t, t->on_tick(now), events);

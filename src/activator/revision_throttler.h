@@ -54,6 +54,9 @@ enum class RequestOutcome {
 
 enum class CheckResult { Passed, NotReady, Failed, WrongRevision };
 
+// What a queue-proxy pushes about itself (Sluice extension).
+enum class PushedState { Ready, NotReady, Draining };
+
 // A state change, for metrics and logs.
 struct PodEvent {
   std::string pod;
@@ -83,6 +86,12 @@ class RevisionThrottler {
   std::vector<PodEvent> finish(PodTracker* pod, RequestOutcome outcome, core::TimePoint now);
   // An active check of `pod` came back.
   std::vector<PodEvent> on_check(const std::string& pod, CheckResult result, core::TimePoint now);
+  // A queue-proxy told us its state. Ready acts as a passing check (a pending pod is
+  // healthy at once: cold start need not wait for the next probe; a quarantine backoff is
+  // still not cut short), NotReady as a not-ready check, Draining as removal from the
+  // endpoints. A pod the file lists but that was forgotten (it drained, then came back)
+  // is tracked again.
+  std::vector<PodEvent> on_push(const std::string& pod, PushedState state, core::TimePoint now);
   // Quarantine expiries and drain completions.
   std::vector<PodEvent> tick(core::TimePoint now);
   core::TimePoint next_deadline() const;

@@ -17,7 +17,7 @@ Action add_queue_proxy_command(CLI::App& app) {
     uint16_t port = 0, user_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
     uint32_t cc = 0;
     int threads = 0;
-    std::string revision_timeout, readiness_probe, drain_quiet_period, header_timeout;
+    std::string revision_timeout, readiness_probe, drain_quiet_period, header_timeout, activators;
   };
   auto raw = std::make_shared<Raw>();
   auto* o_port =
@@ -45,6 +45,9 @@ Action add_queue_proxy_command(CLI::App& app) {
       app.add_option("--header-timeout", raw->header_timeout,
                      "Cut clients that take longer than this to send a request head (default 60s)");
   auto* o_th = app.add_option("--threads", raw->threads, "Worker threads (default 1)");
+  auto* o_act = app.add_option("--activator", raw->activators,
+                               "Activators (HOST:PORT, comma-separated) to tell at once when the "
+                               "app turns ready or not ready and when draining starts");
   app.add_flag("--json-logs", *json_logs, "Log one JSON object per line");
   app.footer(
       "Configuration comes from Knative's queue-proxy environment variables; flags override "
@@ -73,6 +76,8 @@ Action add_queue_proxy_command(CLI::App& app) {
       flags->header_timeout = raw->header_timeout;
     if (o_th->count())
       flags->threads = raw->threads;
+    if (o_act->count())
+      flags->activators = raw->activators;
 
     auto loaded = config::load_queue_proxy_config(config::process_env(), *flags);
     if (!loaded.config) {

@@ -137,7 +137,8 @@ const std::vector<std::string_view>& queue_proxy_env_names() {
       "SYSTEM_NAMESPACE",
       "METRICS_DOMAIN",
       "HOST_IP",
-      "ROOT_CA"};
+      "ROOT_CA",
+      "SLUICE_ACTIVATORS"};
   return names;
 }
 
@@ -221,6 +222,28 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
     } else {
       c.threads = *flags.threads;
     }
+  }
+
+  std::string activators;
+  if (flags.activators) {
+    activators = *flags.activators;
+  } else if (auto v = r.get("SLUICE_ACTIVATORS")) {
+    activators = *v;
+  }
+  for (size_t start = 0; start < activators.size();) {
+    size_t comma = activators.find(',', start);
+    std::string one =
+        activators.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!one.empty()) {
+      if (one.rfind(':') == std::string::npos || one.rfind(':') == one.size() - 1) {
+        errors.push_back("--activator/SLUICE_ACTIVATORS: \"" + one + "\" is not HOST:PORT");
+      } else {
+        c.activators.push_back(one);
+      }
+    }
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
   }
 
   if (c.local_mode) {

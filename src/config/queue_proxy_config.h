@@ -67,6 +67,10 @@ struct QueueProxyConfig {
   bool multi_container_probes = false;
   std::string tracing_backend;
 
+  // Activators to tell at once when the app becomes ready / not ready and when draining
+  // starts (Sluice extension; `--activator` / SLUICE_ACTIVATORS, comma-separated).
+  std::vector<std::string> activators;
+
   // Accepted but not acted on (e.g. HTTP/2 auto-detection), logged at start-up.
   std::vector<std::string> notices;
 };
@@ -80,6 +84,7 @@ struct QueueProxyFlags {
   std::optional<std::string> drain_quiet_period;
   std::optional<std::string> header_timeout;
   std::optional<int> threads;
+  std::optional<std::string> activators;  // comma-separated HOST:PORT list
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

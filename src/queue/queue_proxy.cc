@@ -9,8 +9,10 @@
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/write.hpp>
 #include <thread>
 
 #include "admission/breaker.h"
@@ -133,6 +135,9 @@ class QueueProxyImpl {
   void leave(bool proxied, bool held_slot, core::TimePoint now);
 
   Task<void> report_stats_loop();
+  // Sluice extension: tell the activators this pod's state at once (fire-and-forget).
+  void push_state(std::string_view state);
+  Task<void> send_push(std::string activator, std::string state);
   Task<void> drain_and_stop(bool wait_quiet_period);
   Task<void> wait_quiet_period();
   bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
@@ -535,6 +540,47 @@ Task<void> QueueProxyImpl::report_stats_loop() {
   }
 }
 
+void QueueProxyImpl::push_state(std::string_view state) {
+  for (const auto& a : cfg_.activators) {
+    asio::co_spawn(control_io_, send_push(a, std::string(state)), asio::detached);
+  }
+}
+
+Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto colon = activator.rfind(':');
+  std::string host = activator.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
+  http::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    spdlog::warn("push to activator {}: {} is not an IP address", activator, host);
+    co_return;
+  }
+  tcp::endpoint ep(address, static_cast<uint16_t>(std::stoi(activator.substr(colon + 1))));
+  const std::string request = fmt::format(
+      "POST /.sluice/pod-state HTTP/1.1\r\nHost: {}\r\nSluice-Namespace: {}\r\n"
+      "Sluice-Revision: {}\r\nSluice-Pod: {}:{}\r\nSluice-Pod-State: {}\r\n"
+      "Content-Length: 0\r\nConnection: close\r\n\r\n",
+      activator, cfg_.namespace_name, cfg_.revision_name, cfg_.pod_ip, main_server_->port(), state);
+  tcp::socket socket(control_io_);
+  asio::steady_timer deadline(control_io_);
+  deadline.expires_after(1s);
+  auto exchange = [&]() -> Task<void> {
+    auto [cec] = co_await socket.async_connect(ep, http::kUseTuple);
+    if (cec)
+      co_return;
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), http::kUseTuple);
+    if (wec)
+      co_return;
+    char buf[256];
+    co_await socket.async_read_some(asio::buffer(buf), http::kUseTuple);
+  };
+  auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
+  co_await (exchange() || timer());
+}
+
 Task<void> QueueProxyImpl::wait_quiet_period() {
   asio::steady_timer t(control_io_);
   const auto drain_started = time_.now();
@@ -553,6 +599,7 @@ Task<void> QueueProxyImpl::drain_and_stop(bool wait_quiet) {
     co_return;
   drain_started_ = true;
   draining_.store(true, std::memory_order_release);
+  push_state("draining");
   if (wait_quiet) {
     spdlog::info("draining: probes now fail; waiting for {} without new requests",
                  config::format_duration(cfg_.drain_quiet_period));
@@ -621,6 +668,7 @@ int QueueProxyImpl::run() {
       config::format_duration(cfg_.revision_timeout), cfg_.threads);
   for (const auto& n : cfg_.notices) spdlog::warn("{}", n);
 
+  prober_.on_change([this](bool ready) { push_state(ready ? "ready" : "not-ready"); });
   prober_.start();
   asio::co_spawn(control_io_, report_stats_loop(), asio::detached);
   asio::signal_set signals(control_io_, SIGTERM, SIGINT);

@@ -22,6 +22,8 @@ struct Replica {
   int app_port = free_port();
   std::optional<Process> app, qp;
 
+  std::string push_to;  // SLUICE_ACTIVATORS for the queue-proxy
+
   void start(uint32_t cc, bool wait = true) {
     app.emplace(std::vector<std::string>{TESTAPP_BIN, "--port", std::to_string(app_port)});
     qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
@@ -39,7 +41,8 @@ struct Replica {
                                                   {"SERVING_CONFIGURATION", "hello"},
                                                   {"SERVING_REVISION", kRevision},
                                                   {"SERVING_POD", "pod-" + std::to_string(port)},
-                                                  {"SERVING_POD_IP", "127.0.0.1"}});
+                                                  {"SERVING_POD_IP", "127.0.0.1"},
+                                                  {"SLUICE_ACTIVATORS", push_to}});
     if (wait) {
       ASSERT_TRUE(wait_for_port(port)) << qp->output();
     }
@@ -111,6 +114,46 @@ TEST(ActivatorE2E, ColdStartHoldsTheRequestUntilAReplicaIsReady) {
   EXPECT_NE(resp.body.find("Host: hello.default.example.com"), std::string::npos)
       << "queue-proxy restored the original host\n"
       << resp.body;
+}
+
+TEST(ActivatorE2E, ReadyPushReleasesBufferedRequestsWithoutWaitingForAProbe) {
+  Replica r;
+  ActivatorUnderTest a;
+  // Probing every 20 s: only the queue-proxy's push can release the request in time.
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 2), {"--probe-interval", "20s"});
+  r.push_to = "127.0.0.1:" + std::to_string(a.port);
+  auto pending = std::async(std::launch::async, [&] { return a.get("/"); });
+  std::this_thread::sleep_for(300ms);
+  const auto started = std::chrono::steady_clock::now();
+  r.start(2);
+  EXPECT_EQ(pending.get().status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_NE(a.proc->output().find(r.address() + ": pending -> healthy"), std::string::npos)
+      << a.proc->output();
+}
+
+TEST(ActivatorE2E, DrainingPushStopsTrafficToThePod) {
+  Replica r1, r2;
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 2));
+  r1.push_to = r2.push_to = "127.0.0.1:" + std::to_string(a.port);
+  r1.start(2);
+  r2.start(2);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(a.get("/").status, 200);
+  r1.qp->signal(SIGTERM);  // pushes "draining" at once, then waits out its quiet period
+  std::this_thread::sleep_for(300ms);
+  EXPECT_NE(a.proc->output().find(r1.address() + ": healthy -> removed"), std::string::npos)
+      << a.proc->output();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200);
+}
+
+TEST(ActivatorE2E, PodStatePushMustComeFromThePod) {
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({"10.9.9.9:8012"}, 2));
+  auto r = curl(a.port, "/.sluice/pod-state",
+                "-X POST -H 'Sluice-Namespace: default' -H 'Sluice-Revision: hello-00001' "
+                "-H 'Sluice-Pod: 10.9.9.9:8012' -H 'Sluice-Pod-State: draining'");
+  EXPECT_EQ(r.status, 403) << r.body;
 }
 
 TEST(ActivatorE2E, ProbesAndUnknownRevisions) {
