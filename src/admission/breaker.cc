@@ -2,6 +2,11 @@
 
 namespace sluice::admission {
 
+Waiter::~Waiter() {
+  if (state_ == State::Queued && queue_ != nullptr)
+    queue_->cancel(*this);
+}
+
 Breaker::Admit Breaker::acquire(Waiter& w, core::TimePoint now, core::TimePoint deadline) {
   if (closed_) {
     w.state_ = Waiter::State::Closed;
@@ -21,6 +26,7 @@ Breaker::Admit Breaker::acquire(Waiter& w, core::TimePoint now, core::TimePoint 
     return Admit::Expired;
   }
   w.state_ = Waiter::State::Queued;
+  w.queue_ = this;
   w.enqueued_at_ = now;
   w.deadline_ = deadline;
   w.prev_ = tail_;
@@ -100,6 +106,7 @@ void Breaker::unlink(Waiter& w) {
     tail_ = w.prev_;
   }
   w.prev_ = w.next_ = nullptr;
+  w.queue_ = nullptr;
   --waiting_;
 }
 

@@ -28,7 +28,8 @@ class Waiter {
  public:
   enum class State { Idle, Queued, Admitted, Expired, Cancelled, Closed };
 
-  virtual ~Waiter() = default;
+  // A waiter that dies while queued (its coroutine frame destroyed) leaves the queue.
+  virtual ~Waiter();
   State state() const { return state_; }
   core::TimePoint enqueued_at() const { return enqueued_at_; }
   core::TimePoint deadline() const { return deadline_; }
@@ -41,6 +42,7 @@ class Waiter {
  private:
   friend class Breaker;
   State state_ = State::Idle;
+  class Breaker* queue_ = nullptr;  // set while queued
   core::TimePoint enqueued_at_{};
   core::TimePoint deadline_{};
   Waiter* prev_ = nullptr;

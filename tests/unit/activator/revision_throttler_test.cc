@@ -37,8 +37,8 @@ class RevisionThrottlerTest : public ::testing::Test {
 };
 
 TEST_F(RevisionThrottlerTest, ColdStartReleasesWaitersTheMomentAPodIsHealthy) {
+  Woken w1, w2, w3;  // declared first: they must outlive the queue that links them
   auto r = make(2);
-  Woken w1, w2, w3;
   EXPECT_EQ(r.capacity(), 0u);
   ASSERT_EQ(r.breaker().acquire(w1, clock_.now(), clock_.now() + 10s),
             admission::Breaker::Admit::Queued);

@@ -134,6 +134,18 @@ TEST_F(BreakerTest, GrowingCapacityAdmitsWaitersShrinkingRevokesNothing) {
   EXPECT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Queued) << "2 in flight, capacity 1";
 }
 
+TEST_F(BreakerTest, AWaiterDestroyedWhileQueuedLeavesTheQueue) {
+  Breaker b(1, 10);
+  ASSERT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Admitted);
+  {
+    RecordingWaiter gone(99, woken_);
+    ASSERT_EQ(b.acquire(gone, clock_.now(), in(10s)), Admit::Queued);
+  }
+  EXPECT_EQ(b.waiting(), 0u);
+  b.release();
+  EXPECT_TRUE(woken_.empty());
+}
+
 TEST_F(BreakerTest, UnlimitedNeverQueues) {
   Breaker b(Breaker::kUnlimited, 0);
   for (int i = 0; i < 1000; ++i)
