@@ -19,6 +19,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "activator/activator_metrics.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
 #include "config/endpoints_file.h"
@@ -77,6 +78,12 @@ std::optional<FileStamp> stamp_of(const std::string& path) {
 }
 
 }  // namespace
+
+// What workers read on every request: routes and each revision's metric cells.
+struct Routing {
+  RouteTable table;
+  std::unordered_map<std::string, RevisionMetrics*> metrics;  // "ns/name"
+};
 
 class ActivatorImpl {
  public:
@@ -142,9 +149,11 @@ class ActivatorImpl {
   std::unordered_map<std::string, std::unique_ptr<RevisionThrottler>> revisions_;
   std::vector<std::unique_ptr<RevisionThrottler>> retired_;
   std::set<std::string> probing_;
+  std::unordered_map<std::string, RevisionMetrics*> revision_metrics_;
 
   // Shared snapshot for workers.
-  std::atomic<std::shared_ptr<const RouteTable>> routes_;
+  std::atomic<std::shared_ptr<const Routing>> routes_;
+  ActivatorMetrics metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> reload_failures_{0};
   std::optional<FileStamp> file_stamp_;  // control thread
@@ -157,13 +166,15 @@ class ActivatorImpl {
 
 ActivatorImpl::ActivatorImpl(ActivatorOptions options)
     : opts_(std::move(options)),
-      control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)) {
+      control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)),
+      metrics_(std::getenv("POD_NAME") != nullptr ? std::getenv("POD_NAME") : "activator",
+               static_cast<size_t>(opts_.threads)) {
   const uint64_t seed = core::os_seed();
   for (int i = 0; i < opts_.threads; ++i) {
     workers_.push_back(std::make_unique<http::Worker>(i, time_, seed, 100));
   }
   throttler_config_.queue_depth = opts_.queue_depth;
-  routes_.store(std::make_shared<const RouteTable>());
+  routes_.store(std::make_shared<const Routing>());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -206,13 +217,26 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     co_return;
   }
   const auto routes = routes_.load();
-  RouteResult route = activator::route(head, *routes);
+  RouteResult route = activator::route(head, routes->table);
   if (!route.revision) {
     co_await ex.respond(404, "revision not found: looked up " + route.looked_up);
     co_return;
   }
   const std::string key = *route.revision;
   const std::string revision_name = key.substr(key.find('/') + 1);
+  RevisionMetrics& rm = *routes->metrics.at(key);
+  const size_t shard = ex.connection().worker().index();
+  // Every answer, whichever way handle() ends, is counted once.
+  struct Count {
+    Exchange& ex;
+    RevisionMetrics& rm;
+    size_t shard;
+    core::TimeSource& time;
+    ~Count() {
+      rm.requests.record(shard, ex.responded() ? ex.status() : 499,
+                         core::to_millis(time.now() - ex.started_at()));
+    }
+  } count{ex, rm, shard, time_};
 
   // Only a body-less request can be sent again after bytes went upstream.
   const bool replayable = ex.request_body_done();
@@ -265,6 +289,21 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     const auto sent_at = time_.now();
     auto result = co_await http::forward(ex, target, options);
     using Outcome = http::ForwardResult::Outcome;
+    rm.proxy_start.observe(shard, core::to_seconds(result.connected_at - ex.started_at()));
+    if (result.outcome == Outcome::ConnectFailed) {
+      const auto why = result.error == asio::error::connection_refused
+                           ? TransportFailure::ConnectRefused
+                       : result.error == asio::error::timed_out ? TransportFailure::ConnectTimeout
+                                                                : TransportFailure::Other;
+      rm.transport[static_cast<size_t>(why)]->inc(shard);
+    } else if (result.outcome == Outcome::UpstreamClosed) {
+      const auto why = result.error == asio::error::connection_reset
+                           ? TransportFailure::Reset
+                           : TransportFailure::ClosedBeforeResponse;
+      rm.transport[static_cast<size_t>(why)]->inc(shard);
+    } else if (result.outcome == Outcome::BadResponse) {
+      rm.transport[static_cast<size_t>(TransportFailure::BadResponse)]->inc(shard);
+    }
     RequestOutcome outcome = RequestOutcome::Other;
     bool retry = false;
     const double ms = core::to_millis(time_.now() - sent_at);
@@ -325,6 +364,8 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")");
         co_return;
       default:
+        if (last_status != 503)
+          rm.bad_gateway->inc(shard);
         co_await ex.respond(
             last_status == 503 ? 503 : 502,
             fmt::format("revision {}: pod {}: {}", revision_name, lease.address, last_error),
@@ -443,7 +484,22 @@ void ActivatorImpl::release_on_home(RevisionThrottler* revision,
 }
 
 void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events) {
+  RevisionMetrics* m = nullptr;
+  if (!events.empty()) {
+    auto it = revision_metrics_.find(r.spec().namespace_name + "/" + r.spec().name);
+    if (it != revision_metrics_.end())
+      m = it->second;
+  }
   for (const auto& e : events) {
+    if (m != nullptr) {
+      // Home is the only writer of these.
+      if (e.transition.entered_quarantine())
+        m->quarantine_entries.fetch_add(1, std::memory_order_relaxed);
+      if (e.transition.left_quarantine())
+        m->quarantine_exits.fetch_add(1, std::memory_order_relaxed);
+      if (e.transition.evicted)
+        m->evictions.fetch_add(1, std::memory_order_relaxed);
+    }
     if (e.transition.changed()) {
       spdlog::info("revision {}: pod {}: {} -> {}", r.spec().name, e.pod,
                    to_string(e.transition.from), to_string(e.transition.to));
@@ -488,8 +544,12 @@ bool ActivatorImpl::load_file(bool initial) {
     return false;
   }
   auto file = std::make_shared<const config::EndpointsFile>(std::move(*parsed.file));
-  auto table = std::make_shared<RouteTable>();
-  for (const auto& r : file->revisions) table->add(r.namespace_name, r.name, r.service);
+  auto table = std::make_shared<Routing>();
+  for (const auto& r : file->revisions) {
+    table->table.add(r.namespace_name, r.name, r.service);
+    table->metrics[r.namespace_name + "/" + r.name] =
+        metrics_.revision(r.namespace_name, r.name, r.service);
+  }
   asio::post(home(), [this, file] { apply_on_home(file); });
   routes_.store(std::move(table));
   spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
@@ -524,6 +584,7 @@ void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> f
     spec.timeout = r.timeout;
     if (!r.load_balancing_policy.empty())
       spec.lb = parse_lb(r.load_balancing_policy);
+    revision_metrics_[key] = metrics_.revision(r.namespace_name, r.name, r.service);
     auto it = revisions_.find(key);
     if (it == revisions_.end()) {
       it = revisions_
@@ -646,26 +707,25 @@ Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision
 // Metrics and lifecycle
 
 Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
-  // Per-revision request metrics come with the next increment; state gauges now.
-  auto text = std::make_shared<std::string>();
-  auto collect = [this, text]() -> Task<void> {
+  // Gauges mirror home-owned state: read them there, serialise here.
+  auto gauges = std::make_shared<std::vector<ActivatorMetrics::RevisionGauges>>();
+  auto collect = [this, gauges]() -> Task<void> {
     for (const auto& [key, r] : revisions_) {
-      const auto& s = r->spec();
-      const std::string labels =
-          fmt::format(R"(namespace_name="{}",revision_name="{}")", s.namespace_name, s.name);
-      *text +=
-          fmt::format("activator_healthy_targets{{{}}} {}\n", labels, r->count(PodState::Healthy));
-      *text += fmt::format("activator_pods_quarantined{{{}}} {}\n", labels,
-                           r->count(PodState::Quarantined));
-      *text += fmt::format("breaker_pending_requests{{{}}} {}\n", labels, r->breaker().waiting());
-      *text += fmt::format("activator_revision_capacity{{{}}} {}\n", labels, r->capacity());
+      auto m = revision_metrics_.find(key);
+      if (m == revision_metrics_.end())
+        continue;
+      gauges->push_back({m->second, static_cast<double>(r->breaker().pending()),
+                         static_cast<double>(r->breaker().waiting()),
+                         static_cast<double>(r->count(PodState::Healthy)),
+                         static_cast<double>(r->count(PodState::Quarantined)),
+                         static_cast<double>(r->capacity())});
     }
     co_return;
   };
   co_await asio::co_spawn(home(), collect(), asio::use_awaitable);
-  *text += fmt::format("activator_endpoints_reload_failures_total {}\n", reload_failures_.load());
+  const std::string text = metrics_.serialize(*gauges, reload_failures_.load());
   const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
-  co_await ex.respond(200, *text, extra);
+  co_await ex.respond(200, text, extra);
 }
 
 Task<void> ActivatorImpl::drain_and_stop(bool wait) {

@@ -212,6 +212,18 @@ TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
   EXPECT_GT(ok.load(), 40);
   EXPECT_NE(a.proc->output().find(r1.address() + ": healthy -> quarantined"), std::string::npos)
       << a.proc->output();
+  // ... and visible in the metrics.
+  const std::string m = a.metrics();
+  EXPECT_GE(metric_value(m, "activator_pod_quarantine_entries_total"), 1) << m;
+  EXPECT_EQ(metric_value(m, "activator_pods_quarantined"), 1) << m;
+  EXPECT_EQ(metric_value(m, "activator_healthy_targets"), 1) << m;
+  EXPECT_NE(m.find("activator_transport_failures_total{"), std::string::npos) << m;
+  EXPECT_NE(
+      m.find("revision_name=\"hello-00001\",pod_name=\"activator\",container_name=\"activator\","
+             "response_code=\"200\",response_code_class=\"2xx\"}"),
+      std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("response_code=\"5"), std::string::npos) << "no 5xx reached a client\n" << m;
 }
 
 TEST(ActivatorE2E, EndpointsFileReloadsAndKeepsTheLastGoodState) {
