@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "activator/activator_metrics.h"
+#include "activator/concurrency_reporter.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
 #include "config/endpoints_file.h"
@@ -131,6 +132,8 @@ class ActivatorImpl {
 
   // Active health checks (home).
   Task<void> probe_loop();
+  Task<void> report_loop();
+  void request_in_on_home(const std::string& key, core::TimePoint now);
   Task<void> probe_pod(std::string key, std::string address);
   Task<CheckResult> check(std::string address, std::string revision);
 
@@ -150,6 +153,7 @@ class ActivatorImpl {
   std::vector<std::unique_ptr<RevisionThrottler>> retired_;
   std::set<std::string> probing_;
   std::unordered_map<std::string, RevisionMetrics*> revision_metrics_;
+  ConcurrencyReporter reporter_;
 
   // Shared snapshot for workers.
   std::atomic<std::shared_ptr<const Routing>> routes_;
@@ -226,17 +230,29 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   const std::string revision_name = key.substr(key.find('/') + 1);
   RevisionMetrics& rm = *routes->metrics.at(key);
   const size_t shard = ex.connection().worker().index();
+  if (on_home()) {
+    request_in_on_home(key, ex.started_at());
+  } else {
+    asio::post(home(), [this, key, t = ex.started_at()] { request_in_on_home(key, t); });
+  }
   // Every answer, whichever way handle() ends, is counted once.
   struct Count {
+    ActivatorImpl& a;
     Exchange& ex;
     RevisionMetrics& rm;
+    const std::string& key;
     size_t shard;
-    core::TimeSource& time;
     ~Count() {
+      const auto now = a.time_.now();
       rm.requests.record(shard, ex.responded() ? ex.status() : 499,
-                         core::to_millis(time.now() - ex.started_at()));
+                         core::to_millis(now - ex.started_at()));
+      if (a.on_home()) {
+        a.reporter_.request_out(key, now);
+      } else {
+        asio::post(a.home(), [&a = a, key = key, now] { a.reporter_.request_out(key, now); });
+      }
     }
-  } count{ex, rm, shard, time_};
+  } count{*this, ex, rm, key, shard};
 
   // Only a body-less request can be sent again after bytes went upstream.
   const bool replayable = ex.request_body_done();
@@ -610,6 +626,36 @@ void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> f
 }
 
 // ---------------------------------------------------------------------------------------
+// Concurrency reports for the autoscaler (home)
+
+void ActivatorImpl::request_in_on_home(const std::string& key, core::TimePoint now) {
+  if (auto poke = reporter_.request_in(key, now); poke && opts_.concurrency_sink != nullptr) {
+    opts_.concurrency_sink->on_report({*poke});
+  }
+}
+
+Task<void> ActivatorImpl::report_loop() {
+  asio::steady_timer t(home());
+  auto next = time_.now();
+  for (;;) {
+    next += 1s;
+    t.expires_at(next);
+    auto [ec] = co_await t.async_wait(http::kUseTuple);
+    if (ec)
+      co_return;
+    auto batch = reporter_.cut(time_.now());
+    for (const auto& [key, m] : revision_metrics_) {
+      auto it = std::find_if(batch.begin(), batch.end(),
+                             [&](const auto& r) { return r.revision == key; });
+      m->reported_concurrency.store(it == batch.end() ? 0.0 : it->report.average_concurrency,
+                                    std::memory_order_relaxed);
+    }
+    if (opts_.concurrency_sink != nullptr && !batch.empty())
+      opts_.concurrency_sink->on_report(batch);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Active health checks
 
 Task<void> ActivatorImpl::probe_loop() {
@@ -714,8 +760,7 @@ Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
       auto m = revision_metrics_.find(key);
       if (m == revision_metrics_.end())
         continue;
-      gauges->push_back({m->second, static_cast<double>(r->breaker().pending()),
-                         static_cast<double>(r->breaker().waiting()),
+      gauges->push_back({m->second, static_cast<double>(r->breaker().waiting()),
                          static_cast<double>(r->count(PodState::Healthy)),
                          static_cast<double>(r->count(PodState::Quarantined)),
                          static_cast<double>(r->capacity())});
@@ -781,6 +826,7 @@ int ActivatorImpl::run() {
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
   asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
+  asio::co_spawn(workers_.front()->io(), report_loop(), asio::detached);
   asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);
   std::function<void(const http::error_code&, int)> on_signal;
   on_signal = [&](const http::error_code& ec, int sig) {

@@ -17,6 +17,8 @@
 
 namespace sluice::activator {
 
+class ConcurrencySink;
+
 struct ActivatorOptions {
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
@@ -27,6 +29,9 @@ struct ActivatorOptions {
   std::chrono::milliseconds probe_interval{50};
   std::chrono::milliseconds drain_timeout{45'000};
   std::chrono::milliseconds header_timeout{60'000};
+  // Receives per-revision concurrency every second and the scale-from-zero poke
+  // (`sluice run` wires its autoscaler here); may be null.
+  ConcurrencySink* concurrency_sink = nullptr;
 };
 
 class ActivatorImpl;

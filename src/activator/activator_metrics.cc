@@ -147,7 +147,8 @@ std::string ActivatorMetrics::serialize(const std::vector<RevisionGauges>& gauge
                                   MetricType::Gauge);
   for (const auto& g : gauges) {
     auto labels = with(g.metrics->labels, {});
-    concurrency.metric.push_back(metrics::gauge_metric(labels, g.concurrency));
+    concurrency.metric.push_back(metrics::gauge_metric(
+        labels, g.metrics->reported_concurrency.load(std::memory_order_relaxed)));
     pending.metric.push_back(metrics::gauge_metric(labels, g.pending));
     healthy.metric.push_back(metrics::gauge_metric(labels, g.healthy));
     quarantined.metric.push_back(metrics::gauge_metric(labels, g.quarantined));

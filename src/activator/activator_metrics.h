@@ -47,6 +47,7 @@ struct RevisionMetrics {
   std::unique_ptr<metrics::Counter> bad_gateway;
   // Home-only writers.
   std::atomic<uint64_t> quarantine_entries{0}, quarantine_exits{0}, evictions{0};
+  std::atomic<double> reported_concurrency{0};  // last 1 s average (Knative's gauge)
 };
 
 class ActivatorMetrics {
@@ -61,7 +62,7 @@ class ActivatorMetrics {
   // Gauges that mirror home-owned state, filled by the caller on the home worker.
   struct RevisionGauges {
     const RevisionMetrics* metrics;
-    double concurrency, pending, healthy, quarantined, capacity;
+    double pending, healthy, quarantined, capacity;
   };
   std::string serialize(const std::vector<RevisionGauges>& gauges, uint64_t reload_failures) const;
 

@@ -218,6 +218,7 @@ TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
   EXPECT_EQ(metric_value(m, "activator_pods_quarantined"), 1) << m;
   EXPECT_EQ(metric_value(m, "activator_healthy_targets"), 1) << m;
   EXPECT_NE(m.find("activator_transport_failures_total{"), std::string::npos) << m;
+  EXPECT_NE(m.find("activator_request_concurrency{"), std::string::npos) << m;
   EXPECT_NE(
       m.find("revision_name=\"hello-00001\",pod_name=\"activator\",container_name=\"activator\","
              "response_code=\"200\",response_code_class=\"2xx\"}"),

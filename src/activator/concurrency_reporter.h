@@ -1,0 +1,53 @@
+// activator/concurrency_reporter.h
+//
+// Per-revision request concurrency as the activator sees it, for the autoscaler
+// (Knative's concurrency_reporter, spec §2.7). A request counts from arrival (so time
+// spent waiting for capacity is included) to its answer. Every second cut() returns one
+// Stat per active revision; the first request of a revision without an entry produces
+// an immediate report {concurrency 1, count 1} (the scale-from-zero poke), which the
+// next cut subtracts so it is not counted twice. A revision whose average over a cut is
+// 0 with nothing in flight is dropped, so its next request pokes again.
+//
+// Threading: single owner (the activator's home worker). Time: callers pass `now`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "stats/request_stats.h"
+
+namespace sluice::activator {
+
+struct RevisionConcurrency {
+  std::string revision;  // "ns/name"
+  stats::Report report;
+};
+
+// Where reports go: the in-process autoscaler (`sluice run`) or, later, Knative's
+// autoscaler websocket.
+class ConcurrencySink {
+ public:
+  virtual ~ConcurrencySink() = default;
+  // Called on the home worker; must not block.
+  virtual void on_report(const std::vector<RevisionConcurrency>& batch) = 0;
+};
+
+class ConcurrencyReporter {
+ public:
+  // Returns the immediate poke for a revision's first request.
+  std::optional<RevisionConcurrency> request_in(const std::string& revision, core::TimePoint now);
+  void request_out(const std::string& revision, core::TimePoint now);
+  std::vector<RevisionConcurrency> cut(core::TimePoint now);
+
+ private:
+  struct Entry {
+    explicit Entry(core::TimePoint now) : stats(now) {}
+    stats::RequestStats stats;
+    bool poked = true;  // the immediate report still has to be subtracted
+  };
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace sluice::activator
