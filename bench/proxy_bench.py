@@ -207,8 +207,12 @@ http {{
     return Proxy("nginx", ["nginx", "-p", tmp, "-c", cfg], port)
 
 
+# Extra wrk arguments, e.g. a Host header for the activator benchmark.
+WRK_EXTRA = []
+
+
 def run_wrk(port, conns, duration, path="/"):
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency",
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", *WRK_EXTRA,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          timeout=duration + 60).stdout
     return parse_wrk(out)

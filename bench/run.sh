@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything the proxy benchmark needs (Release sluice, the test app, Knative
 # 1.18's queue-proxy from its Go module, HAProxy/nginx/wrk from Debian) and runs it.
-#   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]
+#   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]      queue-proxy vs peers
+#   bench/run.sh --activator [--duration 10] [--trials 50]            activator hop, cold start
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -17,5 +18,9 @@ if [[ ! -x bench/.bin/queue ]]; then
       break
     fi
   done
+fi
+if [[ "${1:-}" == "--activator" ]]; then
+  shift
+  exec python3 bench/activator_bench.py "$@"
 fi
 exec python3 bench/proxy_bench.py "$@"

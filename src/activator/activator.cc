@@ -701,8 +701,10 @@ Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision
   asio::steady_timer deadline(home());
   deadline.expires_after(300ms);
   std::string answer;
+  bool connect_refused = false;
   auto attempt = [&]() -> Task<bool> {
     auto [cec] = co_await socket.async_connect(ep, http::kUseTuple);
+    connect_refused = cec == asio::error::connection_refused;
     if (cec)
       co_return false;
     const std::string req = "GET /healthz HTTP/1.1\r\nHost: " + address +
@@ -722,8 +724,12 @@ Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision
   };
   auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
   auto outcome = co_await (attempt() || timer());
-  if (outcome.index() == 1 || !std::get<0>(outcome))
+  if (outcome.index() == 1)
     co_return CheckResult::Failed;
+  // Nothing listening yet is a pod still starting, not a failing one: a pending pod stays
+  // pending (and is probed again next interval) instead of sitting out a backoff.
+  if (!std::get<0>(outcome))
+    co_return connect_refused ? CheckResult::NotReady : CheckResult::Failed;
   if (answer.size() < 12 || answer.compare(0, 5, "HTTP/") != 0)
     co_return CheckResult::Failed;
   const int status = std::atoi(answer.substr(9, 3).c_str());

@@ -95,6 +95,19 @@ Transition PodTracker::on_request_succeeded(core::TimePoint now) {
   return Transition{state_, state_};
 }
 
+Transition PodTracker::on_ready_push(core::TimePoint now) {
+  if (state_ == PodState::Quarantined && !ever_healthy_) {
+    const PodState from = state_;
+    state_ = PodState::Pending;
+    Transition t = on_check_passed(now);
+    t.from = from;
+    return t;
+  }
+  if (state_ == PodState::Draining || state_ == PodState::Removed)
+    on_readded(now);
+  return on_check_passed(now);
+}
+
 Transition PodTracker::on_removed(core::TimePoint now) {
   switch (state_) {
     case PodState::Healthy:

@@ -95,6 +95,11 @@ class PodTracker {
   // first whether the ejection cap allows it (see RevisionHealth).
   Transition on_request_failed(core::TimePoint now);
   Transition on_request_succeeded(core::TimePoint now);
+  // The pod's queue-proxy says its app just became ready. For a pod that never served,
+  // a quarantine only meant "not up yet" (its probes were refused while it started), so
+  // the push makes it healthy at once: a cold start must not wait out a backoff. A pod
+  // that served before keeps its backoff (flapping protection), as for any other signal.
+  Transition on_ready_push(core::TimePoint now);
 
   // --- endpoints ---
   Transition on_removed(core::TimePoint now);

@@ -185,8 +185,7 @@ std::vector<PodEvent> RevisionThrottler::on_push(const std::string& address,
   PodTracker& t = *it->second;
   switch (state) {
     case PushedState::Ready:
-      collect(t, t.on_readded(now), events);
-      collect(t, t.on_check_passed(now), events);
+      collect(t, t.on_ready_push(now), events);
       break;
     case PushedState::NotReady:
       collect(t, t.on_check_not_ready(now), events);

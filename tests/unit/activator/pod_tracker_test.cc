@@ -173,6 +173,24 @@ TEST_F(PodTrackerTest, EndpointUpdatesNeverCutABackoffShort) {
   EXPECT_EQ(t.state(), P::Quarantined);
 }
 
+TEST_F(PodTrackerTest, ReadyPushEndsAStartingPodsQuarantineButNotAServedPods) {
+  PodTracker starting("p", clock_.now(), config_);
+  starting.on_check_failed(clock_.now());  // refused while starting
+  starting.on_check_failed(clock_.now());  // 1 s backoff
+  ASSERT_EQ(starting.state(), P::Quarantined);
+  Transition t = starting.on_ready_push(clock_.now());
+  EXPECT_EQ(starting.state(), P::Healthy);
+  EXPECT_TRUE(t.left_quarantine());
+
+  PodTracker served = in_state(P::Quarantined);
+  EXPECT_FALSE(served.on_ready_push(clock_.now()).changed())
+      << "backoff kept for a pod that served";
+  PodTracker pending = in_state(P::Pending);
+  EXPECT_EQ(pending.on_ready_push(clock_.now()).to, P::Healthy);
+  PodTracker removed = in_state(P::Removed);
+  EXPECT_EQ(removed.on_ready_push(clock_.now()).to, P::Healthy);
+}
+
 TEST_F(PodTrackerTest, RecoveringNeedsOneServedRequestAndTakesOneAtATime) {
   PodTracker t = in_state(P::Recovering);
   EXPECT_TRUE(t.accepts_request());
