@@ -20,6 +20,7 @@ const char* kRevision = "hello-00001";
 struct Replica {
   int port = free_port();
   int app_port = free_port();
+  int metrics_port = free_port();
   std::optional<Process> app, qp;
 
   std::string push_to;  // SLUICE_ACTIVATORS for the queue-proxy
@@ -29,7 +30,7 @@ struct Replica {
     qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
                                         std::to_string(free_port()), "--stats-port",
                                         std::to_string(free_port()), "--metrics-port",
-                                        std::to_string(free_port())},
+                                        std::to_string(metrics_port)},
                std::map<std::string, std::string>{{"CONTAINER_CONCURRENCY", std::to_string(cc)},
                                                   {"QUEUE_SERVING_PORT", std::to_string(port)},
                                                   {"QUEUE_SERVING_TLS_PORT", "8112"},
@@ -256,6 +257,46 @@ TEST(ActivatorE2E, WebSocketThroughActivatorAndQueueProxy) {
                  ",Knative-Serving-Namespace:default 2>&1")
                  .out;
   EXPECT_NE(out.find("ok 4"), std::string::npos) << out;
+}
+
+TEST(ActivatorE2E, TwoActivatorsNeverPutTwoRequestsOnASingleSlotReplica) {
+  std::vector<std::unique_ptr<Replica>> replicas;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 4; ++i) {
+    auto r = std::make_unique<Replica>();
+    r->start(1);
+    addresses.push_back(r->address());
+    replicas.push_back(std::move(r));
+  }
+  ActivatorUnderTest a1, a2;
+  const std::string acts = "\"127.0.0.1:" + std::to_string(a1.port) +
+                           "\", \"127.0.0.1:" + std::to_string(a2.port) + "\"";
+  std::string json = ActivatorUnderTest::revision_json(addresses, 1);
+  json = "{\"activators\": [" + acts + "], " + json.substr(1);
+  a1.start(json, {"--id", "127.0.0.1:" + std::to_string(a1.port)});
+  a2.start(json, {"--id", "127.0.0.1:" + std::to_string(a2.port)});
+  // Warm up until both activators see their pods healthy.
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(a1.get("/").status, 200);
+    ASSERT_EQ(a2.get("/").status, 200);
+  }
+  // 12 slow requests at once, half through each activator: each may use only its own two
+  // pods, one request each, so no queue-proxy ever queues one.
+  std::vector<std::future<HttpResponse>> rs;
+  for (int i = 0; i < 12; ++i) {
+    ActivatorUnderTest& a = i % 2 == 0 ? a1 : a2;
+    rs.push_back(std::async(std::launch::async, [&a] { return a.get("/?delay=300"); }));
+  }
+  for (auto& r : rs) EXPECT_EQ(r.get().status, 200);
+  for (auto& r : replicas) {
+    // A second concurrent request on a CC=1 replica would have waited in its breaker.
+    const std::string m = curl(r->metrics_port, "/metrics").body;
+    EXPECT_LT(metric_value(m, "revision_queue_time_seconds_sum"), 0.05) << r->address() << "\n"
+                                                                        << m;
+    EXPECT_GE(metric_value(m, "revision_queue_time_seconds_count"), 1) << "every replica used";
+  }
+  EXPECT_EQ(metric_value(a1.metrics(), "activator_revision_capacity"), 2);
+  EXPECT_EQ(metric_value(a2.metrics(), "activator_revision_capacity"), 2);
 }
 
 TEST(ActivatorE2E, BadEndpointsFileAtStartIsRefused) {
