@@ -88,7 +88,7 @@ def hop_bench(args):
                     if name == "activator":
                         proxy = start_activator(qp_port, threads)
                     else:
-                        proxy = start_haproxy_threads(qp_port, threads)
+                        proxy = proxy_bench.start_haproxy(qp_port, 0, threads)
                     # The activator routes by Host.
                     res = measure_host(proxy, args.conns, args.duration)
                     proxy.stop()
@@ -112,29 +112,6 @@ def hop_bench(args):
                   f"{statistics.median(r['p99'] for r in runs):.2f} | {cpu:.1f} | "
                   f"{cpu / base:.2f}× | {statistics.median(r['rss_load_mib'] for r in runs):.1f} | "
                   f"{sum(r['errors'] for r in runs)} |")
-
-
-def start_haproxy_threads(up, threads):
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="bench-haproxy-cfg-")
-    cfg = os.path.join(tmp, "haproxy.cfg")
-    with open(cfg, "w") as f:
-        f.write(f"""global
-    nbthread {threads}
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 300s
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:{port}
-    default_backend be
-backend be
-    server app 127.0.0.1:{up}
-""")
-    return Proxy("haproxy", ["haproxy", "-f", cfg, "-db"], port)
 
 
 def measure_host(proxy, conns, duration):

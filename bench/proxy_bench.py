@@ -150,14 +150,14 @@ def start_knative(up, cc, knative_bin):
     return Proxy("knative-qp", [knative_bin], port, env=env)
 
 
-def start_haproxy(up, cc):
+def start_haproxy(up, cc, threads=1):
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="bench-haproxy-cfg-")
     cfg = os.path.join(tmp, "haproxy.cfg")
     maxconn = f" maxconn {cc}" if cc else ""
     with open(cfg, "w") as f:
         f.write(f"""global
-    nbthread 1
+    nbthread {threads}
     # HAProxy needs 2 descriptors per connection plus spares under the 20000 file limit.
     maxconn 8000
 defaults

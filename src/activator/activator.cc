@@ -23,6 +23,7 @@
 #include "activator/concurrency_reporter.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
+#include "admission/timer_waiter.h"
 #include "config/endpoints_file.h"
 #include "http/forward.h"
 
@@ -35,15 +36,6 @@ using http::Task;
 using http::tcp;
 
 namespace {
-
-class TimerWaiter final : public admission::Waiter {
- public:
-  explicit TimerWaiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
-  asio::steady_timer timer;
-
- private:
-  void on_wake() override { timer.cancel(); }
-};
 
 std::string describe(const http::error_code& ec) {
   if (ec == asio::error::connection_refused)
@@ -90,23 +82,6 @@ class ActivatorImpl {
  public:
   explicit ActivatorImpl(ActivatorOptions options);
   int run();
-
-  class MainHandler final : public http::Handler {
-   public:
-    explicit MainHandler(ActivatorImpl& a) : a_(a) {}
-    Task<void> handle(Exchange& ex) override { return a_.handle(ex); }
-
-   private:
-    ActivatorImpl& a_;
-  };
-  class MetricsHandler final : public http::Handler {
-   public:
-    explicit MetricsHandler(ActivatorImpl& a) : a_(a) {}
-    Task<void> handle(Exchange& ex) override { return a_.handle_metrics(ex); }
-
-   private:
-    ActivatorImpl& a_;
-  };
 
  private:
   // What a request holds while it is proxied: a slot in the revision's queue and a pod.
@@ -162,8 +137,8 @@ class ActivatorImpl {
   std::atomic<uint64_t> reload_failures_{0};
   std::optional<FileStamp> file_stamp_;  // control thread
 
-  MainHandler main_handler_{*this};
-  MetricsHandler metrics_handler_{*this};
+  http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle> main_handler_{*this};
+  http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle_metrics> metrics_handler_{*this};
   std::unique_ptr<http::Server> main_server_, metrics_server_;
   bool drain_started_ = false;
 };
@@ -448,7 +423,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     const auto now = time_.now();
     // The revision's own timeout may be shorter than the provisional deadline.
     deadline = std::min(deadline, now + r.spec().timeout);
-    TimerWaiter waiter(home());
+    admission::TimerWaiter waiter(home());
     lease.result = r.breaker().acquire(waiter, now, deadline);
     if (lease.result == admission::Breaker::Admit::Queued) {
       waiter.timer.expires_at(deadline);

@@ -56,6 +56,18 @@ class Handler {
   virtual Task<void> handle(Exchange& exchange) = 0;
 };
 
+// Serves a Handler from a member coroutine of its owner, e.g.
+//   MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_main> main_handler_{*this};
+template <typename T, Task<void> (T::*Fn)(Exchange&)>
+class MemberHandler final : public Handler {
+ public:
+  explicit MemberHandler(T& owner) : owner_(owner) {}
+  Task<void> handle(Exchange& ex) override { return (owner_.*Fn)(ex); }
+
+ private:
+  T& owner_;
+};
+
 // Per-server counters the drain logic needs; updated on workers, read anywhere.
 struct ServerLoad {
   std::atomic<int64_t> active_requests{0};  // handlers running (incl. queued, tunnels)

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "admission/breaker.h"
+#include "admission/timer_waiter.h"
 #include "config/duration.h"
 #include "core/random.h"
 #include "http/forward.h"
@@ -39,16 +40,6 @@ constexpr std::string_view kErrorHeader = "Sluice-Error";
 constexpr std::string_view kNotForwardedHeader = "Sluice-Not-Forwarded";
 constexpr std::string_view kRevisionHeader = "Sluice-Revision";
 
-// A breaker waiter whose wake-up cancels a timer the waiting coroutine sleeps on.
-class TimerWaiter final : public admission::Waiter {
- public:
-  explicit TimerWaiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
-  asio::steady_timer timer;
-
- private:
-  void on_wake() override { timer.cancel(); }
-};
-
 std::string describe_upstream_error(const http::error_code& ec) {
   if (ec == asio::error::connection_refused)
     return "connection refused by";
@@ -70,41 +61,6 @@ class QueueProxyImpl {
  public:
   explicit QueueProxyImpl(config::QueueProxyConfig cfg);
   int run();
-
-  // --- main port ---
-  class MainHandler final : public http::Handler {
-   public:
-    explicit MainHandler(QueueProxyImpl& qp) : qp_(qp) {}
-    Task<void> handle(Exchange& ex) override { return qp_.handle_main(ex); }
-
-   private:
-    QueueProxyImpl& qp_;
-  };
-  // --- admin, stats, metrics ports (control thread) ---
-  class AdminHandler final : public http::Handler {
-   public:
-    explicit AdminHandler(QueueProxyImpl& qp) : qp_(qp) {}
-    Task<void> handle(Exchange& ex) override { return qp_.handle_admin(ex); }
-
-   private:
-    QueueProxyImpl& qp_;
-  };
-  class StatsHandler final : public http::Handler {
-   public:
-    explicit StatsHandler(QueueProxyImpl& qp) : qp_(qp) {}
-    Task<void> handle(Exchange& ex) override { return qp_.handle_stats(ex); }
-
-   private:
-    QueueProxyImpl& qp_;
-  };
-  class MetricsHandler final : public http::Handler {
-   public:
-    explicit MetricsHandler(QueueProxyImpl& qp) : qp_(qp) {}
-    Task<void> handle(Exchange& ex) override { return qp_.handle_metrics(ex); }
-
-   private:
-    QueueProxyImpl& qp_;
-  };
 
  private:
   struct Admission {
@@ -159,10 +115,10 @@ class QueueProxyImpl {
   std::atomic<std::shared_ptr<const std::string>> stat_wire_;
   std::shared_ptr<spdlog::logger> request_log_;
 
-  MainHandler main_handler_{*this};
-  AdminHandler admin_handler_{*this};
-  StatsHandler stats_handler_{*this};
-  MetricsHandler metrics_handler_{*this};
+  http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_main> main_handler_{*this};
+  http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_admin> admin_handler_{*this};
+  http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_stats> stats_handler_{*this};
+  http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_metrics> metrics_handler_{*this};
   std::unique_ptr<http::Server> main_server_, admin_server_, stats_server_, metrics_server_;
   bool drain_started_ = false;  // control thread
 };
@@ -393,7 +349,7 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
   if (!breaker_)
     co_return a;
   metrics_.queue_depth.store(breaker_->pending(), std::memory_order_relaxed);
-  TimerWaiter waiter(workers_.front()->executor());
+  admission::TimerWaiter waiter(workers_.front()->executor());
   a.result = breaker_->acquire(waiter, now, deadline);
   if (a.result == admission::Breaker::Admit::Queued) {
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);

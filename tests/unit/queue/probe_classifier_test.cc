@@ -2,24 +2,13 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio/buffer.hpp>
-
+#include "http/parsed_head.h"
 #include "queue/queue_metrics.h"
 
 namespace sluice::queue {
 namespace {
 
-struct Head {
-  explicit Head(std::string headers) : wire("GET / HTTP/1.1\r\n" + headers + "\r\n") {
-    http::BodyPieces body;
-    http::RequestParser parser(head, body);
-    http::error_code ec;
-    parser.put(boost::asio::buffer(wire), ec);
-    EXPECT_FALSE(ec) << ec.message();
-  }
-  std::string wire;
-  http::MessageHead head;
-};
+using Head = http::ParsedHead;
 
 TEST(ProbeClassifier, KnativeProbeKinds) {
   struct Case {
