@@ -23,7 +23,8 @@ cat <<MSG
     curl -i http://127.0.0.1:8012/
     curl -i -H 'K-Network-Probe: queue' http://127.0.0.1:8012/     # readiness, as kubelet sees it
     curl -s http://127.0.0.1:9091/metrics | grep revision_request_count
-    wrk -t2 -c8 -d5s http://127.0.0.1:8012/slow?ms=100           # watch 503s past 11 x CC=4
+    wrk -t2 -c64 -d5s http://127.0.0.1:8012/slow?ms=100   # 64 > 11 x CC=4: the excess gets 503
+                                                           # (wrk: apt-get install wrk)
 
   Ctrl-C to stop.
 MSG
