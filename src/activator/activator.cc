@@ -37,18 +37,6 @@ using http::tcp;
 
 namespace {
 
-std::string describe(const http::error_code& ec) {
-  if (ec == asio::error::connection_refused)
-    return "connection refused";
-  if (ec == asio::error::connection_reset)
-    return "connection reset";
-  if (ec == asio::error::eof)
-    return "connection closed before any response";
-  if (ec == asio::error::timed_out)
-    return "connect timed out";
-  return ec.message();
-}
-
 bool idempotent(http::bhttp::verb m) {
   using V = http::bhttp::verb;
   return m == V::get || m == V::head || m == V::options || m == V::trace || m == V::put ||
@@ -129,6 +117,10 @@ class ActivatorImpl {
   std::set<std::string> probing_;
   std::unordered_map<std::string, RevisionMetrics*> revision_metrics_;
   ConcurrencyReporter reporter_;
+  // Parsed pod addresses, so the request path does not parse strings (home-owned;
+  // rebuilt on every endpoints-file change).
+  std::unordered_map<std::string, tcp::endpoint> endpoint_cache_;
+  const tcp::endpoint& endpoint_of(const std::string& address);
 
   // Shared snapshot for workers.
   std::atomic<std::shared_ptr<const Routing>> routes_;
@@ -306,7 +298,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::ConnectFailed:
         outcome = RequestOutcome::PodFailure;
         retry = true;
-        last_error = fmt::format("{} after {:.1f} ms", describe(result.error), ms);
+        last_error = fmt::format("{} after {:.1f} ms", http::failure_cause(result.error), ms);
         break;
       case Outcome::Intercepted:
         outcome = RequestOutcome::PodFailure;
@@ -318,7 +310,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::UpstreamClosed:
         outcome = RequestOutcome::PodFailure;
         retry = may_replay_after_reset && attempt == 0;
-        last_error = fmt::format("{} after {:.1f} ms", describe(result.error), ms);
+        last_error = fmt::format("{} after {:.1f} ms", http::failure_cause(result.error), ms);
         break;
       case Outcome::BadResponse:
         outcome = RequestOutcome::PodFailure;
@@ -444,11 +436,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     if (pod != nullptr) {
       lease.pod = pod;
       lease.address = pod->address();
-      std::string host;
-      uint16_t port = 0;
-      config::split_host_port(lease.address, host, port);
-      http::error_code ec;
-      lease.endpoint = tcp::endpoint(asio::ip::make_address(host, ec), port);
+      lease.endpoint = endpoint_of(lease.address);
       co_return lease;
     }
     // Capacity said yes but no pod has room (it changed meanwhile): give the slot back
@@ -561,8 +549,22 @@ Task<void> ActivatorImpl::watch_file() {
   }
 }
 
+const tcp::endpoint& ActivatorImpl::endpoint_of(const std::string& address) {
+  auto it = endpoint_cache_.find(address);
+  if (it == endpoint_cache_.end()) {
+    std::string host;
+    uint16_t port = 0;
+    config::split_host_port(address, host, port);  // validated when the file was parsed
+    http::error_code ec;
+    it = endpoint_cache_.emplace(address, tcp::endpoint(asio::ip::make_address(host, ec), port))
+             .first;
+  }
+  return it->second;
+}
+
 void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> file) {
   const auto now = time_.now();
+  endpoint_cache_.clear();
   std::set<std::string> seen;
   for (const auto& r : file->revisions) {
     const std::string key = r.namespace_name + "/" + r.name;

@@ -159,7 +159,6 @@ class Exchange {
   ClientConnection& connection() { return conn_; }
   core::TimePoint started_at() const { return started_; }
   std::string_view client_ip() const { return conn_.client_ip(); }
-  bool upgrade_requested() const { return conn_.parser()->upgrade(); }
   // True once the request head (and any body) has been fully read or forwarded.
   bool request_body_done() const { return conn_.parser()->is_done(); }
 

@@ -108,6 +108,21 @@ std::string_view to_string(ForwardResult::Outcome o) {
   return "unknown";
 }
 
+std::string failure_cause(const error_code& ec) {
+  if (ec == asio::error::connection_refused)
+    return "connection refused";
+  if (ec == asio::error::connection_reset)
+    return "connection reset";
+  if (ec == asio::error::eof || ec == bhttp::error::end_of_stream)
+    return "connection closed";
+  if (ec == asio::error::timed_out)
+    return "connect timed out";
+  if (ec == asio::error::host_unreachable || ec == asio::error::network_unreachable) {
+    return "no route";
+  }
+  return ec.message();
+}
+
 Task<ForwardResult> forward(Exchange& exchange,
                             const ForwardTarget& target,
                             const ForwardOptions& options) {

@@ -64,6 +64,11 @@ struct ForwardResult {
 
 std::string_view to_string(ForwardResult::Outcome o);
 
+// What went wrong talking to an upstream, for error bodies: "connection refused",
+// "connection reset", "connection closed", "connect timed out", "no route", else the
+// system's message.
+std::string failure_cause(const error_code& ec);
+
 Task<ForwardResult> forward(Exchange& exchange,
                             const ForwardTarget& target,
                             const ForwardOptions& options);

@@ -48,12 +48,6 @@ void UpstreamPool::give_back(UpstreamConnectionPtr conn, core::TimePoint now) {
   stack.push_back(std::move(conn));
 }
 
-size_t UpstreamPool::idle_count() const {
-  size_t n = 0;
-  for (const auto& [ep, stack] : idle_) n += stack.size();
-  return n;
-}
-
 Worker::Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_idle_upstream)
     : index_(index), time_(time), random_(seed + index), pool_(max_idle_upstream) {}
 

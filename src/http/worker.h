@@ -51,8 +51,6 @@ class UpstreamPool {
   // A live idle connection to `ep`, or nullptr.
   UpstreamConnectionPtr take(const tcp::endpoint& ep, core::TimePoint now);
   void give_back(UpstreamConnectionPtr conn, core::TimePoint now);
-  void clear() { idle_.clear(); }
-  size_t idle_count() const;
 
  private:
   struct EndpointHash {

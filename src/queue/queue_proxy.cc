@@ -40,21 +40,6 @@ constexpr std::string_view kErrorHeader = "Sluice-Error";
 constexpr std::string_view kNotForwardedHeader = "Sluice-Not-Forwarded";
 constexpr std::string_view kRevisionHeader = "Sluice-Revision";
 
-std::string describe_upstream_error(const http::error_code& ec) {
-  if (ec == asio::error::connection_refused)
-    return "connection refused by";
-  if (ec == asio::error::connection_reset)
-    return "connection reset by";
-  if (ec == asio::error::eof)
-    return "connection closed by";
-  if (ec == asio::error::timed_out)
-    return "connect timed out to";
-  if (ec == asio::error::host_unreachable || ec == asio::error::network_unreachable) {
-    return "no route to";
-  }
-  return ec.message() + " from";
-}
-
 }  // namespace
 
 class QueueProxyImpl {
@@ -251,14 +236,14 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
       case Outcome::ConnectFailed:
         prober_.report_unreachable();
         co_await error(502, ProxyError::ConnectFailed,
-                       fmt::format("{} {} after {:.1f} ms", describe_upstream_error(result.error),
+                       fmt::format("{} by {} after {:.1f} ms", http::failure_cause(result.error),
                                    target_.authority, ms),
                        true);
         break;
       case Outcome::UpstreamClosed:
         co_await error(502, ProxyError::UpstreamClosed,
-                       fmt::format("{} {} before it answered, after {:.1f} ms",
-                                   describe_upstream_error(result.error), target_.authority, ms),
+                       fmt::format("{} by {} before it answered, after {:.1f} ms",
+                                   http::failure_cause(result.error), target_.authority, ms),
                        false);
         break;
       case Outcome::BadResponse:
