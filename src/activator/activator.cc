@@ -98,7 +98,11 @@ class ActivatorImpl {
   Task<void> report_loop();
   void request_in_on_home(const std::string& key, core::TimePoint now);
   Task<void> probe_pod(std::string key, std::string address);
-  Task<CheckResult> check(std::string address, std::string revision);
+  struct CheckAnswer {
+    CheckResult result = CheckResult::Failed;
+    std::string instance;  // Sluice-Pod-Instance of the answering queue-proxy
+  };
+  Task<CheckAnswer> check(std::string address, std::string revision);
 
   Task<void> drain_and_stop(bool wait);
   asio::any_io_executor home() { return workers_.front()->executor(); }
@@ -365,6 +369,7 @@ Task<void> ActivatorImpl::handle_push(Exchange& ex) {
   const std::string ns(head.get("Sluice-Namespace").value_or(""));
   const std::string revision(head.get("Sluice-Revision").value_or(""));
   const std::string pod(head.get("Sluice-Pod").value_or(""));
+  const std::string instance(head.get("Sluice-Pod-Instance").value_or(""));
   const std::string_view state_text = head.get("Sluice-Pod-State").value_or("");
   std::optional<PushedState> state;
   if (state_text == "ready")
@@ -385,11 +390,11 @@ Task<void> ActivatorImpl::handle_push(Exchange& ex) {
     co_await ex.respond(403, "pod-state push for " + pod + " must come from " + host);
     co_return;
   }
-  auto apply = [this, key = ns + "/" + revision, pod, s = *state]() -> Task<bool> {
+  auto apply = [this, key = ns + "/" + revision, pod, instance, s = *state]() -> Task<bool> {
     auto it = revisions_.find(key);
     if (it == revisions_.end())
       co_return false;
-    log_events(*it->second, it->second->on_push(pod, s, time_.now()));
+    log_events(*it->second, it->second->on_push(pod, s, time_.now(), instance));
     co_return true;
   };
   bool known = false;
@@ -480,8 +485,9 @@ void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<Pod
         m->evictions.fetch_add(1, std::memory_order_relaxed);
     }
     if (e.transition.changed()) {
-      spdlog::info("revision {}: pod {}: {} -> {}", r.spec().name, e.pod,
-                   to_string(e.transition.from), to_string(e.transition.to));
+      spdlog::info("revision {}: pod {}: {} -> {}{}", r.spec().name, e.pod,
+                   to_string(e.transition.from), to_string(e.transition.to),
+                   e.new_instance ? " (a new queue-proxy process answers on this address)" : "");
     }
     if (e.transition.evicted) {
       spdlog::warn("revision {}: pod {} evicted after {} consecutive quarantines", r.spec().name,
@@ -656,24 +662,25 @@ Task<void> ActivatorImpl::probe_loop() {
 
 Task<void> ActivatorImpl::probe_pod(std::string key, std::string address) {
   std::string revision_name = key.substr(key.find('/') + 1);
-  CheckResult result = co_await check(address, revision_name);
+  CheckAnswer answer = co_await check(address, revision_name);
   probing_.erase(key + "|" + address);
   auto it = revisions_.find(key);
   if (it == revisions_.end())
     co_return;
-  log_events(*it->second, it->second->on_check(address, result, time_.now()));
+  log_events(*it->second,
+             it->second->on_check(address, answer.result, time_.now(), answer.instance));
 }
 
-Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision) {
+Task<ActivatorImpl::CheckAnswer> ActivatorImpl::check(std::string address, std::string revision) {
   using namespace asio::experimental::awaitable_operators;
   std::string host;
   uint16_t port = 0;
   if (!config::split_host_port(address, host, port))
-    co_return CheckResult::Failed;
+    co_return CheckAnswer{};
   http::error_code ec;
   tcp::endpoint ep(asio::ip::make_address(host, ec), port);
   if (ec)
-    co_return CheckResult::Failed;
+    co_return CheckAnswer{};
   tcp::socket socket(home());
   asio::steady_timer deadline(home());
   deadline.expires_after(300ms);
@@ -701,35 +708,44 @@ Task<CheckResult> ActivatorImpl::check(std::string address, std::string revision
   };
   auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
   auto outcome = co_await (attempt() || timer());
+  CheckAnswer result;
   if (outcome.index() == 1)
-    co_return CheckResult::Failed;
+    co_return result;
   // Nothing listening yet is a pod still starting, not a failing one: a pending pod stays
   // pending (and is probed again next interval) instead of sitting out a backoff.
-  if (!std::get<0>(outcome))
-    co_return connect_refused ? CheckResult::NotReady : CheckResult::Failed;
-  if (answer.size() < 12 || answer.compare(0, 5, "HTTP/") != 0)
-    co_return CheckResult::Failed;
-  const int status = std::atoi(answer.substr(9, 3).c_str());
-  const auto head_end = answer.find("\r\n\r\n");
-  const std::string_view head_text(answer.data(),
-                                   head_end == std::string::npos ? answer.size() : head_end);
-  const std::string body = head_end == std::string::npos ? "" : answer.substr(head_end + 4);
-  // A queue-proxy that names its revision must name ours (pod IPs get reused).
-  std::string lower(head_text);
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  if (auto at = lower.find("\r\nsluice-revision:"); at != std::string::npos) {
-    auto start = at + 18;
-    auto end = head_text.find("\r\n", start);
-    std::string named(head_text.substr(start, end - start));
-    named.erase(0, named.find_first_not_of(' '));
-    if (!named.empty() && named != revision)
-      co_return CheckResult::WrongRevision;
+  if (!std::get<0>(outcome)) {
+    if (connect_refused)
+      result.result = CheckResult::NotReady;
+    co_return result;
   }
-  if (status == 200 && body == "queue")
-    co_return CheckResult::Passed;
-  if (status == 503)
-    co_return CheckResult::NotReady;
-  co_return CheckResult::Failed;
+  http::MessageHead head;
+  http::BodyPieces body;
+  http::ResponseParser parser(head, body);
+  // (put() stops after the head; call again for the body)
+  http::error_code pec;
+  size_t used = 0;
+  while (!pec && !parser.is_done() && used < answer.size()) {
+    const size_t n = parser.put(asio::buffer(answer.data() + used, answer.size() - used), pec);
+    if (n == 0)
+      break;
+    used += n;
+  }
+  if ((pec && pec != http::bhttp::error::need_more) || !parser.is_header_done())
+    co_return result;
+  std::string body_text;
+  for (auto piece : body.pieces) body_text.append(piece);
+  // A queue-proxy that names its revision must name ours (pod IPs get reused).
+  if (auto named = head.get("Sluice-Revision"); named && !named->empty() && *named != revision) {
+    result.result = CheckResult::WrongRevision;
+    co_return result;
+  }
+  result.instance = std::string(head.get("Sluice-Pod-Instance").value_or(""));
+  if (head.status == 200 && body_text == "queue") {
+    result.result = CheckResult::Passed;
+  } else if (head.status == 503) {
+    result.result = CheckResult::NotReady;
+  }
+  co_return result;
 }
 
 // ---------------------------------------------------------------------------------------

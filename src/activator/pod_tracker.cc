@@ -108,6 +108,21 @@ Transition PodTracker::on_ready_push(core::TimePoint now) {
   return on_check_passed(now);
 }
 
+Transition PodTracker::on_instance(std::string_view instance, core::TimePoint now) {
+  if (instance.empty() || instance == instance_)
+    return Transition{state_, state_};
+  const bool first = instance_.empty();
+  instance_ = instance;
+  // Membership is the endpoints' business: a draining or removed pod stays so.
+  if (first || state_ == PodState::Draining || state_ == PodState::Removed)
+    return Transition{state_, state_};
+  quarantines_ = 0;
+  ever_healthy_ = false;
+  evicted_ = false;
+  quarantine_until_ = {};
+  return move(PodState::Pending, now);
+}
+
 Transition PodTracker::on_removed(core::TimePoint now) {
   switch (state_) {
     case PodState::Healthy:

@@ -10,6 +10,7 @@
 //   (a pod that never served leaves quarantine to Pending, not Recovering)
 //   Healthy/Recovering ──removed──▶ Draining ──in-flight 0 or max drain──▶ Removed
 //   Pending/Quarantined ──removed──▶ Removed;  Draining/Removed ──re-added──▶ Pending
+//   Healthy/Quarantined/Recovering ──a new queue-proxy process answers──▶ Pending
 //
 // Threading: single owner (the revision's home worker); no locks, no atomics.
 // Time: never reads a clock; every event takes `now` (monotonic, millisecond precision,
@@ -101,6 +102,14 @@ class PodTracker {
   // that served before keeps its backoff (flapping protection), as for any other signal.
   Transition on_ready_push(core::TimePoint now);
 
+  // A probe answer or push named the queue-proxy process behind the address. A replica
+  // restarted on the same address is a new pod: its predecessor's quarantine history and
+  // backoff say nothing about it, so it starts over in Pending and is trusted after its
+  // first passing check (or ready push). The first id seen is just recorded; an empty id
+  // (a queue-proxy that does not send one) changes nothing.
+  Transition on_instance(std::string_view instance, core::TimePoint now);
+  const std::string& instance() const { return instance_; }
+
   // --- endpoints ---
   Transition on_removed(core::TimePoint now);
   Transition on_readded(core::TimePoint now);
@@ -128,6 +137,7 @@ class PodTracker {
   Transition quarantine(core::TimePoint now);
 
   std::string address_;
+  std::string instance_;
   const HealthConfig& config_;
   PodState state_ = PodState::Pending;
   core::TimePoint since_;

@@ -24,6 +24,16 @@ void RevisionThrottler::update_spec(const RevisionSpec& spec) {
   reassign();
 }
 
+void RevisionThrottler::note_instance(PodTracker& t,
+                                      std::string_view instance,
+                                      core::TimePoint now,
+                                      std::vector<PodEvent>& out) {
+  const size_t before = out.size();
+  collect(t, t.on_instance(instance, now), out);
+  if (out.size() > before)
+    out.back().new_instance = true;
+}
+
 void RevisionThrottler::collect(PodTracker& t, Transition tr, std::vector<PodEvent>& out) {
   if (tr.left_quarantine())
     passive_quarantined_.erase(t.address());
@@ -138,12 +148,15 @@ std::vector<PodEvent> RevisionThrottler::finish(PodTracker* pod,
 
 std::vector<PodEvent> RevisionThrottler::on_check(const std::string& address,
                                                   CheckResult result,
-                                                  core::TimePoint now) {
+                                                  core::TimePoint now,
+                                                  std::string_view instance) {
   std::vector<PodEvent> events;
   auto it = pods_.find(address);
   if (it == pods_.end())
     return events;
   PodTracker& t = *it->second;
+  if (result != CheckResult::WrongRevision)
+    note_instance(t, instance, now, events);
   switch (result) {
     case CheckResult::Passed:
       collect(t, t.on_check_passed(now), events);
@@ -169,7 +182,8 @@ std::vector<PodEvent> RevisionThrottler::on_check(const std::string& address,
 
 std::vector<PodEvent> RevisionThrottler::on_push(const std::string& address,
                                                  PushedState state,
-                                                 core::TimePoint now) {
+                                                 core::TimePoint now,
+                                                 std::string_view instance) {
   std::vector<PodEvent> events;
   if (std::find(endpoints_.begin(), endpoints_.end(), address) == endpoints_.end()) {
     return events;  // not one of ours (the file decides membership)
@@ -183,6 +197,7 @@ std::vector<PodEvent> RevisionThrottler::on_push(const std::string& address,
     reassign();
   }
   PodTracker& t = *it->second;
+  note_instance(t, instance, now, events);
   switch (state) {
     case PushedState::Ready:
       collect(t, t.on_ready_push(now), events);

@@ -61,6 +61,7 @@ enum class PushedState { Ready, NotReady, Draining };
 struct PodEvent {
   std::string pod;
   Transition transition;
+  bool new_instance = false;  // caused by a restarted queue-proxy on the same address
 };
 
 class RevisionThrottler {
@@ -84,14 +85,22 @@ class RevisionThrottler {
   PodTracker* pick(core::Random& random);
   // The request on `pod` is over.
   std::vector<PodEvent> finish(PodTracker* pod, RequestOutcome outcome, core::TimePoint now);
-  // An active check of `pod` came back.
-  std::vector<PodEvent> on_check(const std::string& pod, CheckResult result, core::TimePoint now);
+  // An active check of `pod` came back; `instance` is the queue-proxy process id its
+  // answer carried (Sluice-Pod-Instance; empty if none). A new id is a restarted replica:
+  // the pod starts over in Pending before the result applies (PodTracker::on_instance).
+  std::vector<PodEvent> on_check(const std::string& pod,
+                                 CheckResult result,
+                                 core::TimePoint now,
+                                 std::string_view instance = {});
   // A queue-proxy told us its state. Ready acts as a passing check (a pending pod is
   // healthy at once: cold start need not wait for the next probe; a quarantine backoff is
   // still not cut short), NotReady as a not-ready check, Draining as removal from the
   // endpoints. A pod the file lists but that was forgotten (it drained, then came back)
   // is tracked again.
-  std::vector<PodEvent> on_push(const std::string& pod, PushedState state, core::TimePoint now);
+  std::vector<PodEvent> on_push(const std::string& pod,
+                                PushedState state,
+                                core::TimePoint now,
+                                std::string_view instance = {});
   // Quarantine expiries and drain completions.
   std::vector<PodEvent> tick(core::TimePoint now);
   core::TimePoint next_deadline() const;
@@ -110,6 +119,10 @@ class RevisionThrottler {
   void reassign();
   void recompute_capacity();
   void collect(PodTracker& t, Transition tr, std::vector<PodEvent>& out);
+  void note_instance(PodTracker& t,
+                     std::string_view instance,
+                     core::TimePoint now,
+                     std::vector<PodEvent>& out);
   void forget_removed();
 
   RevisionSpec spec_;

@@ -39,6 +39,9 @@ namespace {
 constexpr std::string_view kErrorHeader = "Sluice-Error";
 constexpr std::string_view kNotForwardedHeader = "Sluice-Not-Forwarded";
 constexpr std::string_view kRevisionHeader = "Sluice-Revision";
+// Which queue-proxy process answers: the activator treats a new one on a known address as
+// a restarted replica (a new pod), not as the old one recovering.
+constexpr std::string_view kInstanceHeader = "Sluice-Pod-Instance";
 
 }  // namespace
 
@@ -99,6 +102,7 @@ class QueueProxyImpl {
   std::atomic<int64_t> last_request_ns_{0};
   std::atomic<std::shared_ptr<const std::string>> stat_wire_;
   std::shared_ptr<spdlog::logger> request_log_;
+  std::string instance_id_;  // random per process (Sluice-Pod-Instance)
 
   http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_main> main_handler_{*this};
   http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_admin> admin_handler_{*this};
@@ -115,6 +119,7 @@ QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg)
       metrics_(cfg_, static_cast<size_t>(cfg_.threads)),
       prober_(control_io_, cfg_.readiness_probes) {
   const uint64_t seed = core::os_seed();
+  instance_id_ = core::random_hex_id(control_worker_->random());
   const size_t max_idle = cfg_.container_concurrency > 0 ? cfg_.container_concurrency : 1000;
   for (int i = 0; i < cfg_.threads; ++i) {
     workers_.push_back(std::make_unique<http::Worker>(i, time_, seed, max_idle));
@@ -284,7 +289,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
 }
 
 Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
-  http::ExtraHeaders extra{{kRevisionHeader, cfg_.revision_name}};
+  http::ExtraHeaders extra{{kRevisionHeader, cfg_.revision_name}, {kInstanceHeader, instance_id_}};
   const bool draining = draining_.load(std::memory_order_acquire);
   switch (probe.kind) {
     case ProbeKind::HealthCheck:
@@ -502,9 +507,10 @@ Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
   tcp::endpoint ep(address, static_cast<uint16_t>(std::stoi(activator.substr(colon + 1))));
   const std::string request = fmt::format(
       "POST /.sluice/pod-state HTTP/1.1\r\nHost: {}\r\nSluice-Namespace: {}\r\n"
-      "Sluice-Revision: {}\r\nSluice-Pod: {}:{}\r\nSluice-Pod-State: {}\r\n"
+      "Sluice-Revision: {}\r\nSluice-Pod: {}:{}\r\nSluice-Pod-State: {}\r\n{}: {}\r\n"
       "Content-Length: 0\r\nConnection: close\r\n\r\n",
-      activator, cfg_.namespace_name, cfg_.revision_name, cfg_.pod_ip, main_server_->port(), state);
+      activator, cfg_.namespace_name, cfg_.revision_name, cfg_.pod_ip, main_server_->port(), state,
+      kInstanceHeader, instance_id_);
   tcp::socket socket(control_io_);
   asio::steady_timer deadline(control_io_);
   deadline.expires_after(1s);

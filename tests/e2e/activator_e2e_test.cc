@@ -228,6 +228,40 @@ TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
   EXPECT_EQ(m.find("response_code=\"5"), std::string::npos) << "no 5xx reached a client\n" << m;
 }
 
+TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
+  ActivatorUnderTest a;
+  Replica r1, r2;
+  r1.push_to = r2.push_to = "127.0.0.1:" + std::to_string(a.port);
+  r1.start(2);
+  r2.start(2);
+  std::string json = ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 2);
+  json.insert(json.find("\"endpoints\""), "\"loadBalancingPolicy\": \"round-robin\", ");
+  a.start(json);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(a.get("/").status, 200);
+  r1.kill();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200) << "retried on r2";
+  const std::string quarantined = r1.address() + ": healthy -> quarantined";
+  ASSERT_TRUE(eventually([&] { return a.proc->output().find(quarantined) != std::string::npos; }))
+      << a.proc->output();
+  // Same ports, new processes, well inside the 1 s backoff of a pod that served.
+  r1.start(2);
+  const std::string back = r1.address() + ": quarantined -> pending (a new queue-proxy process";
+  ASSERT_TRUE(eventually([&] {
+    const std::string out = a.proc->output();
+    const auto at = out.find(back);
+    return at != std::string::npos &&
+           out.find(r1.address() + ": pending -> healthy", at) != std::string::npos;
+  })) << a.proc->output();
+  EXPECT_EQ(a.proc->output().find(r1.address() + ": quarantined -> recovering"), std::string::npos)
+      << "a restarted replica is a new pod, not the old one on probation\n"
+      << a.proc->output();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200);
+  const std::string m = curl(r1.metrics_port, "/metrics").body;
+  EXPECT_GE(metric_value(m, "revision_app_request_count"), 4) << "round robin reaches r1 again\n"
+                                                              << m;
+  EXPECT_EQ(metric_value(a.metrics(), "activator_pods_quarantined"), 0);
+}
+
 TEST(ActivatorE2E, EndpointsFileReloadsAndKeepsTheLastGoodState) {
   Replica r;
   r.start(2);

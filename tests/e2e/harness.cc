@@ -110,6 +110,16 @@ std::string Process::output() const {
   return ss.str();
 }
 
+bool eventually(const std::function<bool()>& condition, Millis timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= until)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
 bool wait_for_port(int port, Millis timeout) {
   auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {

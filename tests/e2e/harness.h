@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -44,6 +45,9 @@ class Process {
 
 // Polls until something accepts on 127.0.0.1:port.
 bool wait_for_port(int port, Millis timeout = 10s);
+// Polls `condition` until it holds or `timeout` passes (e2e only: real processes take
+// real time).
+bool eventually(const std::function<bool()>& condition, Millis timeout = 10s);
 
 struct CommandResult {
   int exit_code = -1;

@@ -60,6 +60,12 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
       {"removed", [](PodTracker& t, core::TimePoint n) { return t.on_removed(n); }},
       {"readded", [](PodTracker& t, core::TimePoint n) { return t.on_readded(n); }},
       {"tick", [](PodTracker& t, core::TimePoint n) { return t.on_tick(n); }},
+      // A restarted queue-proxy on the same address (the first id seen is just recorded).
+      {"new_instance",
+       [](PodTracker& t, core::TimePoint n) {
+         t.on_instance("first", n);
+         return t.on_instance("second", n);
+       }},
   };
   // expected[state][event]; time does not move, so no backoff expires here.
   const std::map<P, std::map<std::string, P>> expected = {
@@ -71,7 +77,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Pending},
         {"removed", P::Removed},
         {"readded", P::Pending},
-        {"tick", P::Pending}}},
+        {"tick", P::Pending},
+        {"new_instance", P::Pending}}},
       {P::Healthy,
        {{"check_passed", P::Healthy},
         {"check_failed", P::Quarantined},
@@ -80,7 +87,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Healthy},
         {"removed", P::Removed},
         {"readded", P::Healthy},
-        {"tick", P::Healthy}}},
+        {"tick", P::Healthy},
+        {"new_instance", P::Pending}}},
       {P::Quarantined,
        {{"check_passed", P::Quarantined},
         {"check_failed", P::Quarantined},
@@ -89,7 +97,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Quarantined},
         {"removed", P::Removed},
         {"readded", P::Quarantined},
-        {"tick", P::Quarantined}}},
+        {"tick", P::Quarantined},
+        {"new_instance", P::Pending}}},
       {P::Recovering,
        {{"check_passed", P::Recovering},
         {"check_failed", P::Quarantined},
@@ -98,7 +107,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Healthy},
         {"removed", P::Removed},
         {"readded", P::Recovering},
-        {"tick", P::Recovering}}},
+        {"tick", P::Recovering},
+        {"new_instance", P::Pending}}},
       {P::Draining,
        {{"check_passed", P::Draining},
         {"check_failed", P::Draining},
@@ -107,7 +117,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Draining},
         {"removed", P::Draining},
         {"readded", P::Pending},
-        {"tick", P::Draining}}},
+        {"tick", P::Draining},
+        {"new_instance", P::Draining}}},
       {P::Removed,
        {{"check_passed", P::Removed},
         {"check_failed", P::Removed},
@@ -116,7 +127,8 @@ TEST_F(PodTrackerTest, EveryStateEventPair) {
         {"request_succeeded", P::Removed},
         {"removed", P::Removed},
         {"readded", P::Pending},
-        {"tick", P::Removed}}},
+        {"tick", P::Removed},
+        {"new_instance", P::Removed}}},
   };
   for (const auto& [state, row] : expected) {
     for (const auto& [name, to] : row) {
@@ -189,6 +201,35 @@ TEST_F(PodTrackerTest, ReadyPushEndsAStartingPodsQuarantineButNotAServedPods) {
   EXPECT_EQ(pending.on_ready_push(clock_.now()).to, P::Healthy);
   PodTracker removed = in_state(P::Removed);
   EXPECT_EQ(removed.on_ready_push(clock_.now()).to, P::Healthy);
+}
+
+TEST_F(PodTrackerTest, ARestartedQueueProxyStartsOverInPendingWithACleanHistory) {
+  PodTracker t("10.0.0.1:8012", clock_.now(), config_);
+  EXPECT_FALSE(t.on_instance("aaaa", clock_.now()).changed()) << "first id is recorded";
+  EXPECT_EQ(t.instance(), "aaaa");
+  t.on_check_passed(clock_.now());
+  for (int i = 0; i < 3; ++i) {
+    t.on_request_failed(clock_.now());
+    clock_.advance(30s);
+    t.on_tick(clock_.now());
+  }
+  t.on_request_failed(clock_.now());
+  ASSERT_EQ(t.state(), P::Quarantined);
+  ASSERT_EQ(t.consecutive_quarantines(), 4);
+  EXPECT_FALSE(t.on_instance("aaaa", clock_.now()).changed()) << "same process: nothing";
+  EXPECT_FALSE(t.on_instance("", clock_.now()).changed()) << "no id: nothing";
+  const Transition tr = t.on_instance("bbbb", clock_.now());
+  EXPECT_TRUE(tr.left_quarantine());
+  EXPECT_EQ(t.state(), P::Pending);
+  EXPECT_EQ(t.consecutive_quarantines(), 0);
+  EXPECT_FALSE(t.accepts_request()) << "a new process is checked before it gets traffic";
+  // Its first failure follows the pending table (0 s), as for any new pod.
+  t.on_check_failed(clock_.now());
+  EXPECT_EQ(t.quarantined_until(), clock_.now());
+  t.on_tick(clock_.now());
+  EXPECT_EQ(t.state(), P::Pending);
+  t.on_check_passed(clock_.now());
+  EXPECT_EQ(t.state(), P::Healthy);
 }
 
 TEST_F(PodTrackerTest, RecoveringNeedsOneServedRequestAndTakesOneAtATime) {

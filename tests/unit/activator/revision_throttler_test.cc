@@ -161,6 +161,45 @@ TEST_F(RevisionThrottlerTest, WrongRevisionForgetsThePod) {
   EXPECT_EQ(r.pod_count(), 0u);
 }
 
+TEST_F(RevisionThrottlerTest, ARestartedReplicaComesBackThroughPendingOnItsReadyPush) {
+  auto r = make(2);
+  r.set_endpoints({"a:1", "b:1"}, self_only_, self_, clock_.now());
+  r.on_check("a:1", CheckResult::Passed, clock_.now(), "old");
+  healthy(r, "b:1");
+  r.on_check("a:1", CheckResult::Failed, clock_.now(), "old");  // killed
+  ASSERT_EQ(r.find("a:1")->state(), P::Quarantined);
+  EXPECT_EQ(r.capacity(), 2u);
+  // Restarted on the same address well inside its 1 s backoff: its push names a new process.
+  clock_.advance(100ms);
+  auto events = r.on_push("a:1", PushedState::Ready, clock_.now(), "new");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[0].new_instance);
+  EXPECT_EQ(events[0].transition.from, P::Quarantined);
+  EXPECT_EQ(events[0].transition.to, P::Pending);
+  EXPECT_EQ(events[1].transition.to, P::Healthy);
+  EXPECT_EQ(r.capacity(), 4u);
+  // A late push from the same process changes nothing.
+  EXPECT_TRUE(r.on_push("a:1", PushedState::Ready, clock_.now(), "new").empty());
+}
+
+TEST_F(RevisionThrottlerTest, ARestartedReplicaFoundByAProbeIsCheckedAgainFromPending) {
+  auto r = make(2);
+  r.set_endpoints({"a:1"}, self_only_, self_, clock_.now());
+  r.on_check("a:1", CheckResult::Passed, clock_.now(), "old");
+  r.on_check("a:1", CheckResult::Failed, clock_.now(), "old");
+  clock_.advance(1s);
+  r.tick(clock_.now());
+  ASSERT_EQ(r.find("a:1")->state(), P::Recovering);
+  // The new process is not ready yet: the pod waits in Pending, not in a backoff.
+  auto events = r.on_check("a:1", CheckResult::NotReady, clock_.now(), "new");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].transition.to, P::Pending);
+  EXPECT_EQ(r.capacity(), 0u);
+  r.on_check("a:1", CheckResult::Passed, clock_.now(), "new");
+  EXPECT_EQ(r.find("a:1")->state(), P::Healthy);
+  EXPECT_EQ(r.capacity(), 2u);
+}
+
 TEST_F(RevisionThrottlerTest, NotReadyKeepsAStartingPodPending) {
   auto r = make(2);
   r.set_endpoints({"a:1"}, self_only_, self_, clock_.now());
