@@ -84,8 +84,16 @@ class ActivatorImpl {
   Task<void> handle(Exchange& ex);
   Task<void> handle_push(Exchange& ex);
   Task<void> handle_metrics(Exchange& ex);
-  Task<Lease> acquire_on_home(std::string key, core::TimePoint deadline);
-  void release_on_home(RevisionThrottler* revision, PodTracker* pod, RequestOutcome outcome);
+  // Both run on home; a request's concurrency report rides on them (arrival with the first
+  // acquire, departure with the last release) so a request costs two cross-thread hops,
+  // not four.
+  Task<Lease> acquire_on_home(std::string key,
+                              core::TimePoint deadline,
+                              std::optional<core::TimePoint> arrived);
+  void release_on_home(RevisionThrottler* revision,
+                       PodTracker* pod,
+                       RequestOutcome outcome,
+                       bool departed);
   void log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events);
 
   // Discovery (control thread) and its application (home).
@@ -201,22 +209,21 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   const std::string revision_name = key.substr(key.find('/') + 1);
   RevisionMetrics& rm = *routes->metrics.at(key);
   const size_t shard = ex.connection().worker().index();
-  if (on_home()) {
-    request_in_on_home(key, ex.started_at());
-  } else {
-    asio::post(home(), [this, key, t = ex.started_at()] { request_in_on_home(key, t); });
-  }
-  // Every answer, whichever way handle() ends, is counted once.
+  // Every answer, whichever way handle() ends, is counted once, and leaves the concurrency
+  // report once (usually with the last release already).
   struct Count {
     ActivatorImpl& a;
     Exchange& ex;
     RevisionMetrics& rm;
     const std::string& key;
     size_t shard;
+    bool departed = false;
     ~Count() {
       const auto now = a.time_.now();
       rm.requests.record(shard, ex.responded() ? ex.status() : 499,
                          core::to_millis(now - ex.started_at()));
+      if (departed)
+        return;
       if (a.on_home()) {
         a.reporter_.request_out(key, now);
       } else {
@@ -249,10 +256,14 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     // (if/else, not ?: — GCC 12 miscompiles co_await inside a conditional expression)
     Lease lease;
+    std::optional<core::TimePoint> arrived;
+    if (attempt == 0)
+      arrived = ex.started_at();
     if (on_home()) {
-      lease = co_await acquire_on_home(key, deadline);
+      lease = co_await acquire_on_home(key, deadline, arrived);
     } else {
-      lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline), asio::use_awaitable);
+      lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline, arrived),
+                                      asio::use_awaitable);
     }
     using Admit = admission::Breaker::Admit;
     if (lease.result == Admit::QueueFull) {
@@ -327,14 +338,18 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         outcome = RequestOutcome::Other;
         break;
     }
+    retry = retry && attempt < 2 && time_.now() < deadline;
+    // The request leaves the concurrency report with its last release (the response is
+    // complete: forward() returns after the last byte).
+    count.departed = !retry;
     if (on_home()) {
-      release_on_home(lease.revision, lease.pod, outcome);
+      release_on_home(lease.revision, lease.pod, outcome, !retry);
     } else {
-      asio::post(home(), [this, r = lease.revision, p = lease.pod, outcome] {
-        release_on_home(r, p, outcome);
+      asio::post(home(), [this, r = lease.revision, p = lease.pod, outcome, d = !retry] {
+        release_on_home(r, p, outcome, d);
       });
     }
-    if (retry && attempt < 2 && time_.now() < deadline) {
+    if (retry) {
       spdlog::debug("revision {}: pod {}: {}; retrying on another pod", revision_name,
                     lease.address, last_error);
       continue;
@@ -409,7 +424,10 @@ Task<void> ActivatorImpl::handle_push(Exchange& ex) {
 }
 
 Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
-                                                          core::TimePoint deadline) {
+                                                          core::TimePoint deadline,
+                                                          std::optional<core::TimePoint> arrived) {
+  if (arrived)
+    request_in_on_home(key, *arrived);
   Lease lease;
   for (;;) {
     auto it = revisions_.find(key);
@@ -459,8 +477,12 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
 
 void ActivatorImpl::release_on_home(RevisionThrottler* revision,
                                     PodTracker* pod,
-                                    RequestOutcome outcome) {
-  auto events = revision->finish(pod, outcome, time_.now());
+                                    RequestOutcome outcome,
+                                    bool departed) {
+  const auto now = time_.now();
+  if (departed)
+    reporter_.request_out(revision->key(), now);
+  auto events = revision->finish(pod, outcome, now);
   revision->breaker().release();
   log_events(*revision, events);
   // A retired revision is freed once its last request is done.
@@ -470,7 +492,7 @@ void ActivatorImpl::release_on_home(RevisionThrottler* revision,
 void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events) {
   RevisionMetrics* m = nullptr;
   if (!events.empty()) {
-    auto it = revision_metrics_.find(r.spec().namespace_name + "/" + r.spec().name);
+    auto it = revision_metrics_.find(r.key());
     if (it != revision_metrics_.end())
       m = it->second;
   }

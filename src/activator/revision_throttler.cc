@@ -10,6 +10,7 @@ RevisionThrottler::RevisionThrottler(RevisionSpec spec,
                                      const HealthConfig& health,
                                      const ThrottlerConfig& config)
     : spec_(std::move(spec)),
+      key_(spec_.namespace_name + "/" + spec_.name),
       health_(health),
       config_(config),
       breaker_(0, config.queue_depth),

@@ -69,6 +69,8 @@ class RevisionThrottler {
   RevisionThrottler(RevisionSpec spec, const HealthConfig& health, const ThrottlerConfig& config);
 
   const RevisionSpec& spec() const { return spec_; }
+  // "namespace/name", the revision's key everywhere in the activator.
+  const std::string& key() const { return key_; }
   admission::Breaker& breaker() { return breaker_; }
 
   // Replaces the endpoint set (queue-proxy addresses) and the activator set; `self` is
@@ -126,6 +128,7 @@ class RevisionThrottler {
   void forget_removed();
 
   RevisionSpec spec_;
+  std::string key_;
   const HealthConfig& health_;
   ThrottlerConfig config_;
   admission::Breaker breaker_;
