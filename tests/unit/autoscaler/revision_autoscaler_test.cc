@@ -1,0 +1,133 @@
+#include "autoscaler/revision_autoscaler.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice::autoscaler {
+namespace {
+
+using namespace std::chrono_literals;
+
+class RevisionAutoscalerTest : public ::testing::Test {
+ protected:
+  ScalingSpec spec(int cc_target = 10) {
+    ScalingSpec s;
+    s.decider.target = cc_target * 0.7;
+    s.decider.total_target = cc_target;
+    s.decider.stable_window = 6s;
+    s.panic_window = panic_window_of(6s, 10);  // 1 s
+    s.scale_to_zero_grace = 0s;
+    return s;
+  }
+  // One second of steady load, recorded and decided as the collector would.
+  ScaleDecision second(RevisionAutoscaler& a, double concurrency, int32_t ready) {
+    clock_.advance(1s);
+    a.record(clock_.now(), concurrency, concurrency);
+    return a.decide(clock_.now(), ready);
+  }
+  core::ManualTimeSource clock_;
+};
+
+TEST_F(RevisionAutoscalerTest, StartsAtZeroAndTheFirstRequestPokesItToOne) {
+  RevisionAutoscaler a(spec(), clock_.now());
+  EXPECT_EQ(a.last_want(), 0);
+  EXPECT_FALSE(a.decide(clock_.now(), 0).has_data);
+  EXPECT_EQ(a.decide(clock_.now(), 0).want, 0) << "no data: held at zero";
+  EXPECT_TRUE(a.wants_poke(1));
+  a.record(clock_.now(), 1, 1);
+  const ScaleDecision d = a.decide(clock_.now(), 0);
+  EXPECT_EQ(d.want, 1);
+  EXPECT_NE(d.reason.find("stable: 1 concurrent, target 7/replica"), std::string::npos) << d.reason;
+  EXPECT_FALSE(a.wants_poke(1)) << "only a revision at zero is poked";
+}
+
+TEST_F(RevisionAutoscalerTest, IdleForAStableWindowScalesToZeroWithoutRetention) {
+  RevisionAutoscaler a(spec(), clock_.now());
+  a.record(clock_.now(), 3, 3);
+  ASSERT_EQ(a.decide(clock_.now(), 0).want, 1);
+  second(a, 3, 1);  // the replica is up and active from here
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(second(a, 0, 1).want, 1) << i;
+  // Six seconds of zeros: the stable average is 0 and the pod was active ≥ 6 s.
+  const ScaleDecision d = second(a, 0, 1);
+  EXPECT_EQ(d.want, 0) << d.reason;
+  EXPECT_NE(d.reason.find("no traffic for a stable window (6s)"), std::string::npos) << d.reason;
+}
+
+TEST_F(RevisionAutoscalerTest, PodRetentionKeepsTheReplicaAfterTheWindow) {
+  ScalingSpec s = spec();
+  s.pod_retention = 4s;
+  RevisionAutoscaler a(s, clock_.now());
+  a.record(clock_.now(), 3, 3);
+  a.decide(clock_.now(), 0);
+  second(a, 3, 1);
+  for (int i = 0; i < 6; ++i) second(a, 0, 1);
+  // Inactive from now; retention holds the replica for 4 s.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(second(a, 0, 1).want, 1) << i;
+  EXPECT_EQ(second(a, 0, 1).want, 0);
+}
+
+TEST_F(RevisionAutoscalerTest, GracePeriodWaitsUntilTheActivatorHasBeenInThePathLongEnough) {
+  ScalingSpec s = spec();
+  s.scale_to_zero_grace = 30s;
+  const auto start = clock_.now();
+  RevisionAutoscaler a(s, clock_.now());
+  a.record(clock_.now(), 3, 3);
+  a.decide(clock_.now(), 0);
+  second(a, 3, 1);
+  for (int i = 0; i < 6; ++i) second(a, 0, 1);
+  // 7 s in: the KPA says 0, but neither inactive-for nor proxied-for has reached 30 s.
+  EXPECT_EQ(a.last_want(), 1);
+  while (second(a, 0, 1).want != 0) ASSERT_LT(clock_.now() - start, 60s);
+  EXPECT_EQ(clock_.now() - start, 30s) << "zero once the activator was in the path 30 s";
+}
+
+TEST_F(RevisionAutoscalerTest, ScaleToZeroDisabledKeepsOne) {
+  ScalingSpec s = spec();
+  s.enable_scale_to_zero = false;
+  RevisionAutoscaler a(s, clock_.now());
+  a.record(clock_.now(), 1, 1);
+  a.decide(clock_.now(), 0);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(second(a, 0, 1).want, 1);
+}
+
+TEST_F(RevisionAutoscalerTest, ScaleBufferAddsReplicasOnlyWhileThereIsTraffic) {
+  ScalingSpec s = spec();
+  s.scale_buffer = 2;
+  RevisionAutoscaler a(s, clock_.now());
+  a.record(clock_.now(), 7, 7);
+  const ScaleDecision d = a.decide(clock_.now(), 0);
+  EXPECT_EQ(d.want, 3) << "kpa 1 + buffer 2";
+  EXPECT_NE(d.reason.find("scale buffer 2"), std::string::npos) << d.reason;
+  second(a, 7, 3);
+  int32_t want = 3;  // replicas follow the decision
+  for (int i = 0; i < 20 && want != 0; ++i) want = second(a, 0, want).want;
+  EXPECT_EQ(want, 0) << "no traffic for a window: the buffer does not hold replicas";
+}
+
+TEST_F(RevisionAutoscalerTest, BoundsAndInitialScale) {
+  ScalingSpec s = spec();
+  s.min_scale = 2;
+  s.max_scale = 3;
+  s.initial_scale = 5;
+  RevisionAutoscaler a(s, clock_.now());
+  EXPECT_EQ(a.last_want(), 3) << "initial 5, capped by max 3";
+  a.record(clock_.now(), 700, 700);
+  ScaleDecision d = a.decide(clock_.now(), 3);
+  EXPECT_EQ(d.want, 3);
+  EXPECT_NE(d.reason.find("capped at max-scale 3"), std::string::npos) << d.reason;
+  for (int i = 0; i < 20; ++i) d = second(a, 0, 3);
+  EXPECT_EQ(d.want, 2) << "idle: min-scale holds 2";
+}
+
+TEST_F(RevisionAutoscalerTest, PanicUsesReadyPodsOnly) {
+  RevisionAutoscaler a(spec(), clock_.now());
+  a.record(clock_.now(), 1, 1);
+  ASSERT_EQ(a.decide(clock_.now(), 0).want, 1);
+  // 40 concurrent on one ready replica (others still starting do not count): panic.
+  const ScaleDecision d = second(a, 40, 1);
+  EXPECT_TRUE(d.kpa.panicking);
+  EXPECT_EQ(d.want, 6) << "ceil(40 / 7)";
+  EXPECT_NE(d.reason.find("panic: 40 concurrent, target 7/replica"), std::string::npos) << d.reason;
+}
+
+}  // namespace
+}  // namespace sluice::autoscaler
