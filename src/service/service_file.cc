@@ -1,0 +1,853 @@
+#include "service/service_file.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "config/duration.h"
+#include "config/readiness_probe.h"
+
+namespace sluice::service {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kPrefix = "autoscaling.knative.dev/";
+
+// Where problems go, with the file and line they are about.
+struct Report {
+  std::string file;
+  LoadResult& out;
+  void error(const YAML::Node& at, std::string_view key, std::string_view what) {
+    out.errors.push_back(fmt::format("{}:{}: {}: {}", file, at.Mark().line + 1, key, what));
+  }
+  void warn(const YAML::Node& at, std::string_view key, std::string_view what) {
+    out.warnings.push_back(fmt::format("{}:{}: {}: {}", file, at.Mark().line + 1, key, what));
+  }
+};
+
+std::optional<int64_t> to_int(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+    return std::nullopt;
+  return v;
+}
+
+std::optional<double> to_float(std::string_view s) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(std::string(s), &used);
+    if (used != s.size() || !std::isfinite(v))
+      return std::nullopt;
+    return v;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<bool> to_bool(std::string_view s) {
+  if (s == "true")
+    return true;
+  if (s == "false")
+    return false;
+  return std::nullopt;
+}
+
+// Knative's values, shared by the ConfigMap and the annotations.
+struct AutoscalerConfig {
+  bool enable_scale_to_zero = true;
+  bool allow_zero_initial_scale = false;
+  std::optional<int64_t> initial_scale;  // unset: Sluice starts at zero (see README)
+  int64_t min_scale = 0;
+  int64_t max_scale = 0;
+  int64_t max_scale_limit = 0;
+  double target_utilization = 0.7;
+  double concurrency_target_default = 100;
+  double rps_target_default = 200;
+  double target_burst_capacity = 211;
+  double max_scale_up_rate = 1000;
+  double max_scale_down_rate = 2;
+  core::Duration stable_window = 60s;
+  double panic_window_percentage = 10;
+  double panic_threshold_percentage = 200;
+  core::Duration scale_to_zero_grace = 30s;
+  core::Duration pod_retention = 0s;
+  core::Duration scale_down_delay = 0s;
+};
+
+struct DefaultsConfig {
+  int64_t revision_timeout_seconds = 300;
+  int64_t max_revision_timeout_seconds = 600;
+  int64_t revision_response_start_timeout_seconds = 0;
+  int64_t revision_idle_timeout_seconds = 0;
+  int64_t container_concurrency = 0;
+  int64_t container_concurrency_max_limit = 1000;
+};
+
+std::string scalar(const YAML::Node& n) {
+  return n.IsScalar() ? n.Scalar() : std::string();
+}
+
+// A value checker: parses `text` for `key` and reports what is wrong.
+struct Values {
+  Report& report;
+  const YAML::Node& at;
+  std::string key;
+
+  std::optional<int64_t> integer(const std::string& text, int64_t lo, int64_t hi) {
+    auto v = to_int(text);
+    if (!v) {
+      report.error(at, key, fmt::format("\"{}\" is not an integer", text));
+    } else if (*v < lo || *v > hi) {
+      report.error(at, key,
+                   hi >= INT32_MAX ? fmt::format("{} must be at least {}", *v, lo)
+                                   : fmt::format("{} is not in [{}, {}]", *v, lo, hi));
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<double> number(const std::string& text, double lo, double hi) {
+    auto v = to_float(text);
+    if (!v) {
+      report.error(at, key, fmt::format("\"{}\" is not a number", text));
+    } else if (*v < lo || *v > hi) {
+      report.error(at, key, fmt::format("{} is not in [{}, {}]", text, lo, hi));
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<core::Duration> duration(const std::string& text,
+                                         core::Duration lo,
+                                         core::Duration hi,
+                                         bool whole_seconds) {
+    std::string why;
+    auto v = config::parse_duration(text, &why);
+    if (!v) {
+      report.error(at, key, fmt::format("\"{}\" is not a duration ({})", text, why));
+      return std::nullopt;
+    }
+    if (whole_seconds && v->count() % 1000 != 0) {
+      report.error(at, key, fmt::format("{} must be a whole number of seconds", text));
+      return std::nullopt;
+    }
+    if (*v < lo || *v > hi) {
+      report.error(
+          at, key,
+          fmt::format("{} is not in [{}, {}]", text,
+                      config::format_duration(std::chrono::duration_cast<config::Millis>(lo)),
+                      config::format_duration(std::chrono::duration_cast<config::Millis>(hi))));
+      return std::nullopt;
+    }
+    return *v;
+  }
+  std::optional<bool> boolean(const std::string& text) {
+    auto v = to_bool(text);
+    if (!v)
+      report.error(at, key, fmt::format("\"{}\" is not true or false", text));
+    return v;
+  }
+};
+
+constexpr core::Duration kHour = std::chrono::hours(1);
+constexpr core::Duration kForever = std::chrono::hours(24 * 365);
+
+void parse_autoscaler_configmap(const YAML::Node& data, Report& r, AutoscalerConfig& c) {
+  for (const auto& kv : data) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string text = scalar(kv.second);
+    Values v{r, kv.first, key};
+    if (key == "_example") {
+    } else if (key == "pod-autoscaler-class") {
+      if (text != "kpa.autoscaling.knative.dev")
+        r.error(kv.first, key, "only kpa.autoscaling.knative.dev runs locally");
+    } else if (key == "enable-scale-to-zero") {
+      if (auto b = v.boolean(text))
+        c.enable_scale_to_zero = *b;
+    } else if (key == "allow-zero-initial-scale") {
+      if (auto b = v.boolean(text))
+        c.allow_zero_initial_scale = *b;
+    } else if (key == "initial-scale") {
+      if (auto i = v.integer(text, 0, INT32_MAX))
+        c.initial_scale = *i;
+    } else if (key == "min-scale") {
+      if (auto i = v.integer(text, 0, INT32_MAX))
+        c.min_scale = *i;
+    } else if (key == "max-scale") {
+      if (auto i = v.integer(text, 0, INT32_MAX))
+        c.max_scale = *i;
+    } else if (key == "max-scale-limit") {
+      if (auto i = v.integer(text, 0, INT32_MAX))
+        c.max_scale_limit = *i;
+    } else if (key == "container-concurrency-target-percentage") {
+      if (auto f = v.number(text, 0, 100)) {
+        const double fraction = *f > 1 ? *f / 100 : *f;
+        if (fraction <= 0)
+          r.error(kv.first, key, fmt::format("{} must be in (0, 100]", text));
+        else
+          c.target_utilization = fraction;
+      }
+    } else if (key == "container-concurrency-target-default") {
+      if (auto f = v.number(text, 0.01, 1e9))
+        c.concurrency_target_default = *f;
+    } else if (key == "requests-per-second-target-default") {
+      if (auto f = v.number(text, 0.01, 1e9))
+        c.rps_target_default = *f;
+    } else if (key == "target-burst-capacity") {
+      if (auto f = v.number(text, -1, 1e9)) {
+        if (*f < 0 && *f != -1)
+          r.error(kv.first, key, fmt::format("{} must be ≥ 0 or exactly -1", text));
+        else
+          c.target_burst_capacity = *f;
+      }
+    } else if (key == "activator-capacity") {
+      v.number(text, 1, 1e9);
+    } else if (key == "max-scale-up-rate") {
+      if (auto f = v.number(text, 1, 1e9)) {
+        if (*f <= 1)
+          r.error(kv.first, key, fmt::format("{} must be greater than 1", text));
+        else
+          c.max_scale_up_rate = *f;
+      }
+    } else if (key == "max-scale-down-rate") {
+      if (auto f = v.number(text, 1, 1e9)) {
+        if (*f <= 1)
+          r.error(kv.first, key, fmt::format("{} must be greater than 1", text));
+        else
+          c.max_scale_down_rate = *f;
+      }
+    } else if (key == "stable-window") {
+      if (auto d = v.duration(text, 6s, kHour, true))
+        c.stable_window = *d;
+    } else if (key == "panic-window-percentage") {
+      if (auto f = v.number(text, 1, 100))
+        c.panic_window_percentage = *f;
+    } else if (key == "panic-threshold-percentage") {
+      if (auto f = v.number(text, 0, 1e9))  // not range-checked by Knative's ConfigMap
+        c.panic_threshold_percentage = *f;
+    } else if (key == "scale-to-zero-grace-period") {
+      if (auto d = v.duration(text, 1ms, kForever, false))
+        c.scale_to_zero_grace = *d;
+    } else if (key == "scale-to-zero-pod-retention-period") {
+      if (auto d = v.duration(text, 0s, kForever, false))
+        c.pod_retention = *d;
+    } else if (key == "scale-down-delay") {
+      if (auto d = v.duration(text, 0s, kForever, true))
+        c.scale_down_delay = *d;
+    } else {
+      r.error(kv.first, key, "unknown config-autoscaler key");
+    }
+  }
+}
+
+void parse_defaults_configmap(const YAML::Node& data, Report& r, DefaultsConfig& c) {
+  const std::pair<const char*, int64_t*> keys[] = {
+      {"revision-timeout-seconds", &c.revision_timeout_seconds},
+      {"max-revision-timeout-seconds", &c.max_revision_timeout_seconds},
+      {"revision-response-start-timeout-seconds", &c.revision_response_start_timeout_seconds},
+      {"revision-idle-timeout-seconds", &c.revision_idle_timeout_seconds},
+      {"container-concurrency", &c.container_concurrency},
+      {"container-concurrency-max-limit", &c.container_concurrency_max_limit},
+  };
+  for (const auto& kv : data) {
+    const std::string key = kv.first.as<std::string>();
+    if (key == "_example")
+      continue;
+    auto it = std::find_if(std::begin(keys), std::end(keys),
+                           [&](const auto& k) { return key == k.first; });
+    if (it == std::end(keys)) {
+      r.error(kv.first, key, "unknown config-defaults key");
+      continue;
+    }
+    Values v{r, kv.first, key};
+    if (auto i = v.integer(scalar(kv.second), 0, INT32_MAX))
+      *it->second = *i;
+  }
+}
+
+// The annotation names Knative accepts, with their legacy camelCase aliases.
+const std::map<std::string, std::string>& annotation_aliases() {
+  static const std::map<std::string, std::string> m = {
+      {"class", "class"},
+      {"metric", "metric"},
+      {"target", "target"},
+      {"target-utilization-percentage", "target-utilization-percentage"},
+      {"targetUtilizationPercentage", "target-utilization-percentage"},
+      {"target-burst-capacity", "target-burst-capacity"},
+      {"targetBurstCapacity", "target-burst-capacity"},
+      {"window", "window"},
+      {"panic-window-percentage", "panic-window-percentage"},
+      {"panicWindowPercentage", "panic-window-percentage"},
+      {"panic-threshold-percentage", "panic-threshold-percentage"},
+      {"panicThresholdPercentage", "panic-threshold-percentage"},
+      {"min-scale", "min-scale"},
+      {"minScale", "min-scale"},
+      {"max-scale", "max-scale"},
+      {"maxScale", "max-scale"},
+      {"initial-scale", "initial-scale"},
+      {"initialScale", "initial-scale"},
+      {"activation-scale", "activation-scale"},
+      {"scale-down-delay", "scale-down-delay"},
+      {"scale-to-zero-pod-retention-period", "scale-to-zero-pod-retention-period"},
+      {"metric-aggregation-algorithm", "metric-aggregation-algorithm"},
+      {"metricAggregationAlgorithm", "metric-aggregation-algorithm"},
+      {"scale-buffer", "scale-buffer"},
+  };
+  return m;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(std::string_view name) {
+  std::string best;
+  size_t best_d = 4;  // suggest only close matches
+  for (const auto& [alias, canonical] : annotation_aliases()) {
+    const size_t d = edit_distance(name, alias);
+    if (d < best_d) {
+      best_d = d;
+      best = canonical;
+    }
+  }
+  return best.empty() ? "" : fmt::format(" (did you mean {}{}?)", kPrefix, best);
+}
+
+bool dns_label(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !std::islower(static_cast<unsigned char>(s.front())) ||
+      s.back() == '-')
+    return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '-';
+  });
+}
+
+nlohmann::json to_json(const YAML::Node& n) {
+  if (n.IsMap()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& kv : n) j[kv.first.as<std::string>()] = to_json(kv.second);
+    return j;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& e : n) j.push_back(to_json(e));
+    return j;
+  }
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    if (n.Tag() != "!") {  // unquoted: numbers and booleans keep their type
+      if (auto i = to_int(s))
+        return *i;
+      if (auto b = to_bool(s))
+        return *b;
+    }
+    return s;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> string_list(const YAML::Node& n, Report& r, std::string_view key) {
+  std::vector<std::string> out;
+  if (!n.IsSequence()) {
+    r.error(n, key, "must be a list of strings");
+    return out;
+  }
+  for (const auto& e : n) {
+    if (!e.IsScalar()) {
+      r.error(e, key, "must be a list of strings");
+      continue;
+    }
+    out.push_back(e.Scalar());
+  }
+  return out;
+}
+
+struct Document {
+  std::string file;
+  std::string folder;
+  YAML::Node node;
+};
+
+class Loader {
+ public:
+  LoadResult run(const std::vector<std::pair<std::string, std::string>>& files);
+
+ private:
+  void service(const Document& d);
+  void container(const YAML::Node& c, const Document& d, Report& r, ServiceSpec& s);
+  void annotations(const YAML::Node& a, Report& r, ServiceSpec& s);
+  void check_keys(const YAML::Node& map,
+                  Report& r,
+                  std::string_view where,
+                  std::initializer_list<std::string_view> known,
+                  std::initializer_list<std::string_view> ignored = {});
+
+  LoadResult out_;
+  std::map<std::string, YAML::Node> annotation_keys_;  // canonical name → its key (lines)
+  AutoscalerConfig as_;
+  DefaultsConfig defaults_;
+  std::vector<Document> services_;
+  std::set<std::string> names_;
+};
+
+void Loader::check_keys(const YAML::Node& map,
+                        Report& r,
+                        std::string_view where,
+                        std::initializer_list<std::string_view> known,
+                        std::initializer_list<std::string_view> ignored) {
+  for (const auto& kv : map) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string path = fmt::format("{}.{}", where, key);
+    if (std::find(known.begin(), known.end(), key) != known.end())
+      continue;
+    if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) {
+      r.warn(kv.first, path, "ignored by the local runtime");
+      continue;
+    }
+    r.error(kv.first, path, "unknown field");
+  }
+}
+
+LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& files) {
+  for (const auto& [path, text] : files) {
+    Report r{path, out_};
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      out_.errors.push_back(
+          fmt::format("{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.msg));
+      continue;
+    }
+    const std::string folder = fs::absolute(fs::path(path)).parent_path().string();
+    for (const auto& doc : docs) {
+      if (!doc || doc.IsNull())
+        continue;
+      if (!doc.IsMap()) {
+        r.error(doc, "document", "must be a mapping (a Kubernetes object)");
+        continue;
+      }
+      const std::string kind = scalar(doc["kind"]);
+      const std::string api = scalar(doc["apiVersion"]);
+      const std::string name = scalar(doc["metadata"]["name"]);
+      if (kind == "ConfigMap") {
+        const YAML::Node data = doc["data"];
+        if (name == "config-autoscaler" && data && data.IsMap()) {
+          parse_autoscaler_configmap(data, r, as_);
+        } else if (name == "config-defaults" && data && data.IsMap()) {
+          parse_defaults_configmap(data, r, defaults_);
+        } else if (name != "config-autoscaler" && name != "config-defaults") {
+          r.warn(doc, "ConfigMap " + name, "not read (only config-autoscaler, config-defaults)");
+        }
+      } else if (kind == "Service") {
+        if (api != "serving.knative.dev/v1") {
+          r.error(doc["apiVersion"] ? doc["apiVersion"] : doc, "apiVersion",
+                  fmt::format("\"{}\": a Service must be serving.knative.dev/v1", api));
+          continue;
+        }
+        services_.push_back({path, folder, doc});
+      } else {
+        r.error(
+            doc["kind"] ? doc["kind"] : doc, "kind",
+            fmt::format("\"{}\": expected a serving.knative.dev/v1 Service or a ConfigMap", kind));
+      }
+    }
+  }
+  // Cross-checks of the ConfigMap, then every service against it.
+  if (as_.max_scale_limit > 0 && as_.max_scale > as_.max_scale_limit) {
+    out_.errors.push_back(
+        fmt::format("config-autoscaler: max-scale: max-scale {} > "
+                    "max-scale-limit {}",
+                    as_.max_scale, as_.max_scale_limit));
+  }
+  for (const auto& d : services_) service(d);
+  if (out_.errors.empty() && services_.empty())
+    out_.errors.push_back("no serving.knative.dev/v1 Service in the input");
+  return std::move(out_);
+}
+
+void Loader::service(const Document& d) {
+  Report r{d.file, out_};
+  const YAML::Node& doc = d.node;
+  annotation_keys_.clear();
+  ServiceSpec s;
+  s.file = d.file;
+  s.line = doc.Mark().line + 1;
+  check_keys(doc, r, "Service", {"apiVersion", "kind", "metadata", "spec"}, {"status"});
+  const YAML::Node meta = doc["metadata"];
+  if (!meta || !meta.IsMap() || !meta["name"]) {
+    r.error(meta ? meta : doc, "metadata.name", "is required");
+    return;
+  }
+  s.name = scalar(meta["name"]);
+  if (!dns_label(s.name))
+    r.error(meta["name"], "metadata.name",
+            fmt::format("\"{}\" must be a DNS label (lower-case letters, digits, '-')", s.name));
+  if (meta["namespace"]) {
+    s.namespace_name = scalar(meta["namespace"]);
+    if (!dns_label(s.namespace_name))
+      r.error(meta["namespace"], "metadata.namespace",
+              fmt::format("\"{}\" must be a DNS label", s.namespace_name));
+  }
+  check_keys(meta, r, "metadata", {"name", "namespace"}, {"labels", "annotations"});
+  if (!names_.insert(s.namespace_name + "/" + s.name).second)
+    r.error(meta["name"], "metadata.name",
+            fmt::format("service {}/{} is defined twice", s.namespace_name, s.name));
+  s.revision = s.name + "-00001";
+
+  const YAML::Node spec = doc["spec"];
+  const YAML::Node tmpl = spec ? spec["template"] : YAML::Node();
+  if (!tmpl || !tmpl.IsMap()) {
+    r.error(spec ? spec : doc, "spec.template", "is required");
+    return;
+  }
+  check_keys(spec, r, "spec", {"template"}, {"traffic"});
+  check_keys(tmpl, r, "spec.template", {"metadata", "spec"});
+  if (const YAML::Node tmeta = tmpl["metadata"]) {
+    check_keys(tmeta, r, "spec.template.metadata", {"annotations", "name"}, {"labels"});
+    if (tmeta["name"]) {
+      s.revision = scalar(tmeta["name"]);
+      if (!s.revision.starts_with(s.name + "-") || !dns_label(s.revision))
+        r.error(
+            tmeta["name"], "spec.template.metadata.name",
+            fmt::format("\"{}\" must be a DNS label starting with \"{}-\"", s.revision, s.name));
+    }
+    if (const YAML::Node a = tmeta["annotations"])
+      annotations(a, r, s);
+  }
+  // Defaults from config-defaults, then the revision spec.
+  s.container_concurrency = static_cast<uint32_t>(defaults_.container_concurrency);
+  s.timeout_seconds = static_cast<int>(defaults_.revision_timeout_seconds);
+  s.response_start_timeout_seconds =
+      static_cast<int>(defaults_.revision_response_start_timeout_seconds);
+  s.idle_timeout_seconds = static_cast<int>(defaults_.revision_idle_timeout_seconds);
+  const YAML::Node rs = tmpl["spec"];
+  if (!rs || !rs.IsMap()) {
+    r.error(tmpl, "spec.template.spec", "is required");
+    return;
+  }
+  check_keys(rs, r, "spec.template.spec",
+             {"containerConcurrency", "timeoutSeconds", "responseStartTimeoutSeconds",
+              "idleTimeoutSeconds", "containers"},
+             {"serviceAccountName", "enableServiceLinks", "imagePullSecrets", "volumes",
+              "nodeSelector", "tolerations", "affinity"});
+  auto int_field = [&](const char* key, int64_t lo, int64_t hi) -> std::optional<int64_t> {
+    const YAML::Node n = rs[key];
+    if (!n)
+      return std::nullopt;
+    Values v{r, n, std::string("spec.template.spec.") + key};
+    return v.integer(scalar(n), lo, hi);
+  };
+  if (auto cc = int_field("containerConcurrency", 0, defaults_.container_concurrency_max_limit))
+    s.container_concurrency = static_cast<uint32_t>(*cc);
+  if (auto t = int_field("timeoutSeconds", 0, defaults_.max_revision_timeout_seconds))
+    s.timeout_seconds = static_cast<int>(*t);
+  if (auto t = int_field("responseStartTimeoutSeconds", 0, s.timeout_seconds))
+    s.response_start_timeout_seconds = static_cast<int>(*t);
+  if (auto t = int_field("idleTimeoutSeconds", 0, defaults_.max_revision_timeout_seconds))
+    s.idle_timeout_seconds = static_cast<int>(*t);
+  const YAML::Node cs = rs["containers"];
+  if (!cs || !cs.IsSequence() || cs.size() != 1) {
+    r.error(cs ? cs : rs, "spec.template.spec.containers",
+            "exactly one container is supported by the local runtime");
+  } else {
+    container(cs[0], d, r, s);
+  }
+
+  // Autoscaling: ConfigMap values overridden by annotations.
+  const auto& a = s.annotations;
+  auto ann = [&](const char* key) -> const std::string* {
+    auto it = a.find(key);
+    return it == a.end() ? nullptr : &it->second;
+  };
+  // Annotation values were validated in annotations(); parse them again quietly here.
+  autoscaler::ScalingSpec& sc = s.scaling;
+  sc.metric = ann("metric") && *ann("metric") == "rps" ? autoscaler::Metric::Rps
+                                                       : autoscaler::Metric::Concurrency;
+  sc.aggregation =
+      ann("metric-aggregation-algorithm") && *ann("metric-aggregation-algorithm") != "linear"
+          ? autoscaler::Aggregation::WeightedExponential
+          : autoscaler::Aggregation::Linear;
+  const double tu = ann("target-utilization-percentage")
+                        ? to_float(*ann("target-utilization-percentage")).value_or(70) / 100
+                        : as_.target_utilization;
+  std::optional<double> target;
+  if (ann("target"))
+    target = to_float(*ann("target"));
+  const auto t = autoscaler::resolve_target(sc.metric, s.container_concurrency, target, tu,
+                                            as_.concurrency_target_default, as_.rps_target_default);
+  sc.decider.target = t.target;
+  sc.decider.total_target = t.total;
+  sc.decider.target_burst_capacity = ann("target-burst-capacity")
+                                         ? to_float(*ann("target-burst-capacity")).value_or(211)
+                                         : as_.target_burst_capacity;
+  const double panic_threshold = ann("panic-threshold-percentage")
+                                     ? to_float(*ann("panic-threshold-percentage")).value_or(200)
+                                     : as_.panic_threshold_percentage;
+  sc.decider.panic_threshold = panic_threshold / 100;
+  sc.decider.max_scale_up_rate = as_.max_scale_up_rate;
+  sc.decider.max_scale_down_rate = as_.max_scale_down_rate;
+  sc.decider.stable_window = as_.stable_window;
+  if (ann("window"))
+    sc.decider.stable_window = config::parse_duration(*ann("window")).value_or(60s);
+  const double panic_pct = ann("panic-window-percentage")
+                               ? to_float(*ann("panic-window-percentage")).value_or(10)
+                               : as_.panic_window_percentage;
+  sc.panic_window = autoscaler::panic_window_of(sc.decider.stable_window, panic_pct);
+  sc.decider.activation_scale =
+      ann("activation-scale") ? static_cast<int32_t>(to_int(*ann("activation-scale")).value_or(1))
+                              : 1;
+  sc.decider.scale_down_delay = as_.scale_down_delay;
+  if (ann("scale-down-delay"))
+    sc.decider.scale_down_delay = config::parse_duration(*ann("scale-down-delay")).value_or(0s);
+  sc.min_scale = static_cast<int32_t>(ann("min-scale") ? to_int(*ann("min-scale")).value_or(0)
+                                                       : as_.min_scale);
+  sc.max_scale = static_cast<int32_t>(ann("max-scale") ? to_int(*ann("max-scale")).value_or(0)
+                                                       : as_.max_scale);
+  std::optional<int64_t> initial = as_.initial_scale;
+  if (ann("initial-scale"))
+    initial = to_int(*ann("initial-scale"));
+  sc.initial_scale = static_cast<int32_t>(initial.value_or(0));
+  sc.scale_buffer =
+      static_cast<int32_t>(ann("scale-buffer") ? to_int(*ann("scale-buffer")).value_or(0) : 0);
+  sc.enable_scale_to_zero = as_.enable_scale_to_zero;
+  sc.scale_to_zero_grace = as_.scale_to_zero_grace;
+  sc.pod_retention = as_.pod_retention;
+  if (ann("scale-to-zero-pod-retention-period"))
+    sc.pod_retention =
+        config::parse_duration(*ann("scale-to-zero-pod-retention-period")).value_or(0s);
+
+  // Rules that relate several values.
+  auto where_is = [&](const char* canonical) {
+    auto it = annotation_keys_.find(canonical);
+    return it != annotation_keys_.end() ? it->second : tmpl;
+  };
+  const std::string min_key = std::string(kPrefix) + "min-scale";
+  if (sc.max_scale > 0 && sc.min_scale > sc.max_scale)
+    r.error(where_is(ann("min-scale") ? "min-scale" : "max-scale"), min_key,
+            fmt::format("min-scale {} > max-scale {}", sc.min_scale, sc.max_scale));
+  if (as_.max_scale_limit > 0 && sc.max_scale > as_.max_scale_limit)
+    r.error(where_is("max-scale"), std::string(kPrefix) + "max-scale",
+            fmt::format("max-scale {} > max-scale-limit {}", sc.max_scale, as_.max_scale_limit));
+  if (as_.max_scale_limit > 0 && sc.max_scale == 0 && ann("max-scale"))
+    r.error(where_is("max-scale"), std::string(kPrefix) + "max-scale",
+            fmt::format("max-scale 0 (unbounded) exceeds max-scale-limit {}", as_.max_scale_limit));
+  if (initial && *initial == 0 && !as_.allow_zero_initial_scale && ann("initial-scale"))
+    r.error(where_is("initial-scale"), std::string(kPrefix) + "initial-scale",
+            "initial-scale 0 needs allow-zero-initial-scale: \"true\" in config-autoscaler");
+  if (ann("activation-scale")) {
+    const int32_t act = sc.decider.activation_scale;
+    if (act < sc.min_scale || (sc.max_scale > 0 && act > sc.max_scale))
+      r.error(where_is("activation-scale"), std::string(kPrefix) + "activation-scale",
+              fmt::format("activation-scale {} must be between min-scale {} and max-scale {}", act,
+                          sc.min_scale, sc.max_scale));
+  }
+  if (s.response_start_timeout_seconds > s.timeout_seconds)
+    r.error(
+        rs, "spec.template.spec.responseStartTimeoutSeconds",
+        fmt::format("{} > timeoutSeconds {}", s.response_start_timeout_seconds, s.timeout_seconds));
+  out_.services.push_back(std::move(s));
+}
+
+void Loader::annotations(const YAML::Node& a, Report& r, ServiceSpec& s) {
+  if (!a.IsMap()) {
+    r.error(a, "spec.template.metadata.annotations", "must be a map of strings");
+    return;
+  }
+  for (const auto& kv : a) {
+    const std::string key = kv.first.as<std::string>();
+    if (!key.starts_with(kPrefix))
+      continue;  // other annotations are the user's business
+    const std::string name = key.substr(kPrefix.size());
+    const std::string text = scalar(kv.second);
+    const auto& aliases = annotation_aliases();
+    auto it = aliases.find(name);
+    if (it == aliases.end()) {
+      r.error(kv.first, key, "unknown autoscaling annotation" + did_you_mean(name));
+      continue;
+    }
+    const std::string& canonical = it->second;
+    if (s.annotations.count(canonical)) {
+      r.error(kv.first, key, fmt::format("set twice (also as {}{})", kPrefix, canonical));
+      continue;
+    }
+    Values v{r, kv.first, key};
+    bool ok = true;
+    if (canonical == "class") {
+      ok = text == "kpa.autoscaling.knative.dev";
+      if (!ok)
+        r.error(kv.first, key,
+                fmt::format("\"{}\": only kpa.autoscaling.knative.dev runs locally", text));
+    } else if (canonical == "metric") {
+      ok = text == "concurrency" || text == "rps";
+      if (!ok)
+        r.error(
+            kv.first, key,
+            fmt::format("\"{}\" must be concurrency or rps (cpu and memory need the HPA)", text));
+    } else if (canonical == "target") {
+      ok = v.number(text, 0.01, 1e9).has_value();
+    } else if (canonical == "target-utilization-percentage") {
+      ok = v.number(text, 1, 100).has_value();
+    } else if (canonical == "target-burst-capacity") {
+      auto f = v.number(text, -1, 1e9);
+      ok = f && (*f >= 0 || *f == -1);
+      if (f && !ok)
+        r.error(kv.first, key, fmt::format("{} must be ≥ 0 or exactly -1", text));
+    } else if (canonical == "window") {
+      ok = v.duration(text, 6s, kHour, true).has_value();
+    } else if (canonical == "panic-window-percentage") {
+      ok = v.number(text, 1, 100).has_value();
+    } else if (canonical == "panic-threshold-percentage") {
+      ok = v.number(text, 110, 1000).has_value();
+    } else if (canonical == "min-scale" || canonical == "max-scale" ||
+               canonical == "scale-buffer") {
+      ok = v.integer(text, 0, INT32_MAX).has_value();
+    } else if (canonical == "initial-scale") {
+      ok = v.integer(text, 0, INT32_MAX).has_value();
+    } else if (canonical == "activation-scale") {
+      ok = v.integer(text, 2, INT32_MAX).has_value();
+    } else if (canonical == "scale-down-delay") {
+      ok = v.duration(text, 0s, kHour, true).has_value();
+    } else if (canonical == "scale-to-zero-pod-retention-period") {
+      ok = v.duration(text, 0s, kForever, false).has_value();
+    } else if (canonical == "metric-aggregation-algorithm") {
+      ok = text == "linear" || text == "weighted-exponential" || text == "weightedExponential";
+      if (!ok)
+        r.error(kv.first, key, fmt::format("\"{}\" must be linear or weighted-exponential", text));
+    }
+    if (ok) {
+      s.annotations[canonical] = text;
+      annotation_keys_[canonical] = kv.first;
+    }
+  }
+}
+
+void Loader::container(const YAML::Node& c, const Document& d, Report& r, ServiceSpec& s) {
+  const std::string at = "spec.template.spec.containers[0]";
+  if (!c.IsMap()) {
+    r.error(c, at, "must be a map");
+    return;
+  }
+  check_keys(c, r, at,
+             {"name", "image", "command", "args", "env", "workingDir", "ports", "readinessProbe"},
+             {"resources", "imagePullPolicy", "livenessProbe", "startupProbe", "securityContext",
+              "volumeMounts", "terminationMessagePolicy"});
+  ContainerSpec& k = s.container;
+  if (!c["command"]) {
+    r.error(c, at + ".command",
+            c["image"] ? fmt::format("the local runtime runs commands, not images: add "
+                                     "`command:` (and `args:`) that start {} on this machine",
+                                     scalar(c["image"]))
+                       : std::string("is required (the local runtime runs a command)"));
+    return;
+  }
+  k.command = string_list(c["command"], r, at + ".command");
+  if (c["args"]) {
+    auto args = string_list(c["args"], r, at + ".args");
+    k.command.insert(k.command.end(), args.begin(), args.end());
+  }
+  if (k.command.empty() || k.command.front().empty()) {
+    r.error(c["command"], at + ".command", "must name a program");
+    return;
+  }
+  k.working_dir = d.folder;
+  if (c["workingDir"]) {
+    fs::path wd = scalar(c["workingDir"]);
+    k.working_dir = (wd.is_absolute() ? wd : fs::path(d.folder) / wd).lexically_normal();
+    if (!fs::is_directory(k.working_dir))
+      r.error(c["workingDir"], at + ".workingDir",
+              fmt::format("{} is not a directory", k.working_dir));
+  }
+  // A relative program path resolves against the YAML file's folder.
+  std::string& program = k.command.front();
+  if (program.find('/') != std::string::npos && !fs::path(program).is_absolute())
+    program = (fs::path(d.folder) / program).lexically_normal().string();
+  if (const YAML::Node env = c["env"]) {
+    if (!env.IsSequence()) {
+      r.error(env, at + ".env", "must be a list of {name, value}");
+    } else {
+      for (const auto& e : env) {
+        if (!e.IsMap() || !e["name"]) {
+          r.error(e, at + ".env", "each entry needs a name");
+          continue;
+        }
+        if (e["valueFrom"]) {
+          r.error(e["valueFrom"], at + ".env." + scalar(e["name"]) + ".valueFrom",
+                  "not supported by the local runtime: use value");
+          continue;
+        }
+        k.env.emplace_back(scalar(e["name"]), scalar(e["value"]));
+      }
+    }
+  }
+  if (const YAML::Node ports = c["ports"]) {
+    if (!ports.IsSequence() || ports.size() > 1) {
+      r.error(ports, at + ".ports", "at most one port (the one Sluice routes to)");
+    } else if (ports.size() == 1) {
+      if (!ports[0]["containerPort"]) {
+        r.error(ports[0], at + ".ports[0].containerPort", "is required");
+      } else {
+        Values v{r, ports[0]["containerPort"], at + ".ports[0].containerPort"};
+        if (auto p = v.integer(scalar(ports[0]["containerPort"]), 1, 65535))
+          k.port = static_cast<uint16_t>(*p);
+      }
+    }
+  }
+  if (const YAML::Node probe = c["readinessProbe"]) {
+    k.readiness_probe_json = to_json(probe).dump();
+    auto parsed = config::parse_readiness_probe(k.readiness_probe_json, k.port.value_or(1));
+    if (!parsed.error.empty())
+      r.error(probe, at + ".readinessProbe", parsed.error);
+  }
+}
+
+}  // namespace
+
+LoadResult load_service_texts(const std::vector<std::pair<std::string, std::string>>& files) {
+  return Loader().run(files);
+}
+
+LoadResult load_service_files(const std::vector<std::string>& paths) {
+  std::vector<std::pair<std::string, std::string>> files;
+  LoadResult failed;
+  for (const auto& p : paths) {
+    std::ifstream in(p);
+    if (!in) {
+      failed.errors.push_back(fmt::format("{}: cannot read: {}", p, std::strerror(errno)));
+      continue;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    files.emplace_back(p, ss.str());
+  }
+  if (!failed.errors.empty())
+    return failed;
+  return load_service_texts(files);
+}
+
+}  // namespace sluice::service

@@ -1,0 +1,58 @@
+// service/service_file.h
+//
+// `sluice run`'s input: multi-document YAML with Knative `serving.knative.dev/v1` Service
+// documents and the `config-autoscaler` / `config-defaults` ConfigMaps, validated as
+// strictly as Knative's webhook. Every problem is reported as
+// `FILE:LINE: KEY: what is wrong` (e.g. `service.yaml:9: autoscaling.knative.dev/min-scale:
+// min-scale 5 > max-scale 2`), all of them at once, before anything starts.
+//
+// What the local runtime cannot honour is an error when it changes behaviour (an
+// image-only container, the HPA class) and is ignored when it does not (resources).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autoscaler/revision_autoscaler.h"
+
+namespace sluice::service {
+
+struct ContainerSpec {
+  std::vector<std::string> command;  // command + args, paths resolved
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string working_dir;           // absolute
+  std::optional<uint16_t> port;      // ports[0].containerPort; absent: Sluice picks one
+  std::string readiness_probe_json;  // Knative's SERVING_READINESS_PROBE form; empty: TCP
+};
+
+struct ServiceSpec {
+  std::string file;
+  int line = 0;
+  std::string name;
+  std::string namespace_name = "default";
+  std::string revision;  // "<name>-00001"
+  uint32_t container_concurrency = 0;
+  int timeout_seconds = 300;
+  int response_start_timeout_seconds = 0;  // 0: not set
+  int idle_timeout_seconds = 0;            // 0: not set
+  std::map<std::string, std::string> annotations;
+  ContainerSpec container;
+  autoscaler::ScalingSpec scaling;
+};
+
+struct LoadResult {
+  std::vector<ServiceSpec> services;
+  std::vector<std::string> errors;    // FILE:LINE: KEY: rule
+  std::vector<std::string> warnings;  // accepted but not acted on locally
+};
+
+// Reads and validates every file (ConfigMaps in any file apply to every service).
+LoadResult load_service_files(const std::vector<std::string>& paths);
+// The same from text (tests); `path` names it in messages and anchors relative paths.
+LoadResult load_service_texts(const std::vector<std::pair<std::string, std::string>>& files);
+
+}  // namespace sluice::service

@@ -1,0 +1,231 @@
+#include "service/service_file.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace sluice::service {
+namespace {
+
+using namespace std::chrono_literals;
+
+LoadResult load(const std::string& yaml) {
+  return load_service_texts({{"/srv/app/service.yaml", yaml}});
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += s + "\n";
+  return out;
+}
+
+const char* kHello = R"(apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target: "4"
+    spec:
+      containerConcurrency: 10
+      containers:
+        - command: ["python3", "app.py"]
+          env:
+            - name: GREETING
+              value: hi
+)";
+
+TEST(ServiceFileTest, AMinimalServiceGetsKnativesDefaults) {
+  const LoadResult r = load(kHello);
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  ASSERT_EQ(r.services.size(), 1u);
+  const ServiceSpec& s = r.services[0];
+  EXPECT_EQ(s.name, "hello");
+  EXPECT_EQ(s.namespace_name, "default");
+  EXPECT_EQ(s.revision, "hello-00001");
+  EXPECT_EQ(s.container_concurrency, 10u);
+  EXPECT_EQ(s.timeout_seconds, 300);
+  EXPECT_EQ(s.container.command, (std::vector<std::string>{"python3", "app.py"}));
+  EXPECT_EQ(s.container.working_dir, "/srv/app") << "relative to the YAML file's folder";
+  EXPECT_FALSE(s.container.port.has_value()) << "Sluice picks one";
+  ASSERT_EQ(s.container.env.size(), 1u);
+  EXPECT_EQ(s.container.env[0].second, "hi");
+  // target 4 (≤ CC 10) × 0.7; stable window 60 s, panic 6 s; starts at zero.
+  EXPECT_DOUBLE_EQ(s.scaling.decider.target, 2.8);
+  EXPECT_DOUBLE_EQ(s.scaling.decider.total_target, 4);
+  EXPECT_EQ(s.scaling.decider.stable_window, 60s);
+  EXPECT_EQ(s.scaling.panic_window, 6s);
+  EXPECT_EQ(s.scaling.initial_scale, 0);
+  EXPECT_DOUBLE_EQ(s.scaling.decider.target_burst_capacity, 211);
+  EXPECT_DOUBLE_EQ(s.scaling.decider.panic_threshold, 2.0);
+}
+
+TEST(ServiceFileTest, ConfigMapsAndAnnotationsSetTheScaling) {
+  const std::string dir = ::testing::TempDir() + "service-file-test";
+  std::filesystem::create_directories(dir + "/bin");
+  const LoadResult r = load_service_texts({{dir + "/service.yaml", R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-autoscaler
+data:
+  stable-window: "6s"
+  scale-to-zero-grace-period: "2s"
+  container-concurrency-target-percentage: "50"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-defaults
+data:
+  revision-timeout-seconds: "30"
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: api
+  namespace: team
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/minScale: "1"
+        autoscaling.knative.dev/max-scale: "5"
+        autoscaling.knative.dev/scale-buffer: "2"
+        autoscaling.knative.dev/metric-aggregation-algorithm: weighted-exponential
+        autoscaling.knative.dev/scale-down-delay: "10s"
+    spec:
+      containers:
+        - command: ["./server", "--fast"]
+          workingDir: bin
+          ports:
+            - containerPort: 9000
+          readinessProbe:
+            httpGet:
+              path: /ready
+)"}});
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  const ServiceSpec& s = r.services.at(0);
+  EXPECT_EQ(s.namespace_name, "team");
+  EXPECT_EQ(s.timeout_seconds, 30);
+  EXPECT_EQ(s.scaling.decider.stable_window, 6s);
+  EXPECT_EQ(s.scaling.panic_window, 1s);
+  EXPECT_EQ(s.scaling.scale_to_zero_grace, 2s);
+  EXPECT_DOUBLE_EQ(s.scaling.decider.target, 50) << "CC 0: 100 × 50%";
+  EXPECT_EQ(s.scaling.min_scale, 1);
+  EXPECT_EQ(s.scaling.max_scale, 5);
+  EXPECT_EQ(s.scaling.scale_buffer, 2);
+  EXPECT_EQ(s.scaling.aggregation, autoscaler::Aggregation::WeightedExponential);
+  EXPECT_EQ(s.scaling.decider.scale_down_delay, 10s);
+  EXPECT_EQ(s.container.command.front(), dir + "/server") << "relative to the YAML's folder";
+  EXPECT_EQ(s.container.working_dir, dir + "/bin");
+  EXPECT_EQ(s.container.port, 9000);
+  EXPECT_NE(s.container.readiness_probe_json.find("\"/ready\""), std::string::npos);
+}
+
+// Each bad input and the message that names it.
+TEST(ServiceFileTest, ValidationMessagesNameFileLineKeyAndRule) {
+  const std::string head = R"(apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  template:
+    metadata:
+      annotations:
+)";
+  const std::string body = R"(    spec:
+      containers:
+        - command: ["python3", "app.py"]
+)";
+  const std::pair<std::string, std::string> cases[] = {
+      {"        autoscaling.knative.dev/min-scale: \"5\"\n"
+       "        autoscaling.knative.dev/max-scale: \"2\"\n",
+       "/srv/app/service.yaml:9: autoscaling.knative.dev/min-scale: min-scale 5 > max-scale 2"},
+      {"        autoscaling.knative.dev/min-scael: \"1\"\n",
+       "/srv/app/service.yaml:9: autoscaling.knative.dev/min-scael: unknown autoscaling "
+       "annotation (did you mean autoscaling.knative.dev/min-scale?)"},
+      {"        autoscaling.knative.dev/window: \"3s\"\n",
+       "/srv/app/service.yaml:9: autoscaling.knative.dev/window: 3s is not in [6s, 3600s]"},
+      {"        autoscaling.knative.dev/target-utilization-percentage: \"120\"\n",
+       "autoscaling.knative.dev/target-utilization-percentage: 120 is not in [1, 100]"},
+      {"        autoscaling.knative.dev/panic-threshold-percentage: \"100\"\n",
+       "autoscaling.knative.dev/panic-threshold-percentage: 100 is not in [110, 1000]"},
+      {"        autoscaling.knative.dev/metric: cpu\n",
+       "autoscaling.knative.dev/metric: \"cpu\" must be concurrency or rps"},
+      {"        autoscaling.knative.dev/max-scale: lots\n",
+       "autoscaling.knative.dev/max-scale: \"lots\" is not an integer"},
+      {"        autoscaling.knative.dev/target-burst-capacity: \"-2\"\n",
+       "target-burst-capacity: -2 is not in [-1,"},
+      {"        autoscaling.knative.dev/initial-scale: \"0\"\n",
+       "initial-scale 0 needs allow-zero-initial-scale"},
+      {"        autoscaling.knative.dev/activation-scale: \"1\"\n",
+       "autoscaling.knative.dev/activation-scale: 1 must be at least 2"},
+  };
+  for (const auto& [annotations, message] : cases) {
+    const LoadResult r = load(head + annotations + body);
+    EXPECT_NE(joined(r.errors).find(message), std::string::npos)
+        << "want: " << message << "\ngot:\n"
+        << joined(r.errors);
+  }
+}
+
+TEST(ServiceFileTest, StructuralMistakes) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
+       "  template:\n    spec:\n      containers:\n        - image: ghcr.io/me/hello\n",
+       "service.yaml:9: spec.template.spec.containers[0].command: the local runtime runs "
+       "commands, not images"},
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: Hello\nspec:\n"
+       "  template:\n    spec:\n      containers:\n        - command: [a]\n",
+       "service.yaml:4: metadata.name: \"Hello\" must be a DNS label"},
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
+       "  template:\n    spec:\n      containerConcurency: 3\n      containers:\n"
+       "        - command: [a]\n",
+       "service.yaml:8: spec.template.spec.containerConcurency: unknown field"},
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
+       "  template:\n    spec:\n      timeoutSeconds: 900\n      containers:\n"
+       "        - command: [a]\n",
+       "spec.template.spec.timeoutSeconds: 900 is not in [0, 600]"},
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
+       "  template:\n    spec:\n      containers:\n        - command: [a]\n          ports:\n"
+       "            - containerPort: 70000\n",
+       "containers[0].ports[0].containerPort: 70000 is not in [1, 65535]"},
+      {"apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n"
+       "spec: [unclosed\n",
+       "service.yaml:6: YAML syntax error"},
+      {"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\ndata:\n"
+       "  stable-windw: 10s\n",
+       "service.yaml:6: stable-windw: unknown config-autoscaler key"},
+      {"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n",
+       "service.yaml:2: kind: \"Deployment\": expected a serving.knative.dev/v1 Service"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    const LoadResult r = load(yaml);
+    EXPECT_NE(joined(r.errors).find(message), std::string::npos)
+        << "want: " << message << "\ngot:\n"
+        << joined(r.errors);
+  }
+}
+
+TEST(ServiceFileTest, IgnoredFieldsAreWarningsNotErrors) {
+  const LoadResult r = load(std::string(kHello) +
+                            "          resources:\n            limits:\n"
+                            "              cpu: \"1\"\n");
+  EXPECT_TRUE(r.errors.empty()) << joined(r.errors);
+  EXPECT_NE(joined(r.warnings).find("resources: ignored by the local runtime"), std::string::npos)
+      << joined(r.warnings);
+}
+
+TEST(ServiceFileTest, TheBundledExampleIsValid) {
+  const LoadResult r =
+      load_service_files({std::string(SLUICE_SOURCE_DIR) + "/examples/hello/service.yaml"});
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  ASSERT_EQ(r.services.size(), 1u);
+  EXPECT_EQ(r.services[0].scaling.decider.stable_window, 6s);
+  EXPECT_DOUBLE_EQ(r.services[0].scaling.decider.target, 1.4);
+}
+
+}  // namespace
+}  // namespace sluice::service
