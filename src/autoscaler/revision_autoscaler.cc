@@ -20,8 +20,8 @@ RevisionAutoscaler::RevisionAutoscaler(ScalingSpec spec, core::TimePoint now)
       stable_rps_(spec.decider.stable_window, spec.aggregation),
       panic_rps_(spec.panic_window, spec.aggregation),
       decider_(spec.decider, 0, now, std::max(1, spec.initial_scale)),
-      last_want_(bounded(spec.initial_scale)),
       initialized_(spec.initial_scale <= 1),
+      last_want_(bounded(spec.initial_scale)),
       proxied_since_(now) {}
 
 void RevisionAutoscaler::record(core::TimePoint now, double concurrency, double rps) {

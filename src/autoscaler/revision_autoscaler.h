@@ -77,8 +77,9 @@ class RevisionAutoscaler {
   ScalingSpec spec_;
   MetricWindow stable_concurrency_, panic_concurrency_, stable_rps_, panic_rps_;
   Decider decider_;
+  bool initialized_;  // reached the initial scale once (declared before last_want_: used
+                      // by bounded() in its initialiser)
   int32_t last_want_;
-  bool initialized_ = false;  // reached the initial scale once
   std::optional<core::TimePoint> active_since_;
   std::optional<core::TimePoint> inactive_since_;
   core::TimePoint proxied_since_;  // locally the activator is always in the path
