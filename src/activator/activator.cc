@@ -21,6 +21,7 @@
 
 #include "activator/activator_metrics.h"
 #include "activator/concurrency_reporter.h"
+#include "activator/listener.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
 #include "admission/timer_waiter.h"
@@ -79,6 +80,7 @@ class ActivatorImpl {
     PodTracker* pod = nullptr;
     tcp::endpoint endpoint;
     std::string address;
+    std::string refused;  // with Closed: why the revision cannot serve (embedder's word)
   };
 
   Task<void> handle(Exchange& ex);
@@ -98,6 +100,7 @@ class ActivatorImpl {
 
   // Discovery (control thread) and its application (home).
   bool load_file(bool initial);
+  void publish(config::EndpointsFile file);
   Task<void> watch_file();
   void apply_on_home(std::shared_ptr<const config::EndpointsFile> file);
 
@@ -127,6 +130,8 @@ class ActivatorImpl {
   std::unordered_map<std::string, std::unique_ptr<RevisionThrottler>> revisions_;
   std::vector<std::unique_ptr<RevisionThrottler>> retired_;
   std::set<std::string> probing_;
+  // Why a revision cannot serve, from the embedder (e.g. its command does not start).
+  std::unordered_map<std::string, std::optional<std::string>> failures_;
   std::unordered_map<std::string, RevisionMetrics*> revision_metrics_;
   ConcurrencyReporter reporter_;
   // Parsed pod addresses, so the request path does not parse strings (home-owned;
@@ -138,6 +143,7 @@ class ActivatorImpl {
   std::atomic<std::shared_ptr<const Routing>> routes_;
   ActivatorMetrics metrics_;
   std::atomic<bool> draining_{false};
+  friend class Activator;
   std::atomic<uint64_t> reload_failures_{0};
   std::optional<FileStamp> file_stamp_;  // control thread
 
@@ -276,7 +282,8 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       co_return;
     }
     if (lease.result != Admit::Admitted) {
-      co_await ex.respond(503, "revision " + revision_name + " is going away");
+      const std::string why = lease.refused.empty() ? "is going away" : lease.refused;
+      co_await ex.respond(503, "revision " + revision_name + ": " + why, error_headers);
       co_return;
     }
     if (attempt == 0)
@@ -436,6 +443,10 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     RevisionThrottler& r = *it->second;
     lease.revision = &r;
     const auto now = time_.now();
+    if (auto f = failures_.find(key); f != failures_.end() && f->second && r.capacity() == 0) {
+      lease.refused = *f->second;
+      co_return lease;  // Closed
+    }
     // The revision's own timeout may be shorter than the provisional deadline.
     deadline = std::min(deadline, now + r.spec().timeout);
     admission::TimerWaiter waiter(home());
@@ -448,6 +459,8 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
         lease.result = admission::Breaker::Admit::Admitted;
       } else if (waiter.state() == State::Closed) {
         lease.result = admission::Breaker::Admit::Closed;
+        if (auto f = failures_.find(key); f != failures_.end() && f->second)
+          lease.refused = *f->second;
       } else {
         r.breaker().cancel(waiter);
         lease.result = admission::Breaker::Admit::Expired;
@@ -511,6 +524,8 @@ void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<Pod
                    to_string(e.transition.from), to_string(e.transition.to),
                    e.new_instance ? " (a new queue-proxy process answers on this address)" : "");
     }
+    if (opts_.listener != nullptr && (e.transition.changed() || e.transition.evicted))
+      opts_.listener->on_pod_event(r.key(), e.pod, e.transition);
     if (e.transition.evicted) {
       spdlog::warn("revision {}: pod {} evicted after {} consecutive quarantines", r.spec().name,
                    e.pod, health_.evict_after);
@@ -550,18 +565,28 @@ bool ActivatorImpl::load_file(bool initial) {
     }
     return false;
   }
-  auto file = std::make_shared<const config::EndpointsFile>(std::move(*parsed.file));
+  const size_t revisions = parsed.file->revisions.size();
+  const size_t activators = parsed.file->activators.size();
+  publish(std::move(*parsed.file));
+  spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
+               revisions, activators);
+  return true;
+}
+
+void ActivatorImpl::publish(config::EndpointsFile endpoints) {
+  auto file = std::make_shared<const config::EndpointsFile>(std::move(endpoints));
   auto table = std::make_shared<Routing>();
   for (const auto& r : file->revisions) {
     table->table.add(r.namespace_name, r.name, r.service);
     table->metrics[r.namespace_name + "/" + r.name] =
         metrics_.revision(r.namespace_name, r.name, r.service);
   }
-  asio::post(home(), [this, file] { apply_on_home(file); });
-  routes_.store(std::move(table));
-  spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
-               file->revisions.size(), file->activators.size());
-  return true;
+  // Routes first: a request routed to a revision home does not know yet waits for it
+  // (acquire_on_home treats an unknown key as gone, so order matters the other way).
+  asio::post(home(), [this, file, table]() mutable {
+    apply_on_home(file);
+    routes_.store(std::move(table));
+  });
 }
 
 Task<void> ActivatorImpl::watch_file() {
@@ -634,8 +659,8 @@ void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> f
 // Concurrency reports for the autoscaler (home)
 
 void ActivatorImpl::request_in_on_home(const std::string& key, core::TimePoint now) {
-  if (auto poke = reporter_.request_in(key, now); poke && opts_.concurrency_sink != nullptr) {
-    opts_.concurrency_sink->on_report({*poke});
+  if (auto poke = reporter_.request_in(key, now); poke && opts_.listener != nullptr) {
+    opts_.listener->on_report({*poke});
   }
 }
 
@@ -655,8 +680,18 @@ Task<void> ActivatorImpl::report_loop() {
       m->reported_concurrency.store(it == batch.end() ? 0.0 : it->report.average_concurrency,
                                     std::memory_order_relaxed);
     }
-    if (opts_.concurrency_sink != nullptr && !batch.empty())
-      opts_.concurrency_sink->on_report(batch);
+    if (opts_.listener == nullptr)
+      continue;
+    if (!batch.empty())
+      opts_.listener->on_report(batch);
+    std::vector<RevisionPods> pods;
+    for (const auto& [key, r] : revisions_) {
+      pods.push_back({key,
+                      static_cast<uint32_t>(r->count(PodState::Healthy) +
+                                            r->count(PodState::Recovering)),
+                      static_cast<uint32_t>(r->pod_count())});
+    }
+    opts_.listener->on_pods(pods);
   }
 }
 
@@ -819,7 +854,7 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait) {
 }
 
 int ActivatorImpl::run() {
-  if (!load_file(true)) {
+  if (!opts_.endpoints_file.empty() && !load_file(true)) {
     spdlog::error("cannot start without a valid endpoints file (--endpoints-file)");
     return 1;
   }
@@ -845,7 +880,8 @@ int ActivatorImpl::run() {
   spdlog::info("activator {} listening on :{} (metrics :{}), {} worker(s), queue depth {}",
                opts_.id.empty() ? "(no --id)" : opts_.id, main_server_->port(),
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
-  asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
+  if (!opts_.endpoints_file.empty())
+    asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), report_loop(), asio::detached);
   asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);
@@ -857,7 +893,8 @@ int ActivatorImpl::run() {
     asio::co_spawn(control_worker_->io(), drain_and_stop(sig == SIGTERM), asio::detached);
     signals.async_wait(on_signal);
   };
-  signals.async_wait(on_signal);
+  if (opts_.handle_signals)
+    signals.async_wait(on_signal);
   std::vector<std::thread> threads;
   for (auto& w : workers_) threads.emplace_back([&w] { w->run(); });
   control_worker_->run();
@@ -871,6 +908,26 @@ Activator::Activator(ActivatorOptions options)
 Activator::~Activator() = default;
 int Activator::run() {
   return impl_->run();
+}
+
+void Activator::update_endpoints(config::EndpointsFile file) {
+  impl_->publish(std::move(file));
+}
+
+void Activator::set_revision_failure(const std::string& revision_key,
+                                     std::optional<std::string> why) {
+  asio::post(impl_->home(), [impl = impl_.get(), key = revision_key, why = std::move(why)] {
+    impl->failures_[key] = why;
+    if (!why)
+      impl->failures_.erase(key);
+    auto it = impl->revisions_.find(key);
+    if (it != impl->revisions_.end() && why && it->second->capacity() == 0)
+      it->second->breaker().fail_waiters();
+  });
+}
+
+void Activator::shutdown() {
+  asio::co_spawn(impl_->control_worker_->io(), impl_->drain_and_stop(false), asio::detached);
 }
 
 }  // namespace sluice::activator

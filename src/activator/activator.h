@@ -13,25 +13,31 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include "config/endpoints_file.h"
 
 namespace sluice::activator {
 
-class ConcurrencySink;
+class ActivatorListener;
 
 struct ActivatorOptions {
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
   int threads = 1;
+  // Static discovery from a file; empty: the embedder calls update_endpoints() instead.
   std::string endpoints_file;
   std::string id;  // this activator's address in the file's `activators` list
   uint32_t queue_depth = 10'000;
   std::chrono::milliseconds probe_interval{50};
   std::chrono::milliseconds drain_timeout{45'000};
   std::chrono::milliseconds header_timeout{60'000};
-  // Receives per-revision concurrency every second and the scale-from-zero poke
-  // (`sluice run` wires its autoscaler here); may be null.
-  ConcurrencySink* concurrency_sink = nullptr;
+  // Receives concurrency reports (with the scale-from-zero poke), pod counts and pod
+  // events (`sluice run` wires its autoscaler and runtime here); may be null.
+  ActivatorListener* listener = nullptr;
+  // false: the embedder handles SIGTERM/SIGINT and calls shutdown().
+  bool handle_signals = true;
 };
 
 class ActivatorImpl;
@@ -40,7 +46,17 @@ class Activator {
  public:
   explicit Activator(ActivatorOptions options);
   ~Activator();
+  // Serves until drained; returns the exit code (0, or 1 on a start-up failure).
   int run();
+
+  // For embedders; safe from any thread.
+  // In-process discovery: replaces every revision and its endpoints, as a file reload.
+  void update_endpoints(config::EndpointsFile file);
+  // While set and the revision has no pod taking traffic, its waiting and new requests
+  // get 503 with this message (e.g. the command cannot start); nullopt clears it.
+  void set_revision_failure(const std::string& revision_key, std::optional<std::string> why);
+  // Stops accepting, finishes requests in flight, then run() returns.
+  void shutdown();
 
  private:
   std::unique_ptr<ActivatorImpl> impl_;

@@ -25,15 +25,6 @@ struct RevisionConcurrency {
   stats::Report report;
 };
 
-// Where reports go: the in-process autoscaler (`sluice run`) or, later, Knative's
-// autoscaler websocket.
-class ConcurrencySink {
- public:
-  virtual ~ConcurrencySink() = default;
-  // Called on the home worker; must not block.
-  virtual void on_report(const std::vector<RevisionConcurrency>& batch) = 0;
-};
-
 class ConcurrencyReporter {
  public:
   // Returns the immediate poke for a revision's first request.

@@ -86,6 +86,10 @@ void Breaker::set_capacity(uint32_t capacity) {
 
 void Breaker::close() {
   closed_ = true;
+  fail_waiters();
+}
+
+void Breaker::fail_waiters() {
   while (head_ != nullptr) {
     Waiter& w = *head_;
     unlink(w);

@@ -79,6 +79,9 @@ class Breaker {
   void set_capacity(uint32_t capacity);
   // Fails every waiter with Closed and refuses new ones (shutdown, revision removed).
   void close();
+  // Fails every current waiter with Closed but keeps admitting (a revision that cannot
+  // start: its waiters learn why now instead of at their deadline).
+  void fail_waiters();
 
   uint32_t capacity() const { return capacity_; }
   uint32_t in_flight() const { return in_flight_; }

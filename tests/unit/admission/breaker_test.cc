@@ -120,6 +120,19 @@ TEST_F(BreakerTest, CloseFailsEveryWaiterAndRefusesNewOnes) {
   EXPECT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Closed);
 }
 
+TEST_F(BreakerTest, FailWaitersWakesTheQueueButKeepsAdmitting) {
+  Breaker b(0, 10);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Queued);
+  b.fail_waiters();
+  EXPECT_EQ(woken_, (std::vector<int>{0, 1}));
+  EXPECT_EQ(waiters_[0].state(), State::Closed);
+  EXPECT_EQ(b.waiting(), 0u);
+  EXPECT_FALSE(b.closed());
+  EXPECT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Queued);
+  b.set_capacity(1);
+  EXPECT_EQ(waiters_[2].state(), State::Admitted);
+}
+
 TEST_F(BreakerTest, GrowingCapacityAdmitsWaitersShrinkingRevokesNothing) {
   Breaker b(1, 10);
   ASSERT_EQ(b.acquire(make(), clock_.now(), in(10s)), Admit::Admitted);
