@@ -26,6 +26,7 @@
 #include "activator/routing.h"
 #include "admission/timer_waiter.h"
 #include "config/endpoints_file.h"
+#include "http/client.h"
 #include "http/forward.h"
 
 namespace sluice::activator {
@@ -686,10 +687,9 @@ Task<void> ActivatorImpl::report_loop() {
       opts_.listener->on_report(batch);
     std::vector<RevisionPods> pods;
     for (const auto& [key, r] : revisions_) {
-      pods.push_back({key,
-                      static_cast<uint32_t>(r->count(PodState::Healthy) +
-                                            r->count(PodState::Recovering)),
-                      static_cast<uint32_t>(r->pod_count())});
+      pods.push_back(
+          {key, static_cast<uint32_t>(r->count(PodState::Healthy) + r->count(PodState::Recovering)),
+           static_cast<uint32_t>(r->pod_count())});
     }
     opts_.listener->on_pods(pods);
   }
@@ -729,77 +729,36 @@ Task<void> ActivatorImpl::probe_pod(std::string key, std::string address) {
 }
 
 Task<ActivatorImpl::CheckAnswer> ActivatorImpl::check(std::string address, std::string revision) {
-  using namespace asio::experimental::awaitable_operators;
+  CheckAnswer result;
   std::string host;
   uint16_t port = 0;
   if (!config::split_host_port(address, host, port))
-    co_return CheckAnswer{};
+    co_return result;
   http::error_code ec;
   tcp::endpoint ep(asio::ip::make_address(host, ec), port);
   if (ec)
-    co_return CheckAnswer{};
-  tcp::socket socket(home());
-  asio::steady_timer deadline(home());
-  deadline.expires_after(300ms);
-  std::string answer;
-  bool connect_refused = false;
-  auto attempt = [&]() -> Task<bool> {
-    auto [cec] = co_await socket.async_connect(ep, http::kUseTuple);
-    connect_refused = cec == asio::error::connection_refused;
-    if (cec)
-      co_return false;
-    const std::string req = "GET /healthz HTTP/1.1\r\nHost: " + address +
-                            "\r\nUser-Agent: Knative-Activator-Probe\r\nK-Network-Probe: queue\r\n"
-                            "Connection: close\r\n\r\n";
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(req), http::kUseTuple);
-    if (wec)
-      co_return false;
-    char buf[2048];
-    for (;;) {
-      auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), http::kUseTuple);
-      answer.append(buf, n);
-      if (rec || answer.size() > 8192)
-        break;
-    }
-    co_return true;
-  };
-  auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
-  auto outcome = co_await (attempt() || timer());
-  CheckAnswer result;
-  if (outcome.index() == 1)
     co_return result;
-  // Nothing listening yet is a pod still starting, not a failing one: a pending pod stays
-  // pending (and is probed again next interval) instead of sitting out a backoff.
-  if (!std::get<0>(outcome)) {
-    if (connect_refused)
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: " + address +
+                              "\r\nUser-Agent: Knative-Activator-Probe\r\n"
+                              "K-Network-Probe: queue\r\nConnection: close\r\n\r\n";
+  const http::FetchResult answer = co_await http::fetch(home(), ep, request, 300ms, 8192);
+  if (answer.status == 0) {
+    // Nothing listening yet is a pod still starting, not a failing one: a pending pod
+    // stays pending (and is probed again next interval) instead of sitting out a backoff.
+    if (answer.refused())
       result.result = CheckResult::NotReady;
     co_return result;
   }
-  http::MessageHead head;
-  http::BodyPieces body;
-  http::ResponseParser parser(head, body);
-  // (put() stops after the head; call again for the body)
-  http::error_code pec;
-  size_t used = 0;
-  while (!pec && !parser.is_done() && used < answer.size()) {
-    const size_t n = parser.put(asio::buffer(answer.data() + used, answer.size() - used), pec);
-    if (n == 0)
-      break;
-    used += n;
-  }
-  if ((pec && pec != http::bhttp::error::need_more) || !parser.is_header_done())
-    co_return result;
-  std::string body_text;
-  for (auto piece : body.pieces) body_text.append(piece);
   // A queue-proxy that names its revision must name ours (pod IPs get reused).
-  if (auto named = head.get("Sluice-Revision"); named && !named->empty() && *named != revision) {
+  if (const std::string named = answer.header("Sluice-Revision");
+      !named.empty() && named != revision) {
     result.result = CheckResult::WrongRevision;
     co_return result;
   }
-  result.instance = std::string(head.get("Sluice-Pod-Instance").value_or(""));
-  if (head.status == 200 && body_text == "queue") {
+  result.instance = answer.header("Sluice-Pod-Instance");
+  if (answer.status == 200 && answer.body == "queue") {
     result.result = CheckResult::Passed;
-  } else if (head.status == 503) {
+  } else if (answer.status == 503) {
     result.result = CheckResult::NotReady;
   }
   co_return result;
@@ -824,7 +783,9 @@ Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
     co_return;
   };
   co_await asio::co_spawn(home(), collect(), asio::use_awaitable);
-  const std::string text = metrics_.serialize(*gauges, reload_failures_.load());
+  std::string text = metrics_.serialize(*gauges, reload_failures_.load());
+  if (opts_.extra_metrics)
+    text += opts_.extra_metrics();
   const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
   co_await ex.respond(200, text, extra);
 }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ struct ActivatorOptions {
   ActivatorListener* listener = nullptr;
   // false: the embedder handles SIGTERM/SIGINT and calls shutdown().
   bool handle_signals = true;
+  // More Prometheus text for /metrics (the embedder's own metrics); called on the
+  // control thread.
+  std::function<std::string()> extra_metrics;
 };
 
 class ActivatorImpl;

@@ -20,6 +20,11 @@ int main(int argc, char** argv) {
                                  "Shared front door: buffers requests while a revision has no "
                                  "ready replica, throttles, load-balances, tracks pod health");
   actions[act] = sluice::cli::add_activator_command(*act);
+  auto* run = app.add_subcommand(
+      "run",
+      "Serverless on one machine: run Knative Service YAML with local replicas, the "
+      "activator and the KPA autoscaler");
+  actions[run] = sluice::cli::add_run_command(*run);
   auto* version = app.add_subcommand("version", "Print the version and exit");
   actions[version] = [] {
     std::printf("sluice %s\n", SLUICE_VERSION);

@@ -17,7 +17,8 @@ Action add_queue_proxy_command(CLI::App& app) {
     uint16_t port = 0, user_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
     uint32_t cc = 0;
     int threads = 0;
-    std::string revision_timeout, readiness_probe, drain_quiet_period, header_timeout, activators;
+    std::string revision_timeout, readiness_probe, drain_quiet_period, header_timeout, activators,
+        startup_probe_interval;
   };
   auto raw = std::make_shared<Raw>();
   auto* o_port =
@@ -41,6 +42,9 @@ Action add_queue_proxy_command(CLI::App& app) {
   auto* o_dq = app.add_option(
       "--drain-quiet-period", raw->drain_quiet_period,
       "On SIGTERM, wait this long without new requests before closing (default 30s)");
+  auto* o_sp = app.add_option(
+      "--startup-probe-interval", raw->startup_probe_interval,
+      "Readiness polling until the app is first ready (default 50ms, Knative's aggressive mode)");
   auto* o_ht =
       app.add_option("--header-timeout", raw->header_timeout,
                      "Cut clients that take longer than this to send a request head (default 60s)");
@@ -74,6 +78,8 @@ Action add_queue_proxy_command(CLI::App& app) {
       flags->drain_quiet_period = raw->drain_quiet_period;
     if (o_ht->count())
       flags->header_timeout = raw->header_timeout;
+    if (o_sp->count())
+      flags->startup_probe_interval = raw->startup_probe_interval;
     if (o_th->count())
       flags->threads = raw->threads;
     if (o_act->count())

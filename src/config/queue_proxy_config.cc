@@ -215,6 +215,10 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
     c.container_concurrency = *flags.container_concurrency;
   flag_duration(flags.revision_timeout, "--revision-timeout", c.revision_timeout, errors);
   flag_duration(flags.drain_quiet_period, "--drain-quiet-period", c.drain_quiet_period, errors);
+  flag_duration(flags.startup_probe_interval, "--startup-probe-interval", c.startup_probe_interval,
+                errors);
+  if (c.startup_probe_interval < 1ms || c.startup_probe_interval > 10s)
+    errors.push_back("--startup-probe-interval must be in 1ms..10s");
   flag_duration(flags.header_timeout, "--header-timeout", c.header_timeout, errors);
   if (flags.threads) {
     if (*flags.threads < 1 || *flags.threads > 256) {

@@ -49,6 +49,9 @@ struct QueueProxyConfig {
   Millis response_start_timeout = 0ms;  // 0 = off
   Millis idle_timeout = 0ms;            // 0 = off
   Millis drain_quiet_period = 30s;
+  // Readiness polling until the app is first ready (Knative's aggressive mode: 50 ms);
+  // `sluice run` polls faster because cold-start latency is what a developer sees.
+  Millis startup_probe_interval = 50ms;
   Millis header_timeout = 60s;  // Knative's ReadHeaderTimeout
   int threads = 1;
 
@@ -82,6 +85,7 @@ struct QueueProxyFlags {
   std::optional<std::string> revision_timeout;  // duration text
   std::optional<std::string> readiness_probe;   // JSON, as SERVING_READINESS_PROBE
   std::optional<std::string> drain_quiet_period;
+  std::optional<std::string> startup_probe_interval;
   std::optional<std::string> header_timeout;
   std::optional<int> threads;
   std::optional<std::string> activators;  // comma-separated HOST:PORT list

@@ -19,6 +19,7 @@
 #include "admission/timer_waiter.h"
 #include "config/duration.h"
 #include "core/random.h"
+#include "http/client.h"
 #include "http/forward.h"
 #include "queue/probe_classifier.h"
 #include "queue/queue_metrics.h"
@@ -117,7 +118,7 @@ QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg)
       control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)),
       control_io_(control_worker_->io()),
       metrics_(cfg_, static_cast<size_t>(cfg_.threads)),
-      prober_(control_io_, cfg_.readiness_probes) {
+      prober_(control_io_, cfg_.readiness_probes, cfg_.startup_probe_interval) {
   const uint64_t seed = core::os_seed();
   instance_id_ = core::random_hex_id(control_worker_->random());
   const size_t max_idle = cfg_.container_concurrency > 0 ? cfg_.container_concurrency : 1000;
@@ -493,7 +494,6 @@ void QueueProxyImpl::push_state(std::string_view state) {
 }
 
 Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
-  using namespace asio::experimental::awaitable_operators;
   const auto colon = activator.rfind(':');
   std::string host = activator.substr(0, colon);
   if (host.size() > 2 && host.front() == '[')
@@ -511,21 +511,7 @@ Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
       "Content-Length: 0\r\nConnection: close\r\n\r\n",
       activator, cfg_.namespace_name, cfg_.revision_name, cfg_.pod_ip, main_server_->port(), state,
       kInstanceHeader, instance_id_);
-  tcp::socket socket(control_io_);
-  asio::steady_timer deadline(control_io_);
-  deadline.expires_after(1s);
-  auto exchange = [&]() -> Task<void> {
-    auto [cec] = co_await socket.async_connect(ep, http::kUseTuple);
-    if (cec)
-      co_return;
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), http::kUseTuple);
-    if (wec)
-      co_return;
-    char buf[256];
-    co_await socket.async_read_some(asio::buffer(buf), http::kUseTuple);
-  };
-  auto timer = [&]() -> Task<void> { co_await deadline.async_wait(http::kUseTuple); };
-  co_await (exchange() || timer());
+  co_await http::fetch(control_io_.get_executor(), ep, request, 1s, 1024);
 }
 
 Task<void> QueueProxyImpl::wait_quiet_period() {

@@ -13,8 +13,10 @@ namespace sluice::queue {
 
 using namespace std::chrono_literals;
 
-ReadinessProber::ReadinessProber(asio::io_context& io, std::vector<config::ProbeSpec> probes)
-    : io_(io), probes_(std::move(probes)), tick_(io) {}
+ReadinessProber::ReadinessProber(asio::io_context& io,
+                                 std::vector<config::ProbeSpec> probes,
+                                 std::chrono::milliseconds startup_interval)
+    : io_(io), probes_(std::move(probes)), startup_interval_(startup_interval), tick_(io) {}
 
 void ReadinessProber::start() {
   if (probes_.empty()) {
@@ -147,7 +149,7 @@ Task<void> ReadinessProber::run() {
     }
     std::chrono::milliseconds period = first.period_seconds > 0
                                            ? std::chrono::milliseconds(first.period_seconds * 1000)
-                                           : (ever_ready_ ? 1000ms : 50ms);
+                                           : (ever_ready_ ? 1000ms : startup_interval_);
     if (!ever_ready_ && first.period_seconds > 0)
       period = std::min(period, 1000ms);
     tick_.expires_after(period);

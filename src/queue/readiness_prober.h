@@ -3,7 +3,7 @@
 // Keeps the app's readiness current in the background, so health checks answer from a
 // cached state instead of probing the app each time (Knative 1.18 probes per check).
 // Every configured probe runs each round; all must pass. Until the app is first ready
-// rounds run every 50 ms (Knative's aggressive mode, periodSeconds 0) or every
+// rounds run every startup interval (50 ms: Knative's aggressive mode, periodSeconds 0) or every
 // periodSeconds; once ready, every periodSeconds (1 s in aggressive mode). Ready after
 // successThreshold consecutive passing rounds; not ready after failureThreshold
 // consecutive failing rounds, or at once when the proxy itself could not reach the app
@@ -31,7 +31,9 @@ using http::tcp;
 
 class ReadinessProber {
  public:
-  ReadinessProber(asio::io_context& io, std::vector<config::ProbeSpec> probes);
+  ReadinessProber(asio::io_context& io,
+                  std::vector<config::ProbeSpec> probes,
+                  std::chrono::milliseconds startup_interval = std::chrono::milliseconds(50));
 
   void start();
   void stop();
@@ -53,6 +55,7 @@ class ReadinessProber {
   std::vector<config::ProbeSpec> probes_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
+  std::chrono::milliseconds startup_interval_;
   asio::steady_timer tick_;
   int successes_ = 0;
   int failures_ = 0;

@@ -1,6 +1,7 @@
 // sluice-testapp: a fast, scriptable upstream for tests and benchmarks.
 //
-//   sluice-testapp --port 8080 [--startup-delay-ms N] [--threads N] [--idle-close-ms N]
+//   sluice-testapp [--port 8080 (default $PORT)] [--startup-delay-ms N] [--threads N]
+//                  [--idle-close-ms N] [--exit-after-ms N [--exit-code C]]
 //
 // Every knob is a query parameter, so one running app serves every test:
 //   delay=MS            wait before answering
@@ -240,8 +241,11 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int port = 8080;
+  // PORT as Knative (and `sluice run`) give it; --port wins.
+  int port = std::getenv("PORT") != nullptr ? std::atoi(std::getenv("PORT")) : 8080;
   long startup_delay_ms = 0;
+  long exit_after_ms = -1;
+  int exit_code = 3;
   int threads = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -258,6 +262,10 @@ int main(int argc, char** argv) {
       startup_delay_ms = std::atol(next().c_str());
     } else if (a == "--idle-close-ms") {
       g_idle_close_ms = std::atol(next().c_str());
+    } else if (a == "--exit-after-ms") {
+      exit_after_ms = std::atol(next().c_str());
+    } else if (a == "--exit-code") {
+      exit_code = std::atoi(next().c_str());
     } else if (a == "--threads") {
       threads = std::max(1, std::atoi(next().c_str()));
     } else {
@@ -267,6 +275,11 @@ int main(int argc, char** argv) {
   }
   if (startup_delay_ms > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(startup_delay_ms));
+  if (exit_after_ms == 0) {
+    std::fprintf(stderr, "sluice-testapp: exiting with %d as told (--exit-after-ms 0)\n",
+                 exit_code);
+    return exit_code;
+  }
   asio::io_context io(threads);
   tcp::acceptor acceptor(io);
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
@@ -284,6 +297,17 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](auto, int) { io.stop(); });
   asio::co_spawn(io, listen(acceptor), asio::detached);
+  // A crash on cue, for supervisor tests.
+  asio::steady_timer crash(io);
+  if (exit_after_ms > 0) {
+    crash.expires_after(std::chrono::milliseconds(exit_after_ms));
+    crash.async_wait([exit_code](const beast::error_code& e) {
+      if (!e) {
+        std::fprintf(stderr, "sluice-testapp: crashing with %d as told\n", exit_code);
+        std::_Exit(exit_code);
+      }
+    });
+  }
   std::fprintf(stderr, "sluice-testapp listening on 127.0.0.1:%d\n",
                acceptor.local_endpoint().port());
   std::vector<std::thread> pool;

@@ -1,0 +1,114 @@
+// `sluice run FILE...`: the whole data plane on one machine (activator + autoscaler +
+// local runtime), the embedded default.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "activator/activator.h"
+#include "cli/commands.h"
+#include "core/logging.h"
+#include "runtime/local_runtime.h"
+#include "service/service_file.h"
+
+namespace sluice::cli {
+
+Action add_run_command(CLI::App& app) {
+  struct Raw {
+    std::vector<std::string> files;
+    uint16_t port = 8080;
+    uint16_t metrics_port = 9090;
+    int threads = 1;
+    std::string log_level = "info";
+  };
+  auto raw = std::make_shared<Raw>();
+  app.add_option("FILE", raw->files, "Knative Service YAML file(s), with optional ConfigMaps")
+      ->required();
+  app.add_option("--port", raw->port,
+                 "Port for every service, routed by Host <service>.<namespace>.localhost "
+                 "(default 8080)");
+  app.add_option("--metrics-port", raw->metrics_port,
+                 "Prometheus metrics (activator and autoscaler; default 9090)");
+  app.add_option("--threads", raw->threads, "Activator worker threads (default 1)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--log-level", raw->log_level, "trace|debug|info|warn|error (default info)");
+  return [raw]() -> int {
+    core::setup_logging("run", raw->log_level, false);
+    spdlog::set_pattern("%H:%M:%S.%e %^%v%$");
+    auto loaded = service::load_service_files(raw->files);
+    for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
+    if (!loaded.errors.empty()) {
+      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
+      std::fprintf(stderr, "sluice run: %zu error(s); nothing started\n", loaded.errors.size());
+      return 2;
+    }
+
+    boost::asio::io_context io;
+    activator::ActivatorOptions aopts;
+    aopts.port = raw->port;
+    aopts.metrics_port = raw->metrics_port;
+    aopts.threads = raw->threads;
+    aopts.id = "127.0.0.1:" + std::to_string(raw->port);
+    aopts.handle_signals = false;
+    aopts.drain_timeout = std::chrono::milliseconds(0);
+    runtime::LocalRuntime* runtime_ptr = nullptr;
+    aopts.extra_metrics = [&runtime_ptr] {
+      return runtime_ptr != nullptr ? runtime_ptr->metrics_text() : std::string();
+    };
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    runtime::LocalOptions ropts;
+    ropts.activator_port = raw->port;
+    ropts.sluice_binary = ec ? "sluice" : self;
+
+    runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
+    runtime_ptr = &runtime;
+    aopts.listener = &runtime;
+    activator::Activator act(aopts);
+    runtime.attach(act);
+
+    // Ctrl-C / SIGTERM: the activator finishes what it holds, then every replica drains.
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    auto guard = boost::asio::make_work_guard(io);
+    int activator_rc = 0;
+    std::thread activator_thread;
+    bool shutting_down = false;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& e, int sig) {
+          if (e)
+            return;
+          if (shutting_down) {
+            spdlog::warn("second {}: stopping replicas now", sig == SIGINT ? "Ctrl-C" : "SIGTERM");
+          } else {
+            spdlog::info("{}: draining (requests in flight finish, then replicas stop)",
+                         sig == SIGINT ? "Ctrl-C" : "SIGTERM");
+            shutting_down = true;
+            act.shutdown();
+          }
+          signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+    activator_thread = std::thread([&] {
+      activator_rc = act.run();
+      boost::asio::post(io, [&] {
+        runtime.stop_all([&] {
+          guard.reset();
+          io.stop();
+        });
+      });
+    });
+    runtime.start();
+    io.run();
+    activator_thread.join();
+    spdlog::info("stopped");
+    return activator_rc;
+  };
+}
+
+}  // namespace sluice::cli

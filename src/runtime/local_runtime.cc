@@ -1,0 +1,595 @@
+#include "runtime/local_runtime.h"
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
+
+#include "http/client.h"
+#include "metrics/registry.h"
+#include "stats/stat.pb.h"
+
+namespace sluice::runtime {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using activator::PodState;
+
+namespace {
+
+// A free loopback port (the kernel's pick; released at once, so the child can bind it).
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+std::string seconds_text(core::Duration d) {
+  return fmt::format("{:.1f}s", core::to_seconds(d));
+}
+
+}  // namespace
+
+struct LocalRuntime::Replica {
+  enum class State { Starting, Ready, Backoff, Stopping, Failed };
+  std::string name;  // <revision>-<n>
+  uint16_t qp_port = 0, app_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
+  std::unique_ptr<Process> app, qp;
+  State state = State::Starting;
+  core::TimePoint since;
+  core::TimePoint restart_at, term_at, kill_at;
+  bool qp_termed = false, app_termed = false;
+  int crashes = 0;  // in a row, without becoming ready
+  std::string last_line;
+  std::string address() const { return "127.0.0.1:" + std::to_string(qp_port); }
+  bool counts() const { return state != State::Stopping; }
+  bool routable() const { return state == State::Starting || state == State::Ready; }
+};
+
+struct LocalRuntime::Revision {
+  Revision(service::ServiceSpec s, core::TimePoint now)
+      : spec(std::move(s)),
+        key(spec.namespace_name + "/" + spec.revision),
+        scaler(spec.scaling, now) {}
+  service::ServiceSpec spec;
+  std::string key;
+  autoscaler::RevisionAutoscaler scaler;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  int next_index = 1;
+  int32_t want = 0;
+  uint32_t healthy = 0;
+  std::optional<std::string> failure;
+  autoscaler::ScaleDecision last;
+  bool scraping = false;
+};
+
+LocalRuntime::LocalRuntime(asio::io_context& io,
+                           std::vector<service::ServiceSpec> services,
+                           LocalOptions options)
+    : io_(io), opts_(std::move(options)), timer_(io), random_(core::os_seed()) {
+  const auto now = time_.now();
+  for (auto& s : services) revisions_.push_back(std::make_unique<Revision>(std::move(s), now));
+}
+
+LocalRuntime::~LocalRuntime() = default;
+
+LocalRuntime::Revision* LocalRuntime::find(const std::string& key) {
+  for (auto& r : revisions_)
+    if (r->key == key)
+      return r.get();
+  return nullptr;
+}
+
+void LocalRuntime::start() {
+  for (auto& r : revisions_) {
+    const auto& s = r->spec;
+    spdlog::info(
+        "{}: http://{}.{}.localhost:{} (revision {}, containerConcurrency {}, "
+        "target {:.3g}/replica, scale {}..{})",
+        s.name, s.name, s.namespace_name, opts_.activator_port, s.revision, s.container_concurrency,
+        s.scaling.decider.target, s.scaling.min_scale,
+        s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞");
+    r->want = r->scaler.last_want();
+    update_metrics(*r);
+  }
+  publish_endpoints();
+  for (auto& r : revisions_) reconcile(*r);
+  next_scrape_ = next_decide_ = time_.now();
+  tick();
+}
+
+// ---------------------------------------------------------------------------------------
+// Activator → runtime (posted from the activator's home worker)
+
+void LocalRuntime::on_report(const std::vector<activator::RevisionConcurrency>& batch) {
+  asio::post(io_, [this, batch, now = time_.now()] {
+    for (const auto& c : batch) {
+      Revision* r = find(c.revision);
+      if (r == nullptr || stopping_)
+        continue;
+      const double concurrency = c.report.average_concurrency;
+      const bool poke = r->scaler.wants_poke(concurrency);
+      r->scaler.record(now, concurrency, c.report.request_count);
+      if (poke)
+        decide(*r, true);  // scale from zero now, not at the next 2 s tick
+    }
+  });
+}
+
+void LocalRuntime::on_pods(const std::vector<activator::RevisionPods>& pods) {
+  asio::post(io_, [this, pods] {
+    for (const auto& p : pods)
+      if (Revision* r = find(p.revision))
+        r->healthy = p.healthy;
+  });
+}
+
+void LocalRuntime::on_pod_event(const std::string& revision,
+                                const std::string& pod,
+                                const activator::Transition& t) {
+  asio::post(io_, [this, revision, pod, t] {
+    Revision* r = find(revision);
+    if (r == nullptr)
+      return;
+    for (auto& rep : r->replicas) {
+      if (rep->address() != pod)
+        continue;
+      if (t.to == PodState::Healthy && rep->state == Replica::State::Starting) {
+        rep->state = Replica::State::Ready;
+        spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep->name,
+                     seconds_text(time_.now() - rep->since), rep->qp_port);
+        rep->since = time_.now();
+        rep->crashes = 0;
+        if (r->failure)
+          set_failure(*r, std::nullopt);
+      }
+      if (t.evicted && rep->counts()) {
+        spdlog::warn(
+            "{}: replica {} evicted by the activator (quarantined {} times in a "
+            "row); replacing it",
+            r->spec.name, rep->name, 5);
+        stop_replica(*r, *rep, true);
+        reconcile(*r);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Control loop (100 ms): processes, restarts, scrapes (1 s), decisions (2 s)
+
+void LocalRuntime::tick() {
+  const auto now = time_.now();
+  for (auto& r : revisions_) {
+    for (auto& rep : r->replicas) check_processes(*r, *rep);
+    const auto gone = std::remove_if(r->replicas.begin(), r->replicas.end(), [&](const auto& rep) {
+      const bool done = rep->state == Replica::State::Stopping && !rep->app && !rep->qp;
+      if (done)
+        spdlog::info("{}: replica {} stopped", r->spec.name, rep->name);
+      return done;
+    });
+    if (gone != r->replicas.end()) {
+      r->replicas.erase(gone, r->replicas.end());
+      update_metrics(*r);
+    }
+  }
+  if (stopping_) {
+    const bool all_gone = std::all_of(revisions_.begin(), revisions_.end(),
+                                      [](const auto& r) { return r->replicas.empty(); });
+    if (all_gone) {
+      if (on_stopped_)
+        std::exchange(on_stopped_, nullptr)();
+      return;
+    }
+  } else {
+    if (now >= next_scrape_) {
+      next_scrape_ = now + 1s;
+      for (auto& r : revisions_) scrape(*r);
+    }
+    if (now >= next_decide_) {
+      next_decide_ = now + 2s;
+      for (auto& r : revisions_) decide(*r, false);
+    }
+  }
+  timer_.expires_after(100ms);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec)
+      tick();
+  });
+}
+
+void LocalRuntime::scrape(Revision& r) {
+  // Knative's scraper: a sample of the ready replicas, scaled to the population.
+  std::vector<Replica*> ready;
+  for (auto& rep : r.replicas)
+    if (rep->state == Replica::State::Ready)
+      ready.push_back(rep.get());
+  if (ready.empty() || r.scraping)
+    return;
+  const int32_t n = autoscaler::sample_size(static_cast<int32_t>(ready.size()));
+  for (size_t i = ready.size() - 1; i > 0; --i) std::swap(ready[i], ready[random_.uniform(i + 1)]);
+  ready.resize(static_cast<size_t>(n));
+  std::vector<http::tcp::endpoint> targets;
+  for (auto* rep : ready) targets.emplace_back(asio::ip::address_v4::loopback(), rep->stats_port);
+  r.scraping = true;
+  const double population =
+      static_cast<double>(std::count_if(r.replicas.begin(), r.replicas.end(), [](const auto& rep) {
+        return rep->state == Replica::State::Ready;
+      }));
+  asio::co_spawn(io_, scrape_sample(&r, std::move(targets), population), asio::detached);
+}
+
+// A coroutine, not a lambda: a capturing lambda's coroutine frame would outlive the
+// lambda object that holds its captures.
+http::Task<void> LocalRuntime::scrape_sample(Revision* r,
+                                             std::vector<http::tcp::endpoint> targets,
+                                             double population) {
+  double concurrency = 0, rps = 0;
+  int ok = 0;
+  for (const auto& ep : targets) {
+    const std::string request =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/protobuf\r\n"
+        "Connection: close\r\n\r\n";
+    auto got = co_await http::fetch(io_.get_executor(), ep, request, 1s, 4096);
+    stats::wire::Stat stat;
+    if (got.status != 200 || !stat.ParseFromString(got.body))
+      continue;
+    ++ok;
+    // Requests that came through the activator are counted by its own reports.
+    concurrency += stat.average_concurrent_requests() - stat.average_proxied_concurrent_requests();
+    rps += stat.request_count() - stat.proxied_request_count();
+  }
+  r->scraping = false;
+  // Knative records nothing when the sample is incomplete.
+  if (ok == static_cast<int>(targets.size()) && ok > 0 && !stopping_) {
+    const double scale = population / ok;
+    // (the difference of two averages can come out a hair below zero)
+    r->scaler.record(time_.now(), std::max(0.0, concurrency * scale), std::max(0.0, rps * scale));
+  }
+}
+
+void LocalRuntime::decide(Revision& r, bool poke) {
+  if (stopping_)
+    return;
+  const int32_t ready = static_cast<int32_t>(r.healthy);
+  autoscaler::ScaleDecision d = r.scaler.decide(time_.now(), ready);
+  r.last = d;
+  // A container on a fixed port can run once per machine.
+  if (r.spec.container.port && d.want > 1) {
+    d.want = 1;
+    d.reason += ", capped at 1: the container listens on a fixed port";
+  }
+  if (d.want != r.want) {
+    spdlog::info("{}: {} → {} ({}{})", r.spec.name, r.want, d.want, poke ? "first request; " : "",
+                 d.reason);
+    r.want = d.want;
+  }
+  reconcile(r);
+  update_metrics(r);
+}
+
+void LocalRuntime::reconcile(Revision& r) {
+  if (stopping_)
+    return;
+  std::vector<Replica*> live;
+  for (auto& rep : r.replicas)
+    if (rep->counts())
+      live.push_back(rep.get());
+  const auto count = static_cast<int32_t>(live.size());
+  if (count < r.want) {
+    // While a replica keeps failing, do not start more copies of a broken command.
+    const bool failing = std::any_of(live.begin(), live.end(), [](const Replica* rep) {
+      return rep->state == Replica::State::Failed;
+    });
+    for (int32_t i = count; i < r.want && !(failing && i > count); ++i) {
+      auto rep = std::make_unique<Replica>();
+      rep->name = fmt::format("{}-{}", r.spec.revision, r.next_index++);
+      rep->app_port = r.spec.container.port.value_or(free_port());
+      rep->qp_port = free_port();
+      rep->admin_port = free_port();
+      rep->stats_port = free_port();
+      rep->metrics_port = free_port();
+      Replica& ref = *rep;
+      r.replicas.push_back(std::move(rep));
+      start_replica(r, ref);
+    }
+    publish_endpoints();
+  } else if (count > r.want) {
+    // Stop the least useful first: failed, backing off, starting, then the newest ready.
+    auto rank = [](const Replica* rep) {
+      switch (rep->state) {
+        case Replica::State::Failed:
+          return 0;
+        case Replica::State::Backoff:
+          return 1;
+        case Replica::State::Starting:
+          return 2;
+        default:
+          return 3;
+      }
+    };
+    std::stable_sort(live.begin(), live.end(), [&](const Replica* a, const Replica* b) {
+      if (rank(a) != rank(b))
+        return rank(a) < rank(b);
+      return a->name > b->name;
+    });
+    for (int32_t i = 0; i < count - r.want; ++i)
+      stop_replica(r, *live[static_cast<size_t>(i)], false);
+    publish_endpoints();
+  }
+  update_metrics(r);
+}
+
+void LocalRuntime::publish_endpoints() {
+  config::EndpointsFile file;
+  for (const auto& r : revisions_) {
+    config::RevisionEndpoints e;
+    e.namespace_name = r->spec.namespace_name;
+    e.service = r->spec.name;
+    e.name = r->spec.revision;
+    e.container_concurrency = r->spec.container_concurrency;
+    e.timeout = std::chrono::seconds(r->spec.timeout_seconds);
+    for (const auto& rep : r->replicas)
+      if (rep->routable())
+        e.endpoints.push_back(rep->address());
+    file.revisions.push_back(std::move(e));
+  }
+  activator_->update_endpoints(std::move(file));
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+void LocalRuntime::start_replica(Revision& r, Replica& rep) {
+  const auto& s = r.spec;
+  rep.state = Replica::State::Starting;
+  rep.since = time_.now();
+  rep.qp_termed = rep.app_termed = false;
+  spdlog::info("{}: replica {} starting{}", s.name, rep.name,
+               rep.crashes > 0 ? fmt::format(" (restart {})", rep.crashes) : "");
+  SpawnSpec app;
+  app.argv = s.container.command;
+  app.working_dir = s.container.working_dir;
+  app.env = s.container.env;
+  app.env.emplace_back("PORT", std::to_string(rep.app_port));
+  app.env.emplace_back("K_SERVICE", s.name);
+  app.env.emplace_back("K_CONFIGURATION", s.name);
+  app.env.emplace_back("K_REVISION", s.revision);
+  Replica* self = &rep;
+  auto started = Process::spawn(io_, app, [this, self, prefix = rep.name](std::string_view line) {
+    self->last_line = std::string(line.substr(0, 300));
+    spdlog::info("{} | {}", prefix, line);
+  });
+  if (auto* why = std::get_if<std::string>(&started)) {
+    // The command itself cannot run: no point retrying quickly.
+    rep.crashes = opts_.crash_loop_after;
+    crashed(r, rep, *why);
+    return;
+  }
+  rep.app = std::move(std::get<std::unique_ptr<Process>>(started));
+
+  SpawnSpec qp;
+  qp.argv = {opts_.sluice_binary,
+             "queue-proxy",
+             "--admin-port",
+             std::to_string(rep.admin_port),
+             "--stats-port",
+             std::to_string(rep.stats_port),
+             "--metrics-port",
+             std::to_string(rep.metrics_port),
+             "--drain-quiet-period",
+             "0s",
+             "--startup-probe-interval",
+             std::to_string(opts_.startup_probe_interval.count()) + "ms"};
+  std::string probe = s.container.readiness_probe_json;
+  if (probe.empty()) {
+    probe = nlohmann::json{
+        {"tcpSocket", {{"host", "127.0.0.1"}, {"port", rep.app_port}}},
+        {"successThreshold",
+         1}}.dump();
+  }
+  qp.env = {
+      {"SERVING_NAMESPACE", s.namespace_name},
+      {"SERVING_SERVICE", s.name},
+      {"SERVING_CONFIGURATION", s.name},
+      {"SERVING_REVISION", s.revision},
+      {"SERVING_POD", rep.name},
+      {"SERVING_POD_IP", "127.0.0.1"},
+      {"QUEUE_SERVING_PORT", std::to_string(rep.qp_port)},
+      {"QUEUE_SERVING_TLS_PORT", "8112"},  // not served: Sluice terminates no TLS
+      {"USER_PORT", std::to_string(rep.app_port)},
+      {"CONTAINER_CONCURRENCY", std::to_string(s.container_concurrency)},
+      {"REVISION_TIMEOUT_SECONDS", std::to_string(s.timeout_seconds)},
+      {"REVISION_RESPONSE_START_TIMEOUT_SECONDS", std::to_string(s.response_start_timeout_seconds)},
+      {"REVISION_IDLE_TIMEOUT_SECONDS", std::to_string(s.idle_timeout_seconds)},
+      {"SERVING_READINESS_PROBE", probe},
+      {"SERVING_LOGGING_CONFIG", "{}"},
+      {"SERVING_LOGGING_LEVEL", "warn"},
+      {"SLUICE_ACTIVATORS", "127.0.0.1:" + std::to_string(opts_.activator_port)}};
+  auto qp_started = Process::spawn(io_, qp, [self, prefix = rep.name](std::string_view line) {
+    self->last_line = std::string(line.substr(0, 300));
+    spdlog::info("{} queue-proxy | {}", prefix, line);
+  });
+  if (auto* why = std::get_if<std::string>(&qp_started)) {
+    crashed(r, rep, "queue-proxy: " + *why);
+    return;
+  }
+  rep.qp = std::move(std::get<std::unique_ptr<Process>>(qp_started));
+}
+
+void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
+  if (rep.state == Replica::State::Stopping)
+    return;
+  spdlog::info("{}: replica {} stopping", r.spec.name, rep.name);
+  rep.state = Replica::State::Stopping;
+  const auto now = time_.now();
+  // Out of the activator first (done by the caller's publish); give it a moment to stop
+  // sending before the queue-proxy stops accepting.
+  rep.term_at = at_once ? now : now + 100ms;
+  rep.kill_at = rep.term_at + std::chrono::seconds(r.spec.timeout_seconds) + 5s;
+}
+
+void LocalRuntime::check_processes(Revision& r, Replica& rep) {
+  const auto now = time_.now();
+  if (rep.state == Replica::State::Stopping) {
+    // The queue-proxy drains first; the app is stopped once nothing reaches it anymore.
+    if (rep.qp && !rep.qp_termed && now >= rep.term_at) {
+      rep.qp->signal(SIGTERM);
+      rep.qp_termed = true;
+    }
+    if (rep.qp && rep.qp->poll())
+      rep.qp.reset();
+    if (!rep.qp && rep.app && !rep.app_termed) {
+      rep.app->signal(SIGTERM);
+      rep.app_termed = true;
+      rep.kill_at = std::min(rep.kill_at, now + 10s);
+    }
+    if (rep.app && rep.app->poll())
+      rep.app.reset();
+    if (now >= rep.kill_at) {
+      if (rep.qp)
+        rep.qp->signal(SIGKILL);
+      if (rep.app)
+        rep.app->signal(SIGKILL);
+    }
+    return;
+  }
+  if (rep.state == Replica::State::Backoff || rep.state == Replica::State::Failed) {
+    if (now >= rep.restart_at) {
+      start_replica(r, rep);
+      publish_endpoints();
+    }
+    return;
+  }
+  // Starting or Ready: any exit is a crash.
+  if (rep.app && rep.app->poll()) {
+    crashed(r, rep, "app " + rep.app->poll()->describe());
+  } else if (rep.qp && rep.qp->poll()) {
+    crashed(r, rep, "queue-proxy " + rep.qp->poll()->describe());
+  }
+}
+
+void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what) {
+  // Both processes go: the replica restarts as a whole on the same ports.
+  rep.app.reset();
+  rep.qp.reset();
+  ++rep.crashes;
+  const auto now = time_.now();
+  if (rep.crashes >= opts_.crash_loop_after) {
+    rep.state = Replica::State::Failed;
+    rep.restart_at = now + opts_.max_backoff;
+    rep.crashes = opts_.crash_loop_after - 1;  // one more failure after a retry: failed again
+    std::string why = fmt::format("replica {} failed: {}", rep.name, what);
+    if (!rep.last_line.empty())
+      why += fmt::format(" (last output: {})", rep.last_line);
+    spdlog::error("{}: {}; retrying in {}", r.spec.name, why, seconds_text(opts_.max_backoff));
+    set_failure(r, why);
+  } else {
+    rep.state = Replica::State::Backoff;
+    const auto backoff =
+        std::min<core::Duration>(500ms * (1 << (rep.crashes - 1)), opts_.max_backoff);
+    rep.restart_at = now + backoff;
+    spdlog::warn("{}: replica {} {}; restarting in {}", r.spec.name, rep.name, what,
+                 seconds_text(backoff));
+  }
+  publish_endpoints();
+  update_metrics(r);
+}
+
+void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {
+  r.failure = why;
+  activator_->set_revision_failure(r.key, std::move(why));
+}
+
+void LocalRuntime::stop_all(std::function<void()> done) {
+  stopping_ = true;
+  on_stopped_ = std::move(done);
+  for (auto& r : revisions_)
+    for (auto& rep : r->replicas) {
+      if (rep->state != Replica::State::Stopping)
+        spdlog::info("{}: replica {} stopping", r->spec.name, rep->name);
+      if (rep->state != Replica::State::Stopping)
+        rep->kill_at = time_.now() + std::chrono::seconds(r->spec.timeout_seconds) + 5s;
+      rep->state = Replica::State::Stopping;
+      rep->term_at = time_.now();
+    }
+  // tick() notices when the last process is gone.
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+void LocalRuntime::update_metrics(const Revision& r) {
+  std::lock_guard lock(metrics_mu_);
+  Gauges& g = gauges_[r.key];
+  g.ns = r.spec.namespace_name;
+  g.service = r.spec.name;
+  g.revision = r.spec.revision;
+  g.desired = r.want;
+  g.actual = r.healthy;
+  g.ebc = r.last.kpa.excess_burst_capacity;
+  g.stable = r.last.stable;
+  g.panic = r.last.panic;
+  g.target = r.spec.scaling.decider.target;
+  g.panic_mode = r.last.kpa.panicking ? 1 : 0;
+  g.scale_buffer = r.spec.scaling.scale_buffer;
+}
+
+std::string LocalRuntime::metrics_text() const {
+  std::lock_guard lock(metrics_mu_);
+  metrics::Registry registry;
+  registry.add([this](std::vector<prometheus::MetricFamily>& out) {
+    struct Def {
+      const char* name;
+      const char* help;
+      double Gauges::*field;
+    };
+    const Def defs[] = {
+        {"autoscaler_desired_pods", "Number of pods autoscaler wants to allocate",
+         &Gauges::desired},
+        {"autoscaler_actual_pods", "Number of pods that are allocated currently (ready)",
+         &Gauges::actual},
+        {"autoscaler_excess_burst_capacity", "Excess burst capacity observed over the panic window",
+         &Gauges::ebc},
+        {"autoscaler_stable_request_concurrency",
+         "Average of requests count per observed pod over the stable window", &Gauges::stable},
+        {"autoscaler_panic_request_concurrency",
+         "Average of requests count per observed pod over the panic window", &Gauges::panic},
+        {"autoscaler_target_concurrency_per_pod",
+         "The desired number of concurrent requests for each pod", &Gauges::target},
+        {"autoscaler_panic_mode", "1 if autoscaler is in panic mode, 0 otherwise",
+         &Gauges::panic_mode},
+        {"autoscaler_scale_buffer", "Extra replicas kept while there is traffic (fork)",
+         &Gauges::scale_buffer},
+    };
+    for (const auto& d : defs) {
+      auto f = metrics::family(d.name, d.help, prometheus::MetricType::Gauge);
+      for (const auto& [key, g] : gauges_) {
+        const metrics::Labels labels{{"namespace_name", g.ns},
+                                     {"configuration_name", g.service},
+                                     {"revision_name", g.revision}};
+        f.metric.push_back(metrics::gauge_metric(labels, g.*d.field));
+      }
+      out.push_back(std::move(f));
+    }
+  });
+  return registry.serialize();
+}
+
+}  // namespace sluice::runtime

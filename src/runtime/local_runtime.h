@@ -1,0 +1,119 @@
+// runtime/local_runtime.h
+//
+// `sluice run`'s control plane on one machine: for every Service it runs replicas as
+// local processes (the user's command + a `sluice queue-proxy` in front of it, on free
+// loopback ports), feeds the embedded activator their addresses, and scales them with the
+// KPA from the activator's concurrency reports and the queue-proxies' stats.
+//
+//   activator ──reports, pod events──▶ LocalRuntime ──decide every 2 s / on poke──▶ want
+//       ▲                                  │  scrape queue-proxy stats every 1 s
+//       └──────── endpoints, failures ◀────┘  start / restart / stop processes
+//
+// Replica life: Starting ──activator says healthy──▶ Ready; a process that exits
+// unexpectedly goes to Backoff (restart on the same ports after 0.5 s, 1 s, 2 s … 30 s;
+// the activator sees a new queue-proxy instance and re-validates it) and after 5 crashes
+// in a row without becoming ready to Failed: its cause is handed to the activator, whose
+// waiting requests get 503 naming it; a failed replica retries every 30 s. Scale-down
+// takes the replica out of the activator first, then SIGTERMs the queue-proxy (which
+// finishes what it holds), then the app; SIGKILL after the revision timeout.
+//
+// Threading: everything runs on one io_context (the thread that calls run(); it forks,
+// so it must live as long as sluice: PR_SET_PDEATHSIG follows the forking thread).
+// ActivatorListener calls arrive on the activator's home worker and are posted here.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "activator/activator.h"
+#include "activator/listener.h"
+#include "autoscaler/revision_autoscaler.h"
+#include "core/random.h"
+#include "http/io.h"
+#include "runtime/process.h"
+#include "service/service_file.h"
+
+namespace sluice::runtime {
+
+struct LocalOptions {
+  uint16_t activator_port = 8080;
+  std::string sluice_binary;  // for `sluice queue-proxy`
+  // Readiness polling of a starting app (cold start waits on it).
+  std::chrono::milliseconds startup_probe_interval{5};
+  // Crash handling.
+  int crash_loop_after = 5;
+  std::chrono::milliseconds max_backoff{30'000};
+};
+
+class LocalRuntime final : public activator::ActivatorListener {
+ public:
+  LocalRuntime(boost::asio::io_context& io,
+               std::vector<service::ServiceSpec> services,
+               LocalOptions options);
+  // The activator this runtime feeds (it is this runtime's listener); before start().
+  void attach(activator::Activator& activator) { activator_ = &activator; }
+  ~LocalRuntime() override;
+
+  // On the io thread: registers the revisions with the activator, starts min/initial
+  // scale replicas and the control loops.
+  void start();
+  // On the io thread: stops scaling and every replica (draining them); calls `done` when
+  // every process has exited.
+  void stop_all(std::function<void()> done);
+  // Autoscaler metrics (Prometheus text); any thread.
+  std::string metrics_text() const;
+
+  // ActivatorListener (activator home worker).
+  void on_report(const std::vector<activator::RevisionConcurrency>& batch) override;
+  void on_pods(const std::vector<activator::RevisionPods>& pods) override;
+  void on_pod_event(const std::string& revision,
+                    const std::string& pod,
+                    const activator::Transition& transition) override;
+
+ private:
+  struct Replica;
+  struct Revision;
+
+  void tick();
+  void scrape(Revision& r);
+  http::Task<void> scrape_sample(Revision* r,
+                                 std::vector<http::tcp::endpoint> targets,
+                                 double population);
+  void decide(Revision& r, bool poke);
+  void reconcile(Revision& r);
+  void publish_endpoints();
+  void start_replica(Revision& r, Replica& rep);
+  void stop_replica(Revision& r, Replica& rep, bool at_once);
+  void check_processes(Revision& r, Replica& rep);
+  void crashed(Revision& r, Replica& rep, const std::string& what);
+  void set_failure(Revision& r, std::optional<std::string> why);
+  void update_metrics(const Revision& r);
+  Revision* find(const std::string& key);
+
+  boost::asio::io_context& io_;
+  activator::Activator* activator_ = nullptr;
+  LocalOptions opts_;
+  std::vector<std::unique_ptr<Revision>> revisions_;
+  boost::asio::steady_timer timer_;
+  core::SteadyTimeSource time_;
+  core::FastRandom random_;
+  core::TimePoint next_scrape_, next_decide_;
+  bool stopping_ = false;
+  std::function<void()> on_stopped_;
+
+  mutable std::mutex metrics_mu_;
+  struct Gauges {
+    std::string ns, service, revision;
+    double desired = 0, actual = 0, ebc = 0, stable = 0, panic = 0, target = 0, panic_mode = 0,
+           scale_buffer = 0;
+  };
+  std::map<std::string, Gauges> gauges_;
+};
+
+}  // namespace sluice::runtime

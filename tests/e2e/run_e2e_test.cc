@@ -1,0 +1,209 @@
+// `sluice run` end to end: a Service YAML, real replicas (sluice-testapp behind real
+// `sluice queue-proxy` processes), the embedded activator and autoscaler, real clients.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+// A Service running testapp with `args`, `annotations` (YAML lines) and a ConfigMap that
+// makes idle scale-down quick.
+std::string service_yaml(const std::string& name,
+                         const std::string& args,
+                         const std::string& annotations,
+                         int cc = 1) {
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\ndata:\n"
+         "  scale-to-zero-grace-period: \"1s\"\n---\n"
+         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: " +
+         name +
+         "\nspec:\n  template:\n    metadata:\n      annotations:\n"
+         "        autoscaling.knative.dev/window: \"6s\"\n" +
+         annotations + "    spec:\n      containerConcurrency: " + std::to_string(cc) +
+         "\n      timeoutSeconds: 30\n      containers:\n        - command: [\"" + TESTAPP_BIN +
+         "\"]\n          args: [" + args + "]\n";
+}
+
+struct RunUnderTest {
+  int port = free_port();
+  int metrics_port = free_port();
+  std::string dir = ::testing::TempDir() + "run-" + std::to_string(port);
+  std::string file = dir + "/service.yaml";
+  std::optional<Process> proc;
+
+  void start(const std::string& yaml) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(file) << yaml;
+    proc.emplace(std::vector<std::string>{SLUICE_BIN, "run", file, "--port", std::to_string(port),
+                                          "--metrics-port", std::to_string(metrics_port)});
+    ASSERT_TRUE(wait_for_port(port)) << proc->output();
+  }
+  HttpResponse get(const std::string& service, const std::string& path = "/") {
+    return curl(port, path, "-H 'Host: " + service + ".default.localhost'");
+  }
+  bool logged(const std::string& text) { return proc->output().find(text) != std::string::npos; }
+  std::string metrics() { return curl(metrics_port, "/metrics").body; }
+  ~RunUnderTest() { std::filesystem::remove_all(dir); }
+};
+
+TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("hello", "", "", /*cc=*/10));  // target 7/replica: one replica
+  EXPECT_TRUE(sluice.logged("hello: http://hello.default.localhost:" + std::to_string(sluice.port)))
+      << sluice.proc->output();
+  EXPECT_FALSE(sluice.logged("replica hello-00001-1 starting")) << "starts at zero";
+  const auto r = sluice.get("hello");
+  EXPECT_EQ(r.status, 200) << r.body << sluice.proc->output();
+  EXPECT_TRUE(sluice.logged("hello: 0 → 1 (first request")) << sluice.proc->output();
+  EXPECT_TRUE(sluice.logged("replica hello-00001-1 ready")) << sluice.proc->output();
+  const std::string m = sluice.metrics();
+  EXPECT_EQ(metric_value(m, "autoscaler_desired_pods"), 1) << m;
+  EXPECT_NE(m.find("activator_request_count{"), std::string::npos) << m;
+  // Knative's revision headers route too.
+  const auto by_header = curl(sluice.port, "/",
+                              "-H 'Knative-Serving-Namespace: default' "
+                              "-H 'Knative-Serving-Revision: hello-00001'");
+  EXPECT_EQ(by_header.status, 200);
+}
+
+TEST(RunE2E, ScalesOutUnderLoadAndBackToZeroWithoutAFailedRequest) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("load", "", "        autoscaling.knative.dev/max-scale: \"4\"\n"));
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_failure;
+  std::mutex mu;
+  auto load = [&](std::chrono::milliseconds length, int clients) {
+    std::vector<std::thread> threads;
+    const auto until = std::chrono::steady_clock::now() + length;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        while (std::chrono::steady_clock::now() < until) {
+          const auto r = sluice.get("load", "/?delay=50");
+          if (r.status == 200) {
+            ++ok;
+          } else {
+            ++failed;
+            std::lock_guard lock(mu);
+            first_failure = std::to_string(r.status) + " " + r.body;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+  load(5s, 6);  // CC=1, target 0.7/replica: 6 clients want more than 4 replicas
+  EXPECT_TRUE(sluice.logged("replica load-00001-4 ready")) << sluice.proc->output();
+  EXPECT_EQ(metric_value(sluice.metrics(), "autoscaler_desired_pods"), 4);
+  // Idle: down by at most half every 2 s once the 6 s window empties, then to zero.
+  EXPECT_TRUE(eventually([&] { return sluice.logged("load: 1 → 0"); }, 40s))
+      << sluice.proc->output();
+  EXPECT_TRUE(eventually([&] { return sluice.logged("replica load-00001-1 stopped"); }, 10s));
+  // From zero again.
+  load(1s, 1);
+  EXPECT_EQ(failed.load(), 0) << first_failure << "\n" << sluice.proc->output();
+  EXPECT_GT(ok.load(), 50);
+}
+
+TEST(RunE2E, ACrashedReplicaIsRestartedAndServesAgain) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("crashy", "\"--exit-after-ms\", \"1500\"",
+                            "        autoscaling.knative.dev/min-scale: \"1\"\n"));
+  EXPECT_TRUE(eventually([&] { return sluice.logged("replica crashy-00001-1 ready"); }));
+  EXPECT_TRUE(eventually([&] {
+    return sluice.logged("replica crashy-00001-1 app exited with status 3");
+  })) << sluice.proc->output();
+  EXPECT_TRUE(sluice.logged("restarting in 0.5s")) << sluice.proc->output();
+  EXPECT_TRUE(
+      eventually([&] { return sluice.logged("replica crashy-00001-1 starting (restart 1)"); }));
+  EXPECT_EQ(sluice.get("crashy").status, 200) << sluice.proc->output();
+}
+
+TEST(RunE2E, ACrashLoopFailsWaitingRequestsWithTheCause) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("broken", "\"--exit-after-ms\", \"0\"", ""));
+  const auto r = sluice.get("broken");  // waits while the replica crashes 5 times (~7.5 s)
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("revision broken-00001: replica broken-00001-1 failed: app exited with "
+                        "status 3 (last output: sluice-testapp: exiting with 3 as told"),
+            std::string::npos)
+      << r.body;
+  EXPECT_TRUE(sluice.logged("broken: replica broken-00001-1 failed")) << sluice.proc->output();
+  // New requests learn it at once instead of waiting.
+  const auto again = sluice.get("broken");
+  EXPECT_EQ(again.status, 503);
+}
+
+TEST(RunE2E, ACommandThatCannotStartAnswers503NamingIt) {
+  RunUnderTest sluice;
+  std::string yaml = service_yaml("missing", "", "");
+  yaml.replace(yaml.find(TESTAPP_BIN), std::string(TESTAPP_BIN).size(), "/no/such/program");
+  sluice.start(yaml);
+  const auto r = sluice.get("missing");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("cannot start /no/such/program: No such file or directory"),
+            std::string::npos)
+      << r.body;
+}
+
+TEST(RunE2E, BadYamlIsRefusedWithFileLineKeyAndRuleBeforeAnythingStarts) {
+  RunUnderTest sluice;
+  std::filesystem::create_directories(sluice.dir);
+  std::ofstream(sluice.file) << service_yaml("hello", "",
+                                             "        autoscaling.knative.dev/min-scale: \"5\"\n"
+                                             "        autoscaling.knative.dev/max-scale: \"2\"\n"
+                                             "        autoscaling.knative.dev/targt: \"3\"\n");
+  const auto r = run(std::string(SLUICE_BIN) + " run " + sluice.file + " --port " +
+                     std::to_string(sluice.port) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find(sluice.file + ":17: autoscaling.knative.dev/min-scale: min-scale 5 > "
+                                     "max-scale 2"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(sluice.file + ":19: autoscaling.knative.dev/targt: unknown autoscaling "
+                                     "annotation (did you mean autoscaling.knative.dev/target?)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(wait_for_port(sluice.port, 300ms)) << "nothing started";
+}
+
+TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {
+  {
+    RunUnderTest sluice;
+    sluice.start(service_yaml("drain", "", "        autoscaling.knative.dev/min-scale: \"1\"\n"));
+    ASSERT_TRUE(eventually([&] { return sluice.logged("replica drain-00001-1 ready"); }));
+    auto slow = std::async(std::launch::async, [&] { return sluice.get("drain", "/?delay=700"); });
+    std::this_thread::sleep_for(200ms);
+    sluice.proc->signal(SIGINT);
+    EXPECT_EQ(slow.get().status, 200) << "the request in flight finishes";
+    EXPECT_EQ(sluice.proc->wait(10s), 0) << sluice.proc->output();
+    EXPECT_TRUE(sluice.logged("replica drain-00001-1 stopped")) << sluice.proc->output();
+  }
+  RunUnderTest sluice;
+  sluice.start(service_yaml("orphan", "", "        autoscaling.knative.dev/min-scale: \"2\"\n"));
+  ASSERT_TRUE(eventually([&] { return sluice.logged("replica orphan-00001-2 ready"); }));
+  const auto children = run("pgrep -P " + std::to_string(sluice.proc->pid())).out;
+  ASSERT_FALSE(children.empty());
+  sluice.proc->signal(SIGKILL);
+  sluice.proc->wait(5s);
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (size_t at = 0, nl; (nl = children.find('\n', at)) != std::string::npos; at = nl + 1) {
+          if (::kill(std::atoi(children.substr(at, nl - at).c_str()), 0) == 0)
+            return false;
+        }
+        return true;
+      },
+      5s))
+      << "children of a killed sluice must die with it: " << children;
+}
+
+}  // namespace
+}  // namespace e2e
