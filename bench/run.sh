@@ -3,6 +3,7 @@
 # 1.18's queue-proxy from its Go module, HAProxy/nginx/wrk from Debian) and runs it.
 #   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]      queue-proxy vs peers
 #   bench/run.sh --activator [--duration 10] [--trials 50]            activator hop, cold start
+#   bench/run.sh --run [--trials 20]                                  sluice run: cold start, reaction
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -18,6 +19,10 @@ if [[ ! -x bench/.bin/queue ]]; then
       break
     fi
   done
+fi
+if [[ "${1:-}" == "--run" ]]; then
+  shift
+  exec python3 bench/run_bench.py "$@"
 fi
 if [[ "${1:-}" == "--activator" ]]; then
   shift
