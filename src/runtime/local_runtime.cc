@@ -186,6 +186,12 @@ void LocalRuntime::tick() {
     });
     if (gone != r->replicas.end()) {
       r->replicas.erase(gone, r->replicas.end());
+      // The failure was about a replica that is gone: the next request tries afresh.
+      const bool any_failed =
+          std::any_of(r->replicas.begin(), r->replicas.end(),
+                      [](const auto& rep) { return rep->state == Replica::State::Failed; });
+      if (r->failure && !any_failed && !stopping_)
+        set_failure(*r, std::nullopt);
       update_metrics(*r);
     }
   }
@@ -297,7 +303,7 @@ void LocalRuntime::reconcile(Revision& r) {
     const bool failing = std::any_of(live.begin(), live.end(), [](const Replica* rep) {
       return rep->state == Replica::State::Failed;
     });
-    for (int32_t i = count; i < r.want && !(failing && i > count); ++i) {
+    for (int32_t i = count; i < r.want && !failing; ++i) {
       auto rep = std::make_unique<Replica>();
       rep->name = fmt::format("{}-{}", r.spec.revision, r.next_index++);
       rep->app_port = r.spec.container.port.value_or(free_port());
