@@ -40,21 +40,21 @@ std::string_view to_string(Rejection r) {
 ClientConnection::ClientConnection(Worker& worker,
                                    tcp::socket socket,
                                    const ServerOptions& options,
-                                   ServerLoad& load)
+                                   std::shared_ptr<ServerLoad> load)
     : worker_(worker),
       socket_(std::move(socket)),
       options_(options),
-      load_(load),
+      load_(std::move(load)),
       timer_(worker.executor()) {
   error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   if (!ec)
     client_ip_ = remote.address().to_string();
-  load_.open_connections.fetch_add(1, std::memory_order_relaxed);
+  load_->open_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 ClientConnection::~ClientConnection() {
-  load_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  load_->open_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ClientConnection::watch(Watch what, core::TimePoint deadline) {
@@ -221,9 +221,9 @@ Task<void> ClientConnection::serve(Handler& handler) {
     idle_ = false;
     first = false;
     Exchange exchange(*this, time.now());
-    load_.active_requests.fetch_add(1, std::memory_order_relaxed);
+    load_->active_requests.fetch_add(1, std::memory_order_relaxed);
     co_await handler.handle(exchange);
-    load_.active_requests.fetch_sub(1, std::memory_order_relaxed);
+    load_->active_requests.fetch_sub(1, std::memory_order_relaxed);
     unwatch();
     if (!exchange.responded() || exchange.close_after_response() || !parser_->keep_alive() ||
         !parser_->is_done()) {

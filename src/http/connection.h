@@ -80,7 +80,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   ClientConnection(Worker& worker,
                    tcp::socket socket,
                    const ServerOptions& options,
-                   ServerLoad& load);
+                   std::shared_ptr<ServerLoad> load);
   ~ClientConnection();
 
   Task<void> serve(Handler& handler);
@@ -126,7 +126,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   Worker& worker_;
   tcp::socket socket_;
   const ServerOptions& options_;
-  ServerLoad& load_;
+  // Shared: a connection's coroutine frame can outlive the Server when an io_context is
+  // destroyed with handlers still queued (shutdown), and its destructor counts itself out.
+  std::shared_ptr<ServerLoad> load_;
   boost::beast::flat_buffer buffer_;
   std::optional<RequestParser> parser_;
   MessageHead head_;
@@ -197,7 +199,7 @@ class Server {
   void stop_accepting();
   // Thread-safe. Closes idle keep-alive connections; busy ones close after their response.
   void close_idle_connections();
-  const ServerLoad& load() const { return load_; }
+  const ServerLoad& load() const { return *load_; }
 
  private:
   Task<void> accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor);
@@ -205,7 +207,7 @@ class Server {
   std::vector<Worker*> workers_;
   Handler& handler_;
   ServerOptions options_;
-  ServerLoad load_;
+  std::shared_ptr<ServerLoad> load_ = std::make_shared<ServerLoad>();
   std::vector<std::shared_ptr<tcp::acceptor>> acceptors_;
   uint16_t port_ = 0;
 };

@@ -119,6 +119,8 @@ std::variant<std::unique_ptr<Process>, std::string> Process::spawn(boost::asio::
     [[maybe_unused]] auto n = ::write(err_pipe[1], msg, sizeof msg);
     ::_exit(127);
   }
+  // Also here, so the group exists before any signal() (whichever runs first wins).
+  ::setpgid(pid, pid);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   int msg[2] = {0, 0};
@@ -149,7 +151,7 @@ Process::Process(boost::asio::io_context& io, pid_t pid, int output_fd, LineSink
 Process::~Process() {
   *alive_ = false;
   if (!status_) {
-    ::kill(pid_, SIGKILL);
+    ::kill(-pid_, SIGKILL);  // the process group: whatever the command started too
     int raw = 0;
     ::waitpid(pid_, &raw, 0);
   }
@@ -158,8 +160,9 @@ Process::~Process() {
 }
 
 void Process::signal(int sig) {
+  // To its process group (the child made one), so a shell wrapper's children hear it too.
   if (!status_)
-    ::kill(pid_, sig);
+    ::kill(-pid_, sig);
 }
 
 std::optional<ExitStatus> Process::poll() {

@@ -6,7 +6,10 @@
 //    file or directory`), through a close-on-exec pipe, instead of a child that exits 127;
 //  - the child gets SIGKILL when sluice dies, even by `kill -9` (PR_SET_PDEATHSIG), so no
 //    replica is orphaned. The signal follows the *thread* that forked: spawn from a
-//    thread that lives as long as sluice (the runtime's control thread);
+//    thread that lives as long as sluice (the runtime's control thread). It reaches the
+//    child itself, not what the child forked: a command should `exec` its server;
+//  - the child leads its own process group, and signal() and the destructor address the
+//    group, so an orderly stop reaches a shell wrapper's children too;
 //  - its stdout and stderr are read on an io_context and handed over line by line, for
 //    `sluice run` to print with the replica's name in front. A line longer than 16 KiB
 //    is passed on in pieces rather than buffered without bound.

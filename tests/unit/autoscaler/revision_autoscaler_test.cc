@@ -129,5 +129,19 @@ TEST_F(RevisionAutoscalerTest, PanicUsesReadyPodsOnly) {
   EXPECT_NE(d.reason.find("panic: 40 concurrent, target 7/replica"), std::string::npos) << d.reason;
 }
 
+// Effective capacity: `want` counts every replica the load needs, whether ready or still
+// starting; the runtime compares it with ready + starting. So while 4 ordered replicas
+// start, the same load orders nothing more, and the panic math still uses the 1 ready.
+TEST_F(RevisionAutoscalerTest, StartingReplicasAbsorbLoadWithoutOrderingMore) {
+  RevisionAutoscaler a(spec(2), clock_.now());  // target 1.4
+  a.record(clock_.now(), 7, 7);
+  ASSERT_EQ(a.decide(clock_.now(), 0).want, 5);
+  for (int i = 0; i < 4; ++i) {
+    const ScaleDecision d = second(a, 7, 1);  // 1 ready, 4 starting
+    EXPECT_EQ(d.want, 5) << i;
+    EXPECT_TRUE(d.kpa.panicking) << "5 / 1 ready ≥ 2: panic counts ready pods only";
+  }
+}
+
 }  // namespace
 }  // namespace sluice::autoscaler
