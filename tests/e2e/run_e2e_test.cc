@@ -74,6 +74,21 @@ TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
   EXPECT_EQ(by_header.status, 200);
 }
 
+TEST(RunE2E, OnePortServesEveryServiceByHost) {
+  RunUnderTest sluice;
+  std::string two = service_yaml("alpha", "", "", 10);
+  const std::string beta = service_yaml("beta", "", "", 10);
+  two += "---\n" + beta.substr(beta.find("apiVersion: serving"));  // one ConfigMap
+  sluice.start(two);
+  EXPECT_EQ(sluice.get("alpha").status, 200);
+  EXPECT_EQ(sluice.get("beta").status, 200);
+  EXPECT_TRUE(sluice.logged("replica alpha-00001-1 ready")) << sluice.proc->output();
+  EXPECT_TRUE(sluice.logged("replica beta-00001-1 ready")) << sluice.proc->output();
+  const auto unknown = sluice.get("gamma");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("gamma"), std::string::npos) << unknown.body;
+}
+
 TEST(RunE2E, ScalesOutUnderLoadAndBackToZeroWithoutAFailedRequest) {
   RunUnderTest sluice;
   sluice.start(service_yaml("load", "", "        autoscaling.knative.dev/max-scale: \"4\"\n"));
