@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is missing, checks
-# formatting and project rules, builds (-Werror), runs the tests under ASan+UBSan (unit
-# and end-to-end) and under TSan (unit), then runs every test with ctest.
+# formatting and project rules, builds (-Werror), runs every test (unit and end-to-end)
+# under ASan+UBSan and under TSan, then again in a normal build with ctest.
 #   scripts/test.sh            everything (what CI runs)
 #   SLUICE_SKIP_SANITIZERS=1 scripts/test.sh   quick local loop
 set -euo pipefail
@@ -40,9 +40,9 @@ if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
   echo "== unit and end-to-end tests under ASan+UBSan"
   build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address,undefined
   (cd build-asan && ctest -j "$jobs" --output-on-failure | tail -4)
-  echo "== unit tests under TSan"
-  build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread -DSLUICE_UNIT_ONLY=ON
-  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -L unit -j "$jobs" --output-on-failure | tail -4)
+  echo "== unit and end-to-end tests under TSan"
+  build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -j "$jobs" --output-on-failure | tail -4)
 fi
 
 echo "== all tests"

@@ -147,26 +147,27 @@ void LocalRuntime::on_pod_event(const std::string& revision,
     Revision* r = find(revision);
     if (r == nullptr)
       return;
-    for (auto& rep : r->replicas) {
-      if (rep->address() != pod)
-        continue;
-      if (t.to == PodState::Healthy && rep->state == Replica::State::Starting) {
-        rep->state = Replica::State::Ready;
-        spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep->name,
-                     seconds_text(time_.now() - rep->since), rep->qp_port);
-        rep->since = time_.now();
-        rep->crashes = 0;
-        if (r->failure)
-          set_failure(*r, std::nullopt);
-      }
-      if (t.evicted && rep->counts()) {
-        spdlog::warn(
-            "{}: replica {} evicted by the activator (quarantined {} times in a "
-            "row); replacing it",
-            r->spec.name, rep->name, 5);
-        stop_replica(*r, *rep, true);
-        reconcile(*r);
-      }
+    auto it = std::find_if(r->replicas.begin(), r->replicas.end(),
+                           [&](const auto& rep) { return rep->address() == pod; });
+    if (it == r->replicas.end())
+      return;
+    Replica& rep = **it;
+    if (t.to == PodState::Healthy && rep.state == Replica::State::Starting) {
+      rep.state = Replica::State::Ready;
+      spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep.name,
+                   seconds_text(time_.now() - rep.since), rep.qp_port);
+      rep.since = time_.now();
+      rep.crashes = 0;
+      if (r->failure)
+        set_failure(*r, std::nullopt);
+    }
+    if (t.evicted && rep.counts()) {
+      spdlog::warn(
+          "{}: replica {} evicted by the activator (quarantined again and again); "
+          "replacing it",
+          r->spec.name, rep.name);
+      stop_replica(*r, rep, true);
+      reconcile(*r);  // may add replicas: `rep` is not used after this
     }
   });
 }
