@@ -719,13 +719,14 @@ Task<void> ActivatorImpl::probe_loop() {
 
 Task<void> ActivatorImpl::probe_pod(std::string key, std::string address) {
   std::string revision_name = key.substr(key.find('/') + 1);
+  const auto sent_at = time_.now();
   CheckAnswer answer = co_await check(address, revision_name);
   probing_.erase(key + "|" + address);
   auto it = revisions_.find(key);
   if (it == revisions_.end())
     co_return;
   log_events(*it->second,
-             it->second->on_check(address, answer.result, time_.now(), answer.instance));
+             it->second->on_check(address, answer.result, time_.now(), answer.instance, sent_at));
 }
 
 Task<ActivatorImpl::CheckAnswer> ActivatorImpl::check(std::string address, std::string revision) {

@@ -150,12 +150,15 @@ std::vector<PodEvent> RevisionThrottler::finish(PodTracker* pod,
 std::vector<PodEvent> RevisionThrottler::on_check(const std::string& address,
                                                   CheckResult result,
                                                   core::TimePoint now,
-                                                  std::string_view instance) {
+                                                  std::string_view instance,
+                                                  core::TimePoint sent_at) {
   std::vector<PodEvent> events;
   auto it = pods_.find(address);
   if (it == pods_.end())
     return events;
   PodTracker& t = *it->second;
+  if (t.state_since() > sent_at)
+    return events;  // stale: the pod moved on while the check was in flight
   if (result != CheckResult::WrongRevision)
     note_instance(t, instance, now, events);
   switch (result) {

@@ -90,10 +90,14 @@ class RevisionThrottler {
   // An active check of `pod` came back; `instance` is the queue-proxy process id its
   // answer carried (Sluice-Pod-Instance; empty if none). A new id is a restarted replica:
   // the pod starts over in Pending before the result applies (PodTracker::on_instance).
+  // `sent_at` is when the check was sent: an answer about a pod that has changed state
+  // since is stale and ignored (a "not ready yet" sent just before the ready push must
+  // not quarantine the pod the push just made healthy).
   std::vector<PodEvent> on_check(const std::string& pod,
                                  CheckResult result,
                                  core::TimePoint now,
-                                 std::string_view instance = {});
+                                 std::string_view instance = {},
+                                 core::TimePoint sent_at = core::TimePoint::max());
   // A queue-proxy told us its state. Ready acts as a passing check (a pending pod is
   // healthy at once: cold start need not wait for the next probe; a quarantine backoff is
   // still not cut short), NotReady as a not-ready check, Draining as removal from the

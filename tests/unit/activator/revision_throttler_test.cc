@@ -200,6 +200,21 @@ TEST_F(RevisionThrottlerTest, ARestartedReplicaFoundByAProbeIsCheckedAgainFromPe
   EXPECT_EQ(r.capacity(), 2u);
 }
 
+TEST_F(RevisionThrottlerTest, AStaleNotReadyAnswerDoesNotQuarantineAPodThePushMadeHealthy) {
+  auto r = make(2);
+  r.set_endpoints({"a:1"}, self_only_, self_, clock_.now());
+  const auto probe_sent = clock_.now();  // the app is not up yet: the answer will be 503
+  clock_.advance(1ms);
+  r.on_push("a:1", PushedState::Ready, clock_.now());
+  ASSERT_EQ(r.find("a:1")->state(), P::Healthy);
+  clock_.advance(1ms);
+  EXPECT_TRUE(r.on_check("a:1", CheckResult::NotReady, clock_.now(), "", probe_sent).empty());
+  EXPECT_EQ(r.find("a:1")->state(), P::Healthy) << "the answer predates the push";
+  // A check sent after the change still counts.
+  EXPECT_FALSE(r.on_check("a:1", CheckResult::Failed, clock_.now(), "", clock_.now()).empty());
+  EXPECT_EQ(r.find("a:1")->state(), P::Quarantined);
+}
+
 TEST_F(RevisionThrottlerTest, NotReadyKeepsAStartingPodPending) {
   auto r = make(2);
   r.set_endpoints({"a:1"}, self_only_, self_, clock_.now());
