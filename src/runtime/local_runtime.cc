@@ -55,7 +55,8 @@ struct LocalRuntime::Replica {
   core::TimePoint since;
   core::TimePoint restart_at, term_at, kill_at;
   bool qp_termed = false, app_termed = false;
-  int crashes = 0;  // in a row, without becoming ready
+  bool served = false;  // became ready at least once
+  int crashes = 0;      // in a row, without becoming ready
   std::string last_line;
   std::string address() const { return "127.0.0.1:" + std::to_string(qp_port); }
   bool counts() const { return state != State::Stopping; }
@@ -158,6 +159,7 @@ void LocalRuntime::on_pod_event(const std::string& revision,
                    seconds_text(time_.now() - rep.since), rep.qp_port);
       rep.since = time_.now();
       rep.crashes = 0;
+      rep.served = true;
       if (r->failure)
         set_failure(*r, std::nullopt);
     }
@@ -307,11 +309,7 @@ void LocalRuntime::reconcile(Revision& r) {
     for (int32_t i = count; i < r.want && !failing; ++i) {
       auto rep = std::make_unique<Replica>();
       rep->name = fmt::format("{}-{}", r.spec.revision, r.next_index++);
-      rep->app_port = r.spec.container.port.value_or(free_port());
-      rep->qp_port = free_port();
-      rep->admin_port = free_port();
-      rep->stats_port = free_port();
-      rep->metrics_port = free_port();
+      pick_ports(r, *rep);
       Replica& ref = *rep;
       r.replicas.push_back(std::move(rep));
       start_replica(r, ref);
@@ -362,6 +360,14 @@ void LocalRuntime::publish_endpoints() {
 
 // ---------------------------------------------------------------------------------------
 // Processes
+
+void LocalRuntime::pick_ports(const Revision& r, Replica& rep) {
+  rep.app_port = r.spec.container.port.value_or(free_port());
+  rep.qp_port = free_port();
+  rep.admin_port = free_port();
+  rep.stats_port = free_port();
+  rep.metrics_port = free_port();
+}
 
 void LocalRuntime::start_replica(Revision& r, Replica& rep) {
   const auto& s = r.spec;
@@ -479,6 +485,10 @@ void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   }
   if (rep.state == Replica::State::Backoff || rep.state == Replica::State::Failed) {
     if (now >= rep.restart_at) {
+      // A replica that never served may have lost a port race ("address already in use"):
+      // fresh ports. One that served keeps its address (the activator re-validates it).
+      if (!rep.served)
+        pick_ports(r, rep);
       start_replica(r, rep);
       publish_endpoints();
     }

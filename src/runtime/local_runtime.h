@@ -10,8 +10,9 @@
 //       └──────── endpoints, failures ◀────┘  start / restart / stop processes
 //
 // Replica life: Starting ──activator says healthy──▶ Ready; a process that exits
-// unexpectedly goes to Backoff (restart on the same ports after 0.5 s, 1 s, 2 s … 30 s;
-// the activator sees a new queue-proxy instance and re-validates it) and after 5 crashes
+// unexpectedly goes to Backoff (restart after 0.5 s, 1 s, 2 s … 30 s: on the same ports
+// if it had served — the activator sees a new queue-proxy instance and re-validates it —
+// else on fresh ones, in case it lost a race for a port) and after 5 crashes
 // in a row without becoming ready to Failed: its cause is handed to the activator, whose
 // waiting requests get 503 naming it; a failed replica retries every 30 s. Scale-down
 // takes the replica out of the activator first, then SIGTERMs the queue-proxy (which
@@ -88,6 +89,7 @@ class LocalRuntime final : public activator::ActivatorListener {
   void decide(Revision& r, bool poke);
   void reconcile(Revision& r);
   void publish_endpoints();
+  void pick_ports(const Revision& r, Replica& rep);
   void start_replica(Revision& r, Replica& rep);
   void stop_replica(Revision& r, Replica& rep, bool at_once);
   void check_processes(Revision& r, Replica& rep);
