@@ -89,6 +89,17 @@ struct AutoscalerConfig {
   core::Duration scale_down_delay = 0s;
 };
 
+// What a revision's autoscaling annotations set, parsed once while they are validated;
+// unset fields fall back to config-autoscaler.
+struct Overrides {
+  std::optional<autoscaler::Metric> metric;
+  std::optional<autoscaler::Aggregation> aggregation;
+  std::optional<double> target, target_utilization, target_burst_capacity;
+  std::optional<double> panic_window_percentage, panic_threshold_percentage;
+  std::optional<core::Duration> window, scale_down_delay, pod_retention;
+  std::optional<int64_t> min_scale, max_scale, initial_scale, activation_scale, scale_buffer;
+};
+
 struct DefaultsConfig {
   int64_t revision_timeout_seconds = 300;
   int64_t max_revision_timeout_seconds = 600;
@@ -400,7 +411,7 @@ class Loader {
  private:
   void service(const Document& d);
   void container(const YAML::Node& c, const Document& d, Report& r, ServiceSpec& s);
-  void annotations(const YAML::Node& a, Report& r, ServiceSpec& s);
+  void annotations(const YAML::Node& a, Report& r);
   void check_keys(const YAML::Node& map,
                   Report& r,
                   std::string_view where,
@@ -409,6 +420,7 @@ class Loader {
 
   LoadResult out_;
   std::map<std::string, YAML::Node> annotation_keys_;  // canonical name → its key (lines)
+  Overrides overrides_;                                // this service's annotations
   AutoscalerConfig as_;
   DefaultsConfig defaults_;
   std::vector<Document> services_;
@@ -495,6 +507,7 @@ void Loader::service(const Document& d) {
   Report r{d.file, out_};
   const YAML::Node& doc = d.node;
   annotation_keys_.clear();
+  overrides_ = {};
   ServiceSpec s;
   s.file = d.file;
   s.line = doc.Mark().line + 1;
@@ -538,7 +551,7 @@ void Loader::service(const Document& d) {
             fmt::format("\"{}\" must be a DNS label starting with \"{}-\"", s.revision, s.name));
     }
     if (const YAML::Node a = tmeta["annotations"])
-      annotations(a, r, s);
+      annotations(a, r);
   }
   // Defaults from config-defaults, then the revision spec.
   s.container_concurrency = static_cast<uint32_t>(defaults_.container_concurrency);
@@ -580,67 +593,34 @@ void Loader::service(const Document& d) {
   }
 
   // Autoscaling: ConfigMap values overridden by annotations.
-  const auto& a = s.annotations;
-  auto ann = [&](const char* key) -> const std::string* {
-    auto it = a.find(key);
-    return it == a.end() ? nullptr : &it->second;
-  };
-  // Annotation values were validated in annotations(); parse them again quietly here.
+  const Overrides& o = overrides_;
   autoscaler::ScalingSpec& sc = s.scaling;
-  sc.metric = ann("metric") && *ann("metric") == "rps" ? autoscaler::Metric::Rps
-                                                       : autoscaler::Metric::Concurrency;
-  sc.aggregation =
-      ann("metric-aggregation-algorithm") && *ann("metric-aggregation-algorithm") != "linear"
-          ? autoscaler::Aggregation::WeightedExponential
-          : autoscaler::Aggregation::Linear;
-  const double tu = ann("target-utilization-percentage")
-                        ? to_float(*ann("target-utilization-percentage")).value_or(70) / 100
-                        : as_.target_utilization;
-  std::optional<double> target;
-  if (ann("target"))
-    target = to_float(*ann("target"));
-  const auto t = autoscaler::resolve_target(sc.metric, s.container_concurrency, target, tu,
-                                            as_.concurrency_target_default, as_.rps_target_default);
+  sc.metric = o.metric.value_or(autoscaler::Metric::Concurrency);
+  sc.aggregation = o.aggregation.value_or(autoscaler::Aggregation::Linear);
+  const auto t = autoscaler::resolve_target(
+      sc.metric, s.container_concurrency, o.target,
+      o.target_utilization ? *o.target_utilization / 100 : as_.target_utilization,
+      as_.concurrency_target_default, as_.rps_target_default);
   sc.decider.target = t.target;
   sc.decider.total_target = t.total;
-  sc.decider.target_burst_capacity = ann("target-burst-capacity")
-                                         ? to_float(*ann("target-burst-capacity")).value_or(211)
-                                         : as_.target_burst_capacity;
-  const double panic_threshold = ann("panic-threshold-percentage")
-                                     ? to_float(*ann("panic-threshold-percentage")).value_or(200)
-                                     : as_.panic_threshold_percentage;
-  sc.decider.panic_threshold = panic_threshold / 100;
+  sc.decider.target_burst_capacity = o.target_burst_capacity.value_or(as_.target_burst_capacity);
+  sc.decider.panic_threshold =
+      o.panic_threshold_percentage.value_or(as_.panic_threshold_percentage) / 100;
   sc.decider.max_scale_up_rate = as_.max_scale_up_rate;
   sc.decider.max_scale_down_rate = as_.max_scale_down_rate;
-  sc.decider.stable_window = as_.stable_window;
-  if (ann("window"))
-    sc.decider.stable_window = config::parse_duration(*ann("window")).value_or(60s);
-  const double panic_pct = ann("panic-window-percentage")
-                               ? to_float(*ann("panic-window-percentage")).value_or(10)
-                               : as_.panic_window_percentage;
-  sc.panic_window = autoscaler::panic_window_of(sc.decider.stable_window, panic_pct);
-  sc.decider.activation_scale =
-      ann("activation-scale") ? static_cast<int32_t>(to_int(*ann("activation-scale")).value_or(1))
-                              : 1;
-  sc.decider.scale_down_delay = as_.scale_down_delay;
-  if (ann("scale-down-delay"))
-    sc.decider.scale_down_delay = config::parse_duration(*ann("scale-down-delay")).value_or(0s);
-  sc.min_scale = static_cast<int32_t>(ann("min-scale") ? to_int(*ann("min-scale")).value_or(0)
-                                                       : as_.min_scale);
-  sc.max_scale = static_cast<int32_t>(ann("max-scale") ? to_int(*ann("max-scale")).value_or(0)
-                                                       : as_.max_scale);
-  std::optional<int64_t> initial = as_.initial_scale;
-  if (ann("initial-scale"))
-    initial = to_int(*ann("initial-scale"));
+  sc.decider.stable_window = o.window.value_or(as_.stable_window);
+  sc.panic_window = autoscaler::panic_window_of(
+      sc.decider.stable_window, o.panic_window_percentage.value_or(as_.panic_window_percentage));
+  sc.decider.activation_scale = static_cast<int32_t>(o.activation_scale.value_or(1));
+  sc.decider.scale_down_delay = o.scale_down_delay.value_or(as_.scale_down_delay);
+  sc.min_scale = static_cast<int32_t>(o.min_scale.value_or(as_.min_scale));
+  sc.max_scale = static_cast<int32_t>(o.max_scale.value_or(as_.max_scale));
+  const std::optional<int64_t> initial = o.initial_scale ? o.initial_scale : as_.initial_scale;
   sc.initial_scale = static_cast<int32_t>(initial.value_or(0));
-  sc.scale_buffer =
-      static_cast<int32_t>(ann("scale-buffer") ? to_int(*ann("scale-buffer")).value_or(0) : 0);
+  sc.scale_buffer = static_cast<int32_t>(o.scale_buffer.value_or(0));
   sc.enable_scale_to_zero = as_.enable_scale_to_zero;
   sc.scale_to_zero_grace = as_.scale_to_zero_grace;
-  sc.pod_retention = as_.pod_retention;
-  if (ann("scale-to-zero-pod-retention-period"))
-    sc.pod_retention =
-        config::parse_duration(*ann("scale-to-zero-pod-retention-period")).value_or(0s);
+  sc.pod_retention = o.pod_retention.value_or(as_.pod_retention);
 
   // Rules that relate several values.
   auto where_is = [&](const char* canonical) {
@@ -649,18 +629,18 @@ void Loader::service(const Document& d) {
   };
   const std::string min_key = std::string(kPrefix) + "min-scale";
   if (sc.max_scale > 0 && sc.min_scale > sc.max_scale)
-    r.error(where_is(ann("min-scale") ? "min-scale" : "max-scale"), min_key,
+    r.error(where_is(o.min_scale ? "min-scale" : "max-scale"), min_key,
             fmt::format("min-scale {} > max-scale {}", sc.min_scale, sc.max_scale));
   if (as_.max_scale_limit > 0 && sc.max_scale > as_.max_scale_limit)
     r.error(where_is("max-scale"), std::string(kPrefix) + "max-scale",
             fmt::format("max-scale {} > max-scale-limit {}", sc.max_scale, as_.max_scale_limit));
-  if (as_.max_scale_limit > 0 && sc.max_scale == 0 && ann("max-scale"))
+  if (as_.max_scale_limit > 0 && sc.max_scale == 0 && o.max_scale)
     r.error(where_is("max-scale"), std::string(kPrefix) + "max-scale",
             fmt::format("max-scale 0 (unbounded) exceeds max-scale-limit {}", as_.max_scale_limit));
-  if (initial && *initial == 0 && !as_.allow_zero_initial_scale && ann("initial-scale"))
+  if (o.initial_scale == 0 && !as_.allow_zero_initial_scale)
     r.error(where_is("initial-scale"), std::string(kPrefix) + "initial-scale",
             "initial-scale 0 needs allow-zero-initial-scale: \"true\" in config-autoscaler");
-  if (ann("activation-scale")) {
+  if (o.activation_scale) {
     const int32_t act = sc.decider.activation_scale;
     if (act < sc.min_scale || (sc.max_scale > 0 && act > sc.max_scale))
       r.error(where_is("activation-scale"), std::string(kPrefix) + "activation-scale",
@@ -674,7 +654,7 @@ void Loader::service(const Document& d) {
   out_.services.push_back(std::move(s));
 }
 
-void Loader::annotations(const YAML::Node& a, Report& r, ServiceSpec& s) {
+void Loader::annotations(const YAML::Node& a, Report& r) {
   if (!a.IsMap()) {
     r.error(a, "spec.template.metadata.annotations", "must be a map of strings");
     return;
@@ -692,57 +672,61 @@ void Loader::annotations(const YAML::Node& a, Report& r, ServiceSpec& s) {
       continue;
     }
     const std::string& canonical = it->second;
-    if (s.annotations.count(canonical)) {
+    if (annotation_keys_.count(canonical)) {
       r.error(kv.first, key, fmt::format("set twice (also as {}{})", kPrefix, canonical));
       continue;
     }
+    annotation_keys_[canonical] = kv.first;
     Values v{r, kv.first, key};
-    bool ok = true;
+    Overrides& o = overrides_;
     if (canonical == "class") {
-      ok = text == "kpa.autoscaling.knative.dev";
-      if (!ok)
+      if (text != "kpa.autoscaling.knative.dev")
         r.error(kv.first, key,
                 fmt::format("\"{}\": only kpa.autoscaling.knative.dev runs locally", text));
     } else if (canonical == "metric") {
-      ok = text == "concurrency" || text == "rps";
-      if (!ok)
+      if (text == "concurrency" || text == "rps")
+        o.metric = text == "rps" ? autoscaler::Metric::Rps : autoscaler::Metric::Concurrency;
+      else
         r.error(
             kv.first, key,
             fmt::format("\"{}\" must be concurrency or rps (cpu and memory need the HPA)", text));
     } else if (canonical == "target") {
-      ok = v.number(text, 0.01, 1e9).has_value();
+      o.target = v.number(text, 0.01, 1e9);
     } else if (canonical == "target-utilization-percentage") {
-      ok = v.number(text, 1, 100).has_value();
+      o.target_utilization = v.number(text, 1, 100);
     } else if (canonical == "target-burst-capacity") {
       auto f = v.number(text, -1, 1e9);
-      ok = f && (*f >= 0 || *f == -1);
-      if (f && !ok)
+      if (f && *f < 0 && *f != -1)
         r.error(kv.first, key, fmt::format("{} must be ≥ 0 or exactly -1", text));
+      else
+        o.target_burst_capacity = f;
     } else if (canonical == "window") {
-      ok = v.duration(text, 6s, kHour, true).has_value();
+      o.window = v.duration(text, 6s, kHour, true);
     } else if (canonical == "panic-window-percentage") {
-      ok = v.number(text, 1, 100).has_value();
+      o.panic_window_percentage = v.number(text, 1, 100);
     } else if (canonical == "panic-threshold-percentage") {
-      ok = v.number(text, 110, 1000).has_value();
-    } else if (canonical == "min-scale" || canonical == "max-scale" ||
-               canonical == "scale-buffer") {
-      ok = v.integer(text, 0, INT32_MAX).has_value();
+      o.panic_threshold_percentage = v.number(text, 110, 1000);
+    } else if (canonical == "min-scale") {
+      o.min_scale = v.integer(text, 0, INT32_MAX);
+    } else if (canonical == "max-scale") {
+      o.max_scale = v.integer(text, 0, INT32_MAX);
+    } else if (canonical == "scale-buffer") {
+      o.scale_buffer = v.integer(text, 0, INT32_MAX);
     } else if (canonical == "initial-scale") {
-      ok = v.integer(text, 0, INT32_MAX).has_value();
+      o.initial_scale = v.integer(text, 0, INT32_MAX);
     } else if (canonical == "activation-scale") {
-      ok = v.integer(text, 2, INT32_MAX).has_value();
+      o.activation_scale = v.integer(text, 2, INT32_MAX);
     } else if (canonical == "scale-down-delay") {
-      ok = v.duration(text, 0s, kHour, true).has_value();
+      o.scale_down_delay = v.duration(text, 0s, kHour, true);
     } else if (canonical == "scale-to-zero-pod-retention-period") {
-      ok = v.duration(text, 0s, kForever, false).has_value();
+      o.pod_retention = v.duration(text, 0s, kForever, false);
     } else if (canonical == "metric-aggregation-algorithm") {
-      ok = text == "linear" || text == "weighted-exponential" || text == "weightedExponential";
-      if (!ok)
+      if (text == "linear")
+        o.aggregation = autoscaler::Aggregation::Linear;
+      else if (text == "weighted-exponential" || text == "weightedExponential")
+        o.aggregation = autoscaler::Aggregation::WeightedExponential;
+      else
         r.error(kv.first, key, fmt::format("\"{}\" must be linear or weighted-exponential", text));
-    }
-    if (ok) {
-      s.annotations[canonical] = text;
-      annotation_keys_[canonical] = kv.first;
     }
   }
 }

@@ -39,7 +39,6 @@ struct ServiceSpec {
   int timeout_seconds = 300;
   int response_start_timeout_seconds = 0;  // 0: not set
   int idle_timeout_seconds = 0;            // 0: not set
-  std::map<std::string, std::string> annotations;
   ContainerSpec container;
   autoscaler::ScalingSpec scaling;
 };
