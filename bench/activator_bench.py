@@ -25,7 +25,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_bench  # noqa: E402
-from proxy_bench import ROOT, Proxy, free_port, measure, wait_port  # noqa: E402
+from proxy_bench import ROOT, Proxy, free_port, measure, pct, wait_port  # noqa: E402
 
 SLUICE = os.path.join(ROOT, "build-bench/src/cli/sluice")
 TESTAPP = os.path.join(ROOT, "build-bench/tools/testapp/sluice-testapp")
@@ -175,10 +175,6 @@ def cold_start(args):
                 from_ready.append((healthy - ready) * 1000)
             act.stop()
             os.unlink(qp_log.name)
-
-        def pct(v, q):
-            v = sorted(v)
-            return v[min(len(v) - 1, int(len(v) * q))] if v else float("nan")
 
         print(f"cold-start, {mode}: app listening -> buffered request answered: "
               f"p50 {statistics.median(from_listen):.1f} ms, p99 {pct(from_listen, 0.99):.1f} ms; "

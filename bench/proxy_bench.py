@@ -47,6 +47,12 @@ def wait_port(port, timeout=15.0, step=0.0005):
     return False
 
 
+def pct(values, q):
+    """The q-quantile of values (nearest rank); nan when empty."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

@@ -21,16 +21,11 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import ROOT, free_port, wait_port  # noqa: E402
+from proxy_bench import ROOT, free_port, pct, wait_port  # noqa: E402
 
 SLUICE = os.path.join(ROOT, "build-bench/src/cli/sluice")
 TESTAPP = os.path.join(ROOT, "build-bench/tools/testapp/sluice-testapp")
 HELLO = os.path.join(ROOT, "examples/hello/app.py")
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def service_yaml(command, annotations=""):

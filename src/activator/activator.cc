@@ -8,10 +8,8 @@
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <fstream>
 #include <set>
@@ -132,7 +130,7 @@ class ActivatorImpl {
   std::vector<std::unique_ptr<RevisionThrottler>> retired_;
   std::set<std::string> probing_;
   // Why a revision cannot serve, from the embedder (e.g. its command does not start).
-  std::unordered_map<std::string, std::optional<std::string>> failures_;
+  std::unordered_map<std::string, std::string> failures_;
   std::unordered_map<std::string, RevisionMetrics*> revision_metrics_;
   ConcurrencyReporter reporter_;
   // Parsed pod addresses, so the request path does not parse strings (home-owned;
@@ -444,8 +442,8 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     RevisionThrottler& r = *it->second;
     lease.revision = &r;
     const auto now = time_.now();
-    if (auto f = failures_.find(key); f != failures_.end() && f->second && r.capacity() == 0) {
-      lease.refused = *f->second;
+    if (auto f = failures_.find(key); f != failures_.end() && r.capacity() == 0) {
+      lease.refused = f->second;
       co_return lease;  // Closed
     }
     // The revision's own timeout may be shorter than the provisional deadline.
@@ -460,8 +458,8 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
         lease.result = admission::Breaker::Admit::Admitted;
       } else if (waiter.state() == State::Closed) {
         lease.result = admission::Breaker::Admit::Closed;
-        if (auto f = failures_.find(key); f != failures_.end() && f->second)
-          lease.refused = *f->second;
+        if (auto f = failures_.find(key); f != failures_.end())
+          lease.refused = f->second;
       } else {
         r.breaker().cancel(waiter);
         lease.result = admission::Breaker::Admit::Expired;
@@ -879,11 +877,13 @@ void Activator::update_endpoints(config::EndpointsFile file) {
 void Activator::set_revision_failure(const std::string& revision_key,
                                      std::optional<std::string> why) {
   asio::post(impl_->home(), [impl = impl_.get(), key = revision_key, why = std::move(why)] {
-    impl->failures_[key] = why;
-    if (!why)
+    if (!why) {
       impl->failures_.erase(key);
+      return;
+    }
+    impl->failures_[key] = *why;
     auto it = impl->revisions_.find(key);
-    if (it != impl->revisions_.end() && why && it->second->capacity() == 0)
+    if (it != impl->revisions_.end() && it->second->capacity() == 0)
       it->second->breaker().fail_waiters();
   });
 }

@@ -50,6 +50,13 @@ Action add_run_command(CLI::App& app) {
     }
 
     boost::asio::io_context io;
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    runtime::LocalOptions ropts;
+    ropts.activator_port = raw->port;
+    ropts.sluice_binary = ec ? "sluice" : self;
+    runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
+
     activator::ActivatorOptions aopts;
     aopts.port = raw->port;
     aopts.metrics_port = raw->metrics_port;
@@ -57,19 +64,8 @@ Action add_run_command(CLI::App& app) {
     aopts.id = "127.0.0.1:" + std::to_string(raw->port);
     aopts.handle_signals = false;
     aopts.drain_timeout = std::chrono::milliseconds(0);
-    runtime::LocalRuntime* runtime_ptr = nullptr;
-    aopts.extra_metrics = [&runtime_ptr] {
-      return runtime_ptr != nullptr ? runtime_ptr->metrics_text() : std::string();
-    };
-    std::error_code ec;
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    runtime::LocalOptions ropts;
-    ropts.activator_port = raw->port;
-    ropts.sluice_binary = ec ? "sluice" : self;
-
-    runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
-    runtime_ptr = &runtime;
     aopts.listener = &runtime;
+    aopts.extra_metrics = [&runtime] { return runtime.metrics_text(); };
     activator::Activator act(aopts);
     runtime.attach(act);
 

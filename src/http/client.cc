@@ -2,19 +2,17 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 
 #include "http/parser.h"
 
 namespace sluice::http {
 
 std::string FetchResult::header(std::string_view name) const {
-  MessageHead parsed;
-  BodyPieces none;
-  ResponseParser parser(parsed, none);
-  error_code ec;
-  const std::string wire = head + "\r\n\r\n";
-  parser.put(asio::buffer(wire), ec);
-  return std::string(parsed.get(name).value_or(""));
+  for (const auto& [k, v] : headers)
+    if (boost::beast::iequals(k, name))
+      return v;
+  return {};
 }
 
 Task<FetchResult> fetch(asio::any_io_executor executor,
@@ -60,9 +58,8 @@ Task<FetchResult> fetch(asio::any_io_executor executor,
           break;
         if (parser.is_header_done() && result.status == 0) {
           result.status = head.status;
-          result.head.assign(buffer.data(), used + k);
-          while (!result.head.empty() && (result.head.back() == '\r' || result.head.back() == '\n'))
-            result.head.pop_back();
+          // Copied now: the head's views point into `buffer`, consumed below.
+          for (const auto& f : head.fields) result.headers.emplace_back(f.name_text, f.value);
         }
         for (auto piece : body.pieces) result.body.append(piece);
         used += k;

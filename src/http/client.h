@@ -7,6 +7,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/time_source.h"
 #include "http/io.h"
@@ -16,10 +18,10 @@ namespace sluice::http {
 struct FetchResult {
   error_code error;  // connect/read failure or timeout (asio::error::timed_out)
   bool refused() const { return error == asio::error::connection_refused; }
-  int status = 0;    // 0 when no valid response head arrived
-  std::string head;  // the raw response head (for header lookups with header_value)
+  int status = 0;  // 0 when no valid response head arrived
+  std::vector<std::pair<std::string, std::string>> headers;  // as received
   std::string body;
-  // First value of header `name` (case-insensitive) in `head`, or empty.
+  // First value of header `name` (case-insensitive), or empty.
   std::string header(std::string_view name) const;
 };
 

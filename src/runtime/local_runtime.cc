@@ -537,14 +537,11 @@ void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {
 void LocalRuntime::stop_all(std::function<void()> done) {
   stopping_ = true;
   on_stopped_ = std::move(done);
+  const auto now = time_.now();
   for (auto& r : revisions_)
     for (auto& rep : r->replicas) {
-      if (rep->state != Replica::State::Stopping)
-        spdlog::info("{}: replica {} stopping", r->spec.name, rep->name);
-      if (rep->state != Replica::State::Stopping)
-        rep->kill_at = time_.now() + std::chrono::seconds(r->spec.timeout_seconds) + 5s;
-      rep->state = Replica::State::Stopping;
-      rep->term_at = time_.now();
+      stop_replica(*r, *rep, /*at_once=*/true);
+      rep->term_at = std::min(rep->term_at, now);  // one already stopping: no more delay
     }
   // tick() notices when the last process is gone.
 }

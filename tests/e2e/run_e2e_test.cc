@@ -128,6 +128,20 @@ TEST(RunE2E, ScalesOutUnderLoadAndBackToZeroWithoutAFailedRequest) {
   EXPECT_GT(ok.load(), 50);
 }
 
+TEST(RunE2E, TheScaleBufferAddsReplicasWhileThereIsTraffic) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("buffered", "", "        autoscaling.knative.dev/scale-buffer: \"2\"\n",
+                            /*cc=*/10));
+  EXPECT_EQ(sluice.get("buffered").status, 200);
+  EXPECT_TRUE(
+      sluice.logged("buffered: 0 → 3 (first request; stable: 1 concurrent, target "
+                    "7/replica + scale buffer 2)"))
+      << sluice.proc->output();
+  EXPECT_TRUE(eventually([&] { return sluice.logged("replica buffered-00001-3 ready"); }))
+      << sluice.proc->output();
+  EXPECT_EQ(metric_value(sluice.metrics(), "autoscaler_scale_buffer"), 2);
+}
+
 TEST(RunE2E, ACrashedReplicaIsRestartedAndServesAgain) {
   RunUnderTest sluice;
   sluice.start(service_yaml("crashy", "\"--exit-after-ms\", \"1500\"",
