@@ -840,6 +840,8 @@ int ActivatorImpl::run() {
   spdlog::info("activator {} listening on :{} (metrics :{}), {} worker(s), queue depth {}",
                opts_.id.empty() ? "(no --id)" : opts_.id, main_server_->port(),
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
+  if (opts_.on_listening)
+    opts_.on_listening();
   if (!opts_.endpoints_file.empty())
     asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);

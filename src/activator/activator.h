@@ -42,6 +42,9 @@ struct ActivatorOptions {
   // More Prometheus text for /metrics (the embedder's own metrics); called on the
   // control thread.
   std::function<std::string()> extra_metrics;
+  // Called once both ports are bound (on the thread that called run()): an embedder that
+  // picks free ports for others must not pick these.
+  std::function<void()> on_listening;
 };
 
 class ActivatorImpl;

@@ -66,6 +66,8 @@ Action add_run_command(CLI::App& app) {
     aopts.drain_timeout = std::chrono::milliseconds(0);
     aopts.listener = &runtime;
     aopts.extra_metrics = [&runtime] { return runtime.metrics_text(); };
+    // Replicas get free ports only once the activator holds its own.
+    aopts.on_listening = [&] { boost::asio::post(io, [&] { runtime.start(); }); };
     activator::Activator act(aopts);
     runtime.attach(act);
 
@@ -99,7 +101,6 @@ Action add_run_command(CLI::App& app) {
         });
       });
     });
-    runtime.start();
     io.run();
     activator_thread.join();
     spdlog::info("stopped");

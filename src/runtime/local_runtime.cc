@@ -55,8 +55,7 @@ struct LocalRuntime::Replica {
   core::TimePoint since;
   core::TimePoint restart_at, term_at, kill_at;
   bool qp_termed = false, app_termed = false;
-  bool served = false;  // became ready at least once
-  int crashes = 0;      // in a row, without becoming ready
+  int crashes = 0;  // in a row, without staying ready for LocalOptions::stable_run
   std::string last_line;
   std::string address() const { return "127.0.0.1:" + std::to_string(qp_port); }
   bool counts() const { return state != State::Stopping; }
@@ -158,8 +157,6 @@ void LocalRuntime::on_pod_event(const std::string& revision,
       spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep.name,
                    seconds_text(time_.now() - rep.since), rep.qp_port);
       rep.since = time_.now();
-      rep.crashes = 0;
-      rep.served = true;
       if (r->failure)
         set_failure(*r, std::nullopt);
     }
@@ -485,15 +482,18 @@ void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   }
   if (rep.state == Replica::State::Backoff || rep.state == Replica::State::Failed) {
     if (now >= rep.restart_at) {
-      // A replica that never served may have lost a port race ("address already in use"):
-      // fresh ports. One that served keeps its address (the activator re-validates it).
-      if (!rep.served)
-        pick_ports(r, rep);
+      // Fresh ports: the old ones may have been lost to a race ("address already in use"),
+      // and the activator takes the new address as a new pod.
+      pick_ports(r, rep);
       start_replica(r, rep);
       publish_endpoints();
     }
     return;
   }
+  // A replica that stays up long enough has recovered: its crash history is forgiven
+  // (ready alone is not enough: an app can die right after its port first answers).
+  if (rep.state == Replica::State::Ready && rep.crashes > 0 && now - rep.since >= opts_.stable_run)
+    rep.crashes = 0;
   // Starting or Ready: any exit is a crash.
   if (rep.app && rep.app->poll()) {
     crashed(r, rep, "app " + rep.app->poll()->describe());
@@ -543,7 +543,7 @@ void LocalRuntime::stop_all(std::function<void()> done) {
       stop_replica(*r, *rep, /*at_once=*/true);
       rep->term_at = std::min(rep->term_at, now);  // one already stopping: no more delay
     }
-  // tick() notices when the last process is gone.
+  tick();  // notices when the last process is gone (and runs even if start() never did)
 }
 
 // ---------------------------------------------------------------------------------------

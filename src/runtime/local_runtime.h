@@ -9,11 +9,10 @@
 //       ▲                                  │  scrape queue-proxy stats every 1 s
 //       └──────── endpoints, failures ◀────┘  start / restart / stop processes
 //
-// Replica life: Starting ──activator says healthy──▶ Ready; a process that exits
-// unexpectedly goes to Backoff (restart after 0.5 s, 1 s, 2 s … 30 s: on the same ports
-// if it had served — the activator sees a new queue-proxy instance and re-validates it —
-// else on fresh ones, in case it lost a race for a port) and after 5 crashes
-// in a row without becoming ready to Failed: its cause is handed to the activator, whose
+// Replica life: Starting ──activator says healthy──▶ Ready. A process that exits
+// unexpectedly sends the replica to Backoff: restart on fresh ports (the old ones may have
+// been lost to a race) after 0.5 s, 1 s, 2 s … 30 s; 10 s of staying ready clears the
+// count. After 5 crashes in a row it is Failed: its cause is handed to the activator, whose
 // waiting requests get 503 naming it; a failed replica retries every 30 s. Scale-down
 // takes the replica out of the activator first, then SIGTERMs the queue-proxy (which
 // finishes what it holds), then the app; SIGKILL after the revision timeout.
@@ -49,6 +48,8 @@ struct LocalOptions {
   std::chrono::milliseconds startup_probe_interval{5};
   // Crash handling.
   int crash_loop_after = 5;
+  // Ready for this long clears a replica's crash count.
+  std::chrono::milliseconds stable_run{10'000};
   std::chrono::milliseconds max_backoff{30'000};
 };
 
