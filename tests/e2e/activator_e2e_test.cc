@@ -27,6 +27,9 @@ struct Replica {
 
   void start(uint32_t cc, bool wait = true) {
     app.emplace(std::vector<std::string>{TESTAPP_BIN, "--port", std::to_string(app_port)});
+    // No readiness probe is configured, so the queue-proxy reports ready at once (as
+    // Knative's does): the app must already be listening.
+    ASSERT_TRUE(wait_for_port(app_port)) << app->output();
     qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
                                         std::to_string(free_port()), "--stats-port",
                                         std::to_string(free_port()), "--metrics-port",
@@ -127,7 +130,8 @@ TEST(ActivatorE2E, ReadyPushReleasesBufferedRequestsWithoutWaitingForAProbe) {
   std::this_thread::sleep_for(300ms);
   const auto started = std::chrono::steady_clock::now();
   r.start(2);
-  EXPECT_EQ(pending.get().status, 200);
+  auto resp = pending.get();
+  EXPECT_EQ(resp.status, 200) << resp.body << a.proc->output() << r.qp->output() << r.app->output();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_NE(a.proc->output().find(r.address() + ": pending -> healthy"), std::string::npos)
       << a.proc->output();
