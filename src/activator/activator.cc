@@ -241,15 +241,20 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   const bool replayable = ex.request_body_done();
   const bool may_replay_after_reset = replayable && idempotent(head.method);
 
+  std::string queue_proxy_error;  // the queue-proxy's Sluice-Error on an intercepted answer
   http::ForwardOptions options;
   options.rewrite.host = http::UpstreamRequestOptions::Host::MoveToOriginal;
   options.rewrite.client_ip = ex.client_ip();
   options.rewrite.add_proxy_request_header = true;
   if (replayable) {
     // The queue-proxy's own "the app never saw it" answers are retried on another pod.
-    options.intercept = [](const http::MessageHead& h) {
+    options.intercept = [&queue_proxy_error](const http::MessageHead& h) {
       auto nf = h.get("Sluice-Not-Forwarded");
-      return nf && *nf == "true";
+      if (!nf || *nf != "true")
+        return false;
+      auto why = h.get("Sluice-Error");
+      queue_proxy_error = why ? std::string(*why) : "no reason given";
+      return true;
     };
   }
 
@@ -324,8 +329,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::Intercepted:
         outcome = RequestOutcome::PodFailure;
         retry = true;
-        last_error =
-            fmt::format("queue-proxy answered {} before the app saw the request", result.status);
+        last_error = fmt::format(
+            "queue-proxy answered {} ({}) before the app saw the request, after {:.1f} ms",
+            result.status, queue_proxy_error, ms);
         last_status = result.status;
         break;
       case Outcome::UpstreamClosed:

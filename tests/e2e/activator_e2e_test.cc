@@ -232,6 +232,32 @@ TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
   EXPECT_EQ(m.find("response_code=\"5"), std::string::npos) << "no 5xx reached a client\n" << m;
 }
 
+// The app behind one queue-proxy dies while its queue-proxy lives on: the queue-proxy
+// answers 502 marked "never reached the app", and the activator tries the other replica.
+// With no other replica left the client's 502 says what the queue-proxy said.
+TEST(ActivatorE2E, AQueueProxyWhoseAppIsGoneIsRetriedElsewhereAndNamedWhenAlone) {
+  Replica r1, r2;
+  r1.start(2);
+  r2.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 2, 2));
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(a.get("/").status, 200);
+  r1.app->signal(SIGKILL);
+  r1.app->wait(5s);
+  for (int i = 0; i < 6; ++i) {
+    auto resp = a.get("/");
+    EXPECT_EQ(resp.status, 200) << resp.body << a.proc->output();
+  }
+  r2.app->signal(SIGKILL);
+  r2.app->wait(5s);
+  auto alone = a.get("/");
+  EXPECT_EQ(alone.status, 502) << alone.body;
+  EXPECT_NE(alone.body.find("queue-proxy answered 502 (connect_failed) before the app saw the "
+                            "request, after "),
+            std::string::npos)
+      << alone.body;
+}
+
 TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   ActivatorUnderTest a;
   Replica r1, r2;
