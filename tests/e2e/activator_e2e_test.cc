@@ -146,9 +146,9 @@ TEST(ActivatorE2E, DrainingPushStopsTrafficToThePod) {
   r2.start(2);
   for (int i = 0; i < 10; ++i) ASSERT_EQ(a.get("/").status, 200);
   r1.qp->signal(SIGTERM);  // pushes "draining" at once, then waits out its quiet period
-  std::this_thread::sleep_for(300ms);
-  EXPECT_NE(a.proc->output().find(r1.address() + ": healthy -> removed"), std::string::npos)
-      << a.proc->output();
+  EXPECT_TRUE(eventually([&] {
+    return a.proc->output().find(r1.address() + ": healthy -> removed") != std::string::npos;
+  })) << a.proc->output();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200);
 }
 
@@ -183,7 +183,9 @@ TEST(ActivatorE2E, FullQueueAnswers503WithRetryAfterAndDeadline504) {
   auto holder = std::async(std::launch::async, [&] { return a.get("/?delay=1500"); });
   std::this_thread::sleep_for(200ms);
   auto queued = std::async(std::launch::async, [&] { return a.get("/?delay=1500"); });
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(eventually([&] {
+    return metric_value(a.metrics(), "breaker_pending_requests") == 1;
+  })) << a.metrics();
   auto full = a.get("/");
   EXPECT_EQ(full.status, 503) << full.body;
   EXPECT_EQ(full.header("Retry-After"), "1");
@@ -299,13 +301,12 @@ TEST(ActivatorE2E, EndpointsFileReloadsAndKeepsTheLastGoodState) {
   a.start(ActivatorUnderTest::revision_json({}, 2, /*timeout=*/1));
   EXPECT_EQ(a.get("/").status, 504) << "no endpoints: waits until the 1 s timeout";
   a.write(ActivatorUnderTest::revision_json({r.address()}, 2));
-  std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(a.get("/").status, 200);
+  EXPECT_TRUE(eventually([&] { return a.get("/").status == 200; }));
   a.write("{\"revisions\": [{\"namespace\": \"default\", \"nmae\": \"typo\"}]}");
-  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(eventually([&] {
+    return a.metrics().find("activator_endpoints_reload_failures_total 1") != std::string::npos;
+  })) << a.metrics();
   EXPECT_EQ(a.get("/").status, 200) << "a bad file keeps the last good state";
-  EXPECT_NE(a.metrics().find("activator_endpoints_reload_failures_total 1"), std::string::npos)
-      << a.metrics();
   EXPECT_NE(a.proc->output().find("unknown key \"nmae\""), std::string::npos) << a.proc->output();
 }
 

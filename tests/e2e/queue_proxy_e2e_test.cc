@@ -130,9 +130,11 @@ TEST(QueueProxyE2E, QueuedRequestWhoseClientHangsUpNeverReachesTheApp) {
   // Queued behind the holder; the client gives up after 300 ms.
   raw_exchange(t.port, "GET /?from=quitter HTTP/1.1\r\nHost: x\r\n\r\n", 300ms);
   EXPECT_EQ(holder.get().status, 200);
-  std::this_thread::sleep_for(200ms);
-  std::string m = t.metrics();
-  EXPECT_NE(m.find("reason=\"client_gone_while_queued\"} 1"), std::string::npos) << m;
+  std::string m;
+  EXPECT_TRUE(eventually([&] {
+    m = t.metrics();
+    return m.find("reason=\"client_gone_while_queued\"} 1") != std::string::npos;
+  })) << m;
   EXPECT_EQ(metric_value(m, "revision_app_request_count"), 1) << "only the holder reached the app\n"
                                                               << m;
 }
@@ -186,8 +188,11 @@ TEST(QueueProxyE2E, RequestLogRecordsTheRequestId) {
   t.start({}, true, true, {{"SERVING_ENABLE_REQUEST_LOG", "true"}});
   curl(t.port, "/hello?x=1", "-H 'run-id: run-77'");
   curl(t.port, "/", "-H 'X-Request-Id: xr-5'");
-  std::this_thread::sleep_for(200ms);
-  std::string log = t.qp->output();
+  std::string log;
+  eventually([&] {  // the log line is written after the answer
+    log = t.qp->output();
+    return log.find(R"("requestId":"xr-5")") != std::string::npos;
+  });
   EXPECT_NE(log.find(R"("requestId":"run-77","method":"GET","path":"/hello?x=1","status":200)"),
             std::string::npos)
       << log;
