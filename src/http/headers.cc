@@ -78,6 +78,32 @@ bool is_hop_by_hop(const Field& f, std::string_view connection_tokens) {
   return !connection_tokens.empty() && token_listed(connection_tokens, f.name_text);
 }
 
+void append_upgrade(std::string& out, const MessageHead& head) {
+  if (auto u = head.get(bhttp::field::upgrade))
+    append_field(out, "Upgrade", *u);
+  append_field(out, "Connection", "Upgrade");
+}
+
+// The body framing this hop chose, then the blank line that ends the head.
+void append_framing_and_end(std::string& out,
+                            BodyFraming framing,
+                            std::optional<uint64_t> content_length) {
+  switch (framing) {
+    case BodyFraming::ContentLength:
+      out.append("Content-Length: ");
+      append_number(out, content_length.value_or(0));
+      out.append("\r\n");
+      break;
+    case BodyFraming::Chunked:
+      append_field(out, "Transfer-Encoding", "chunked");
+      break;
+    case BodyFraming::None:
+    case BodyFraming::UntilClose:
+      break;
+  }
+  out.append("\r\n");
+}
+
 std::string forwarded_shim(const MessageHead& head) {
   if (head.get(bhttp::field::forwarded))
     return {};
@@ -228,25 +254,9 @@ void write_upstream_request_head(const MessageHead& head,
   }
   if (options.add_proxy_request_header)
     append_field(out, "K-Proxy-Request", "activator");
-  if (upgrade) {
-    if (auto u = head.get(bhttp::field::upgrade))
-      append_field(out, "Upgrade", *u);
-    append_field(out, "Connection", "Upgrade");
-  }
-  switch (framing) {
-    case BodyFraming::ContentLength:
-      out.append("Content-Length: ");
-      append_number(out, content_length.value_or(0));
-      out.append("\r\n");
-      break;
-    case BodyFraming::Chunked:
-      append_field(out, "Transfer-Encoding", "chunked");
-      break;
-    case BodyFraming::None:
-    case BodyFraming::UntilClose:
-      break;
-  }
-  out.append("\r\n");
+  if (upgrade)
+    append_upgrade(out, head);
+  append_framing_and_end(out, framing, content_length);
 }
 
 void write_client_response_head(
@@ -277,27 +287,11 @@ void write_client_response_head(
     append_field(out, f.name_text, f.value);
   }
   for (const auto& [k, v] : extra) append_field(out, k, v);
-  if (upgrade) {
-    if (auto u = head.get(bhttp::field::upgrade))
-      append_field(out, "Upgrade", *u);
-    append_field(out, "Connection", "Upgrade");
-  } else if (close) {
+  if (upgrade)
+    append_upgrade(out, head);
+  else if (close)
     append_field(out, "Connection", "close");
-  }
-  switch (framing) {
-    case BodyFraming::ContentLength:
-      out.append("Content-Length: ");
-      append_number(out, content_length.value_or(0));
-      out.append("\r\n");
-      break;
-    case BodyFraming::Chunked:
-      append_field(out, "Transfer-Encoding", "chunked");
-      break;
-    case BodyFraming::None:
-    case BodyFraming::UntilClose:
-      break;
-  }
-  out.append("\r\n");
+  append_framing_and_end(out, framing, content_length);
 }
 
 void write_local_response(int status,
