@@ -100,8 +100,9 @@ def hop_bench(args):
         qp.kill()
         app.kill()
     print()
-    print("| threads | hop | req/s | p50 ms | p99 ms | CPU µs/req | vs HAProxy | RSS MiB | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| threads | hop | req/s | p50 ms | p99 ms | CPU µs/req | user | kernel | vs HAProxy "
+          "| RSS MiB | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for threads in (1, 2):
         base = statistics.median(r["cpu_us"] for r in rows[(threads, "haproxy")])
         for name in ("activator", "haproxy"):
@@ -110,6 +111,8 @@ def hop_bench(args):
             print(f"| {threads} | {name} | {statistics.median(r['rps'] for r in runs):.0f} | "
                   f"{statistics.median(r['p50'] for r in runs):.2f} | "
                   f"{statistics.median(r['p99'] for r in runs):.2f} | {cpu:.1f} | "
+                  f"{statistics.median(r['cpu_user_us'] for r in runs):.1f} | "
+                  f"{statistics.median(r['cpu_sys_us'] for r in runs):.1f} | "
                   f"{cpu / base:.2f}× | {statistics.median(r['rss_load_mib'] for r in runs):.1f} | "
                   f"{sum(r['errors'] for r in runs)} |")
 
@@ -190,10 +193,12 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--skip-hop", action="store_true")
+    ap.add_argument("--skip-cold-start", action="store_true")
     args = ap.parse_args()
     if not args.skip_hop:
         hop_bench(args)
-    cold_start(args)
+    if not args.skip_cold_start:
+        cold_start(args)
 
 
 if __name__ == "__main__":
