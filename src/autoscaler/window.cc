@@ -34,22 +34,17 @@ void MetricWindow::record(core::TimePoint now, double value) {
   if (!written_ || s - last_write_ >= n) {
     // First write, or a whole window of silence: start over.
     std::fill(buckets_.begin(), buckets_.end(), 0.0);
-    total_ = 0;
     first_write_ = last_write_ = s;
     written_ = true;
   } else if (s > last_write_) {
     // The seconds between the last write and now held nothing: zero what the ring still
     // has there from a window ago.
-    for (int64_t t = last_write_ + 1; t <= s; ++t) {
-      total_ -= bucket(t);
-      bucket(t) = 0;
-    }
+    for (int64_t t = last_write_ + 1; t <= s; ++t) bucket(t) = 0;
     last_write_ = s;
   } else if (last_write_ - s >= n) {
     return;  // older than the window
   }
   bucket(s) += value;
-  total_ += value;
 }
 
 bool MetricWindow::empty(core::TimePoint now) const {
@@ -66,12 +61,13 @@ double MetricWindow::average(core::TimePoint now) const {
 double MetricWindow::linear(int64_t now_s) const {
   const int64_t n = static_cast<int64_t>(buckets_.size());
   const int64_t with_history = last_write_ - first_write_ + 1;
-  const int64_t gap = now_s - last_write_;
-  if (gap <= 0)
-    return floor6(total_ / static_cast<double>(std::min(with_history, n)));
-  // Buckets after the last write hold data from a window ago: not part of this window.
-  double sum = total_;
-  for (int64_t t = last_write_ + 1; t <= now_s; ++t) sum -= bucket(t);
+  const int64_t gap = std::max<int64_t>(0, now_s - last_write_);
+  // Summed afresh over the window (at most an hour of buckets, once per tick), not kept
+  // as a running total: adding values in and taking them out again drifts below zero.
+  // Seconds after the last write are zeros; their ring slots hold a window ago's data.
+  double sum = 0;
+  const int64_t oldest = std::max(first_write_, std::max(now_s, last_write_) - n + 1);
+  for (int64_t t = oldest; t <= last_write_; ++t) sum += bucket(t);
   return floor6(sum / static_cast<double>(std::min(with_history, n - gap)));
 }
 

@@ -52,7 +52,6 @@ class MetricWindow {
   std::vector<double> buckets_;
   Aggregation aggregation_;
   double alpha_;
-  double total_ = 0;
   bool written_ = false;
   int64_t first_write_ = 0;  // seconds since the clock's epoch
   int64_t last_write_ = 0;

@@ -74,6 +74,24 @@ TEST_F(WindowTest, AverageIsFlooredToSixDecimals) {
   EXPECT_DOUBLE_EQ(w.average(clock_.now()), 0.666666);
 }
 
+// Load that comes and goes must average exactly zero once it has gone: a running total
+// that adds values in and takes them out again drifts to -1e-16, which the floor to six
+// decimals turns into -0.000001 ("stable: -1e-06 concurrent").
+TEST_F(WindowTest, AWindowOfZerosAveragesExactlyZeroAfterLoad) {
+  MetricWindow w(6s, Aggregation::Linear);
+  for (double v : {0.67, 4.24, 3.82, 1.28, 2.48, 2.25}) {
+    w.record(clock_.now(), v);
+    clock_.advance(1s);
+  }
+  for (int i = 0; i < 6; ++i) {
+    w.record(clock_.now(), 0);
+    EXPECT_GE(w.average(clock_.now()), 0);
+    clock_.advance(1s);
+  }
+  w.record(clock_.now(), 0);
+  EXPECT_EQ(w.average(clock_.now()), 0);
+}
+
 TEST_F(WindowTest, WeightedExponentialAlphaAndWeights) {
   EXPECT_NEAR(MetricWindow(60s, Aggregation::WeightedExponential).alpha(), 0.2, 1e-9);
   EXPECT_NEAR(MetricWindow(6s, Aggregation::WeightedExponential).alpha(), 0.785, 1e-3);
