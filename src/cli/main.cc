@@ -37,8 +37,17 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   for (auto* sub : app.get_subcommands()) {
-    if (auto it = actions.find(sub); it != actions.end())
+    auto it = actions.find(sub);
+    if (it == actions.end())
+      continue;
+    try {
       return it->second();
+    } catch (const std::exception& e) {
+      // Every expected failure is reported where it happens; this names the rest instead
+      // of leaving "terminate called" and a core dump.
+      std::fprintf(stderr, "sluice %s: internal error: %s\n", sub->get_name().c_str(), e.what());
+      return 70;  // EX_SOFTWARE
+    }
   }
   return 2;
 }

@@ -81,6 +81,11 @@ bool parse_one(const json& j, uint16_t default_port, ProbeSpec& spec, std::strin
           error = "probe httpHeaders entry without a name: " + hh.dump();
           return false;
         }
+        if (hh.contains("value") && !hh["value"].is_string()) {
+          error = "probe httpHeaders entry " + hh["name"].get<std::string>() +
+                  ": value must be a string, got " + hh["value"].dump();
+          return false;
+        }
         spec.headers.emplace_back(hh["name"].get<std::string>(), hh.value("value", std::string()));
       }
     }
@@ -150,7 +155,14 @@ ProbeParseResult parse_readiness_probe(std::string_view text, uint16_t default_p
   }
   for (const json& item : items) {
     ProbeSpec spec;
-    if (!parse_one(item, default_port, spec, result.error)) {
+    bool ok = false;
+    try {
+      ok = parse_one(item, default_port, spec, result.error);
+    } catch (const json::exception& e) {
+      // A shape parse_one does not check for yet: still an error, never a crash.
+      result.error = std::string("unexpected probe field type (") + e.what() + ")";
+    }
+    if (!ok) {
       result.error = "SERVING_READINESS_PROBE: " + result.error;
       result.probes.clear();
       return result;

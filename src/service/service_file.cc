@@ -109,8 +109,10 @@ struct DefaultsConfig {
   int64_t container_concurrency_max_limit = 1000;
 };
 
+// Empty for a missing key too: yaml-cpp hands back an invalid node for a key a const map
+// lacks, and asking an invalid node its type throws.
 std::string scalar(const YAML::Node& n) {
-  return n.IsScalar() ? n.Scalar() : std::string();
+  return n.IsDefined() && n.IsScalar() ? n.Scalar() : std::string();
 }
 
 // A value checker: parses `text` for `key` and reports what is wrong.

@@ -67,6 +67,33 @@ TEST(ReadinessProbe, ErrorsNameWhatIsWrong) {
   EXPECT_NE(parse_readiness_probe(R"({"tcpSocket":{},"periodSeconds":-1})", 8080)
                 .error.find("periodSeconds"),
             std::string::npos);
+  EXPECT_NE(parse_readiness_probe(R"({"httpGet":{"httpHeaders":[{"name":"X","value":[1]}]}})", 8080)
+                .error.find("httpHeaders entry X: value must be a string, got [1]"),
+            std::string::npos);
+}
+
+// Whatever JSON shape arrives in the environment, the answer is a probe list or an error.
+TEST(ReadinessProbe, OddShapesAreErrorsNotExceptions) {
+  const char* texts[] = {
+      R"(null)",
+      R"(42)",
+      R"([])",
+      R"([null])",
+      R"({"httpGet":null})",
+      R"({"httpGet":[]})",
+      R"({"httpGet":{"port":null,"host":7,"path":[],"scheme":{}}})",
+      R"({"httpGet":{"httpHeaders":[7, {"name":7}]}})",
+      R"({"httpGet":{"httpHeaders":{"name":"X"}}})",
+      R"({"tcpSocket":"8080"})",
+      R"({"tcpSocket":{"port":1.5}})",
+      R"({"grpc":{"service":{}}})",
+      R"({"tcpSocket":{},"periodSeconds":"1"})",
+      R"({"tcpSocket":{},"timeoutSeconds":1e30})",
+  };
+  for (const char* text : texts) {
+    ProbeParseResult r;
+    EXPECT_NO_THROW(r = parse_readiness_probe(text, 8080)) << text;
+  }
 }
 
 }  // namespace

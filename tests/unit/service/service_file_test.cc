@@ -218,6 +218,93 @@ TEST(ServiceFileTest, IgnoredFieldsAreWarningsNotErrors) {
       << joined(r.warnings);
 }
 
+// Every field of a file that uses them all, missing or holding the wrong kind of YAML
+// value, gives errors (or a service), never an exception: `sluice run` must name what is
+// wrong instead of aborting.
+TEST(ServiceFileTest, AnyFieldMissingOrOfTheWrongKindIsReportedNotThrown) {
+  const std::string full = R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-autoscaler
+data:
+  stable-window: 30s
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-defaults
+data:
+  container-concurrency: "2"
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: demo
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target: "4"
+        autoscaling.knative.dev/min-scale: "0"
+    spec:
+      containerConcurrency: 10
+      timeoutSeconds: 60
+      responseStartTimeoutSeconds: 30
+      idleTimeoutSeconds: 0
+      containers:
+        - name: app
+          command: ["python3", "app.py"]
+          args: ["--quiet"]
+          workingDir: /
+          env:
+            - name: GREETING
+              value: hi
+          ports:
+            - containerPort: 8081
+          readinessProbe:
+            periodSeconds: 1
+            httpGet:
+              path: /healthz
+              port: 8081
+              httpHeaders:
+                - name: X-Probe
+                  value: "1"
+)";
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; at < full.size(); at = nl + 1) {
+    nl = full.find('\n', at);
+    lines.push_back(full.substr(at, nl - at));
+  }
+  ASSERT_TRUE(load(full).errors.empty()) << joined(load(full).errors);
+  const char* replacements[] = {"~", "[]", "{}", "[a, b]", "{a: b}", "x", "-3", "\"\""};
+  int variants = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    std::vector<std::string> mutated_lines;
+    mutated_lines.push_back("");  // the line dropped
+    const auto colon = line.find(": ");
+    const auto dash = line.find("- ");
+    const size_t value_at = colon != std::string::npos  ? colon + 2
+                            : dash != std::string::npos ? dash + 2
+                                                        : std::string::npos;
+    if (value_at != std::string::npos)
+      for (const char* r : replacements) mutated_lines.push_back(line.substr(0, value_at) + r);
+    else if (line.back() == ':')
+      for (const char* r : replacements) mutated_lines.push_back(line + " " + r);
+    for (const auto& mutated : mutated_lines) {
+      std::string text;
+      for (size_t j = 0; j < lines.size(); ++j) text += (j == i ? mutated : lines[j]) + "\n";
+      ++variants;
+      LoadResult r;
+      EXPECT_NO_THROW(r = load(text)) << "line " << i + 1 << " as `" << mutated << "`";
+      EXPECT_TRUE(!r.errors.empty() || !r.services.empty())
+          << "line " << i + 1 << " as `" << mutated << "`: neither a service nor an error";
+    }
+  }
+  EXPECT_GT(variants, 300);
+}
+
 TEST(ServiceFileTest, TheBundledExampleIsValid) {
   const LoadResult r =
       load_service_files({std::string(SLUICE_SOURCE_DIR) + "/examples/hello/service.yaml"});
