@@ -57,6 +57,46 @@ TEST(EndpointsFile, EveryMistakeIsNamedWithItsPath) {
   EXPECT_EQ(parse_endpoints_file("{oops").errors.at(0), "not valid JSON");
 }
 
+// Each value of a full file replaced by every JSON kind: a file or errors, no exception
+// (a bad reload must keep the last good state, not take the activator down).
+TEST(EndpointsFile, AnyValueOfTheWrongKindIsAnErrorNotAnException) {
+  const std::string full =
+      R"({"activators": ["127.0.0.1:8101"], "revisions": [{"namespace": "default", )"
+      R"("service": "hello", "name": "hello-00001", "containerConcurrency": 4, )"
+      R"("timeoutSeconds": 300, "loadBalancingPolicy": "round-robin", )"
+      R"("endpoints": ["127.0.0.1:40001"]}]})";
+  ASSERT_TRUE(parse_endpoints_file(full).file);
+  const char* kinds[] = {"null", "7", "-1", "1.5", "\"x\"", "[]", "[null]", "{}", "true"};
+  int variants = 0;
+  // Every value position: after a ':' or a '[', up to the next ',', ']' or '}'.
+  for (size_t at = 0; at < full.size(); ++at) {
+    if (full[at] != ':' && full[at] != '[')
+      continue;
+    size_t begin = at + 1;
+    while (full[begin] == ' ') ++begin;
+    if (full[begin] == '[' || full[begin] == '{')
+      continue;  // containers are replaced from their own contents' positions
+    const size_t end = full.find_first_of(",]}", begin);
+    for (const char* kind : kinds) {
+      const std::string text = full.substr(0, begin) + kind + full.substr(end);
+      ++variants;
+      EndpointsParseResult r;
+      EXPECT_NO_THROW(r = parse_endpoints_file(text)) << text;
+      EXPECT_TRUE(r.file || !r.errors.empty()) << text;
+    }
+  }
+  for (const char* kind : kinds) {
+    EndpointsParseResult r;
+    EXPECT_NO_THROW(r = parse_endpoints_file(kind)) << kind;
+    EXPECT_TRUE(r.file || !r.errors.empty()) << kind;
+    EXPECT_NO_THROW(r = parse_endpoints_file(std::string(R"({"revisions": [)") + kind + "]}"))
+        << kind;
+    EXPECT_NO_THROW(r = parse_endpoints_file(std::string(R"({"activators": )") + kind + "}"))
+        << kind;
+  }
+  EXPECT_GT(variants, 80);
+}
+
 TEST(EndpointsFile, HostPortForms) {
   std::string host;
   uint16_t port = 0;
