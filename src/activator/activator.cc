@@ -374,9 +374,14 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::TimedOut:
         co_await ex.respond(504, "activator request timeout", error_headers);
         co_return;
-      case Outcome::BadRequestBody:
-        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")");
+      case Outcome::BadRequestBody: {
+        // (a named local: GCC 12 rejects a braced list built inside a co_await)
+        const http::ExtraHeaders bad_body{{"Sluice-Error", "malformed_body"},
+                                          {"Sluice-Error-Source", "activator"}};
+        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")",
+                            bad_body);
         co_return;
+      }
       default:
         if (last_status != 503)
           rm.bad_gateway->inc(shard);

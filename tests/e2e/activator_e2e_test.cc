@@ -260,6 +260,27 @@ TEST(ActivatorE2E, AQueueProxyWhoseAppIsGoneIsRetriedElsewhereAndNamedWhenAlone)
       << alone.body;
 }
 
+TEST(ActivatorE2E, BadInputGetsClearErrorsAndTheActivatorKeepsServing) {
+  Replica r;
+  r.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 2));
+  auto garbage = raw_exchange(a.port, "GARBAGE\r\n\r\n");
+  EXPECT_EQ(garbage.rfind("HTTP/1.1 400", 0), 0u) << garbage;
+  EXPECT_NE(garbage.find("malformed request"), std::string::npos) << garbage;
+  auto huge = raw_exchange(a.port, "GET / HTTP/1.1\r\nHost: hello.default.example.com\r\nX-Big: " +
+                                       std::string(70000, 'a') + "\r\n\r\n");
+  EXPECT_EQ(huge.rfind("HTTP/1.1 431", 0), 0u) << huge.substr(0, 200);
+  // Routed and forwarded, then the chunked body turns out broken.
+  auto bad_body = raw_exchange(a.port,
+                               "POST /echo HTTP/1.1\r\nHost: hello.default.example.com\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\nZZ\r\n");
+  EXPECT_EQ(bad_body.rfind("HTTP/1.1 400", 0), 0u) << bad_body;
+  EXPECT_NE(bad_body.find("Sluice-Error: malformed_body"), std::string::npos) << bad_body;
+  EXPECT_NE(bad_body.find("malformed body (bad chunk)"), std::string::npos) << bad_body;
+  EXPECT_EQ(a.get("/").status, 200) << "still serving";
+}
+
 TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   ActivatorUnderTest a;
   Replica r1, r2;
