@@ -138,8 +138,10 @@ class ActivatorImpl {
   std::unordered_map<std::string, tcp::endpoint> endpoint_cache_;
   const tcp::endpoint& endpoint_of(const std::string& address);
 
-  // Shared snapshot for workers.
-  std::atomic<std::shared_ptr<const Routing>> routes_;
+  // The routing snapshot, one slot per worker, each written and read only on its own
+  // worker (updates are posted there): a request reads it without an atomic or a lock
+  // (std::atomic<std::shared_ptr> is a spinlock every request would take).
+  std::vector<std::shared_ptr<const Routing>> worker_routes_;
   ActivatorMetrics metrics_;
   std::atomic<bool> draining_{false};
   friend class Activator;
@@ -162,7 +164,7 @@ ActivatorImpl::ActivatorImpl(ActivatorOptions options)
     workers_.push_back(std::make_unique<http::Worker>(i, time_, seed, 100));
   }
   throttler_config_.queue_depth = opts_.queue_depth;
-  routes_.store(std::make_shared<const Routing>());
+  worker_routes_.assign(workers_.size(), std::make_shared<const Routing>());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -204,16 +206,18 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     co_await handle_push(ex);
     co_return;
   }
-  const auto routes = routes_.load();
-  RouteResult route = activator::route(head, routes->table);
+  const size_t shard = ex.connection().worker().index();
+  // Used only before the first suspension (the route and metric cells it yields are owned
+  // copies or outlive it), so a reference does: no reference count shared across workers.
+  const Routing& routes = *worker_routes_[shard];
+  RouteResult route = activator::route(head, routes.table);
   if (!route.revision) {
     co_await ex.respond(404, "revision not found: looked up " + route.looked_up);
     co_return;
   }
   const std::string key = *route.revision;
   const std::string revision_name = key.substr(key.find('/') + 1);
-  RevisionMetrics& rm = *routes->metrics.at(key);
-  const size_t shard = ex.connection().worker().index();
+  RevisionMetrics& rm = *routes.metrics.at(key);
   // Every answer, whichever way handle() ends, is counted once, and leaves the concurrency
   // report once (usually with the last release already).
   struct Count {
@@ -593,9 +597,10 @@ void ActivatorImpl::publish(config::EndpointsFile endpoints) {
   }
   // Routes first: a request routed to a revision home does not know yet waits for it
   // (acquire_on_home treats an unknown key as gone, so order matters the other way).
-  asio::post(home(), [this, file, table]() mutable {
+  asio::post(home(), [this, file, table = std::shared_ptr<const Routing>(std::move(table))] {
     apply_on_home(file);
-    routes_.store(std::move(table));
+    for (size_t i = 0; i < workers_.size(); ++i)
+      asio::post(workers_[i]->executor(), [this, i, table] { worker_routes_[i] = table; });
   });
 }
 
