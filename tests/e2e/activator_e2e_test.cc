@@ -281,6 +281,29 @@ TEST(ActivatorE2E, BadInputGetsClearErrorsAndTheActivatorKeepsServing) {
   EXPECT_EQ(a.get("/").status, 200) << "still serving";
 }
 
+// Responses without a body (204, 304, HEAD) end at their head on both hops, and the
+// client's keep-alive connection carries on: one connection for the whole sequence.
+TEST(ActivatorE2E, BodylessResponsesKeepTheConnectionInStep) {
+  Replica r;
+  r.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 2));
+  // One curl, one connection; --next starts each request's own options.
+  std::string command = "curl -s --max-time 10";
+  for (const char* request : {"'/?status=204'", "'/'", "'/?status=304'", "-I '/?size=10'", "'/'"}) {
+    std::string req = request;
+    const auto quote = req.find('\'');
+    req.insert(quote + 1, "http://127.0.0.1:" + std::to_string(a.port));
+    command +=
+        " -H 'Host: hello.default.example.com' -o /dev/null"
+        " -w '%{http_code} %{num_connects} %{size_download}\\n' " +
+        req + " --next";
+  }
+  command.resize(command.size() - std::string(" --next").size());
+  const std::string out = run(command).out;
+  EXPECT_EQ(out, "204 1 0\n200 0 26\n304 0 0\n200 0 0\n200 0 26\n") << command << "\n" << out;
+}
+
 TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   ActivatorUnderTest a;
   Replica r1, r2;
