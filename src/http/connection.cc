@@ -286,16 +286,24 @@ error_code Server::listen(const tcp::endpoint& endpoint) {
 
 Task<void> Server::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor) {
   asio::steady_timer backoff(worker.executor());
+  uint64_t failed_in_a_row = 0;
   for (;;) {
     auto [ec, socket] = co_await acceptor->async_accept(worker.executor(), kUseTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open())
         co_return;
-      // Out of descriptors or similar: pause instead of spinning on the error.
-      spdlog::warn("{}: accept failed: {}", options_.name, ec.message());
+      // Out of descriptors or similar: pause instead of spinning on the error, and say so
+      // once, then every 5 s while it lasts, not 20 times a second.
+      if (failed_in_a_row++ % 100 == 0)
+        spdlog::warn("{}: accept failed: {} (retrying every 50 ms)", options_.name, ec.message());
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(kUseTuple);
       continue;
+    }
+    if (failed_in_a_row > 0) {
+      spdlog::info("{}: accepting again after {} failed attempt(s)", options_.name,
+                   failed_in_a_row);
+      failed_in_a_row = 0;
     }
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
