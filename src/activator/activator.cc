@@ -286,7 +286,14 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       co_return;
     }
     if (lease.result == Admit::Expired) {
-      co_await ex.respond(504, "activator request timeout");
+      // Say why no replica took it: a cold start that never became ready reads very
+      // differently from a revision whose replicas are all busy.
+      co_await ex.respond(
+          504,
+          fmt::format("revision {}: no replica took the request within {:.1f} s (pods: {})",
+                      revision_name, core::to_seconds(time_.now() - ex.started_at()),
+                      lease.refused),
+          error_headers);
       co_return;
     }
     if (lease.result != Admit::Admitted) {
@@ -376,7 +383,13 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::ClientGone:
         co_return;
       case Outcome::TimedOut:
-        co_await ex.respond(504, "activator request timeout", error_headers);
+        co_await ex.respond(
+            504,
+            fmt::format("revision {}: pod {}: no response within the revision timeout ({:.1f} s "
+                        "after the request arrived)",
+                        revision_name, lease.address,
+                        core::to_seconds(time_.now() - ex.started_at())),
+            error_headers);
         co_return;
       case Outcome::BadRequestBody: {
         // (a named local: GCC 12 rejects a braced list built inside a co_await)
@@ -478,6 +491,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
       } else {
         r.breaker().cancel(waiter);
         lease.result = admission::Breaker::Admit::Expired;
+        lease.refused = r.describe_pods();
       }
     }
     if (lease.result != admission::Breaker::Admit::Admitted)
@@ -497,6 +511,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     co_await pause.async_wait(http::kUseTuple);
     if (time_.now() >= deadline) {
       lease.result = admission::Breaker::Admit::Expired;
+      lease.refused = r.describe_pods();
       co_return lease;
     }
   }

@@ -1,5 +1,7 @@
 #include "activator/revision_throttler.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "activator/subsetting.h"
@@ -267,6 +269,24 @@ size_t RevisionThrottler::count(PodState s) const {
   size_t n = 0;
   for (const auto& [address, t] : pods_) n += t->state() == s;
   return n;
+}
+
+std::string RevisionThrottler::describe_pods() const {
+  if (pods_.empty())
+    return "no replicas";
+  std::string out;
+  for (PodState s : {PodState::Healthy, PodState::Recovering, PodState::Pending,
+                     PodState::Quarantined, PodState::Draining}) {
+    const size_t n = count(s);
+    if (n == 0)
+      continue;
+    if (!out.empty())
+      out += ", ";
+    out += fmt::format("{} {}", n, to_string(s));
+    if ((s == PodState::Healthy || s == PodState::Recovering) && !breaker_.has_free_slot())
+      out += fmt::format(" (all busy: capacity {})", breaker_.capacity());
+  }
+  return out;
 }
 
 const PodTracker* RevisionThrottler::find(const std::string& pod) const {

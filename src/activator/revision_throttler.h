@@ -117,6 +117,9 @@ class RevisionThrottler {
   uint32_t capacity() const { return breaker_.capacity(); }
   size_t pod_count() const { return pods_.size(); }
   size_t count(PodState s) const;
+  // What the pods are doing, for an error a waiting client gets: "no replicas",
+  // "1 pending", "2 healthy (all busy: capacity 8), 1 quarantined".
+  std::string describe_pods() const;
   size_t assigned_count() const { return assigned_.size(); }
   const PodTracker* find(const std::string& pod) const;
   uint64_t ejection_overflows() const { return ejection_overflows_; }

@@ -90,9 +90,9 @@ class Breaker {
   uint32_t pending() const { return in_flight_ + waiting_; }
   uint32_t queue_depth() const { return queue_depth_; }
   bool closed() const { return closed_; }
+  bool has_free_slot() const { return capacity_ == kUnlimited || in_flight_ < capacity_; }
 
  private:
-  bool has_free_slot() const { return capacity_ == kUnlimited || in_flight_ < capacity_; }
   void unlink(Waiter& w);
   void admit_waiters();
 

@@ -16,7 +16,11 @@ using namespace std::chrono_literals;
 ReadinessProber::ReadinessProber(asio::io_context& io,
                                  std::vector<config::ProbeSpec> probes,
                                  std::chrono::milliseconds startup_interval)
-    : io_(io), probes_(std::move(probes)), startup_interval_(startup_interval), tick_(io) {}
+    : io_(io),
+      probes_(std::move(probes)),
+      startup_interval_(startup_interval),
+      tick_(io),
+      not_ready_warning_(io) {}
 
 void ReadinessProber::start() {
   if (probes_.empty()) {
@@ -24,11 +28,30 @@ void ReadinessProber::start() {
     return;
   }
   asio::co_spawn(io_, run(), asio::detached);
+  asio::co_spawn(io_, warn_while_not_ready(), asio::detached);
+}
+
+Task<void> ReadinessProber::warn_while_not_ready() {
+  auto wait = 10s;
+  int waited_s = 0;
+  for (;;) {
+    not_ready_warning_.expires_after(wait);
+    auto [ec] = co_await not_ready_warning_.async_wait(kUseTuple);
+    waited_s += static_cast<int>(wait.count());
+    if (ec || stopped_ || ever_ready_)
+      co_return;
+    spdlog::warn("app not ready after {} s: {}", waited_s,
+                 last_error_.empty() ? std::string("no probe answered yet") : last_error_);
+    wait = 30s;
+  }
 }
 
 void ReadinessProber::stop() {
   stopped_ = true;
-  asio::post(io_, [this] { tick_.cancel(); });
+  asio::post(io_, [this] {
+    tick_.cancel();
+    not_ready_warning_.cancel();
+  });
 }
 
 void ReadinessProber::kick() {

@@ -48,6 +48,9 @@ class ReadinessProber {
 
  private:
   Task<void> run();
+  // Warns while the app has not become ready: after 10 s, then every 30 s, with the last
+  // probe error, so a replica stuck at start-up says why instead of staying silent.
+  Task<void> warn_while_not_ready();
   Task<bool> probe_once(const config::ProbeSpec& spec, std::chrono::milliseconds timeout);
   void set_ready(bool r);
 
@@ -57,6 +60,7 @@ class ReadinessProber {
   std::atomic<bool> stopped_{false};
   std::chrono::milliseconds startup_interval_;
   asio::steady_timer tick_;
+  asio::steady_timer not_ready_warning_;
   int successes_ = 0;
   int failures_ = 0;
   bool ever_ready_ = false;

@@ -192,6 +192,8 @@ TEST(ActivatorE2E, FullQueueAnswers503WithRetryAfterAndDeadline504) {
   EXPECT_EQ(holder.get().status, 200);
   auto late = queued.get();
   EXPECT_EQ(late.status, 504) << "1.5 s in the queue + 1.5 s of work > 2 s timeout: " << late.body;
+  EXPECT_NE(late.body.find("no response within the revision timeout ("), std::string::npos)
+      << late.body;
 }
 
 TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
@@ -343,7 +345,12 @@ TEST(ActivatorE2E, EndpointsFileReloadsAndKeepsTheLastGoodState) {
   r.start(2);
   ActivatorUnderTest a;
   a.start(ActivatorUnderTest::revision_json({}, 2, /*timeout=*/1));
-  EXPECT_EQ(a.get("/").status, 504) << "no endpoints: waits until the 1 s timeout";
+  const auto none = a.get("/");
+  EXPECT_EQ(none.status, 504) << "no endpoints: waits until the 1 s timeout";
+  EXPECT_NE(none.body.find("revision hello-00001: no replica took the request within "),
+            std::string::npos)
+      << none.body;
+  EXPECT_NE(none.body.find("(pods: no replicas)"), std::string::npos) << none.body;
   a.write(ActivatorUnderTest::revision_json({r.address()}, 2));
   EXPECT_TRUE(eventually([&] { return a.get("/").status == 200; }));
   a.write("{\"revisions\": [{\"namespace\": \"default\", \"nmae\": \"typo\"}]}");

@@ -71,6 +71,20 @@ TEST_F(RevisionThrottlerTest, CapacityCountsHealthyFullyRecoveringAsOneOthersNot
   EXPECT_EQ(r.count(P::Pending), 1u);
 }
 
+TEST_F(RevisionThrottlerTest, DescribesItsPodsForAClientThatWaitedInVain) {
+  Woken w1;
+  auto r = make(1);
+  EXPECT_EQ(r.describe_pods(), "no replicas");
+  r.set_endpoints({"a:1", "b:1", "c:1"}, self_only_, self_, clock_.now());
+  EXPECT_EQ(r.describe_pods(), "3 pending");
+  healthy(r, "a:1");
+  r.on_check("b:1", CheckResult::Failed, clock_.now());
+  EXPECT_EQ(r.describe_pods(), "1 healthy, 1 pending, 1 quarantined");
+  ASSERT_EQ(r.breaker().acquire(w1, clock_.now(), clock_.now() + 10s),
+            admission::Breaker::Admit::Admitted);
+  EXPECT_EQ(r.describe_pods(), "1 healthy (all busy: capacity 1), 1 pending, 1 quarantined");
+}
+
 TEST_F(RevisionThrottlerTest, UnlimitedConcurrencyIsOpenWhileAnyPodServes) {
   auto r = make(0);
   r.set_endpoints({"a:1"}, self_only_, self_, clock_.now());
