@@ -48,12 +48,17 @@ RouteResult route(const http::MessageHead& head, const RouteTable& table) {
     return r;
   }
   std::string_view host = head.get(http::bhttp::field::host).value_or(std::string_view{});
-  if (!host.empty() && host.front() == '[') {
-    r.looked_up = "Host \"" + std::string(host) + "\" (an IP address names no revision)";
+  const std::string_view full_host = host;
+  if (auto colon = host.find(':'); colon != std::string_view::npos && host.front() != '[')
+    host = host.substr(0, colon);
+  const bool ipv4 =
+      !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
+  if ((!host.empty() && host.front() == '[') || ipv4) {
+    r.looked_up = "Host \"" + std::string(full_host) +
+                  "\" (an IP address names no revision: use <service>.<namespace>[...] or the "
+                  "Knative-Serving-Revision and Knative-Serving-Namespace headers)";
     return r;
   }
-  if (auto colon = host.find(':'); colon != std::string_view::npos)
-    host = host.substr(0, colon);
   auto dot = host.find('.');
   if (dot == std::string_view::npos || dot == 0) {
     r.looked_up = "Host \"" + std::string(host) +

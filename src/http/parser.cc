@@ -63,12 +63,22 @@ void StreamParser<isRequest>::on_field_impl(bhttp::field name,
         return;
       }
     }
+    // Two Host fields let two hops route one request two ways (RFC 9112 §3.2: 400).
+    if (name == bhttp::field::host && ++host_fields_ > 1) {
+      ec = ParseError::SeveralHosts;
+      return;
+    }
   }
   head_.fields.push_back(Field{name, name_string, value});
 }
 
 template <bool isRequest>
-void StreamParser<isRequest>::on_header_impl(error_code&) {}
+void StreamParser<isRequest>::on_header_impl(error_code& ec) {
+  if constexpr (isRequest) {
+    if (host_fields_ == 0 && head_.version >= 11)
+      ec = ParseError::NoHost;  // RFC 9112 §3.2: an HTTP/1.1 request must name its host
+  }
+}
 
 template <bool isRequest>
 void StreamParser<isRequest>::on_body_init_impl(boost::optional<std::uint64_t> const&,
@@ -112,6 +122,10 @@ class ParseErrorCategory final : public boost::system::error_category {
     switch (static_cast<ParseError>(ev)) {
       case ParseError::TransferEncodingNotChunked:
         return "Transfer-Encoding does not end in chunked";
+      case ParseError::NoHost:
+        return "an HTTP/1.1 request without a Host header";
+      case ParseError::SeveralHosts:
+        return "more than one Host header";
     }
     return "unknown parse error";
   }

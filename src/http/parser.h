@@ -106,13 +106,14 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
   MessageHead& head_;
   BodyPieces& body_;
   bool in_trailers_ = false;
+  int host_fields_ = 0;
 };
 
 using RequestParser = StreamParser<true>;
 using ResponseParser = StreamParser<false>;
 
 // Errors of our own, beyond Beast's http::error.
-enum class ParseError { TransferEncodingNotChunked = 1 };
+enum class ParseError { TransferEncodingNotChunked = 1, NoHost, SeveralHosts };
 const boost::system::error_category& parse_error_category();
 inline error_code make_error_code(ParseError e) {
   return {static_cast<int>(e), parse_error_category()};

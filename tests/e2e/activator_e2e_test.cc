@@ -273,6 +273,12 @@ TEST(ActivatorE2E, BadInputGetsClearErrorsAndTheActivatorKeepsServing) {
   auto huge = raw_exchange(a.port, "GET / HTTP/1.1\r\nHost: hello.default.example.com\r\nX-Big: " +
                                        std::string(70000, 'a') + "\r\n\r\n");
   EXPECT_EQ(huge.rfind("HTTP/1.1 431", 0), 0u) << huge.substr(0, 200);
+  // Two hops could route one request two ways.
+  auto two_hosts = raw_exchange(a.port,
+                                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "Host: hello.default.example.com\r\n\r\n");
+  EXPECT_EQ(two_hosts.rfind("HTTP/1.1 400", 0), 0u) << two_hosts;
+  EXPECT_NE(two_hosts.find("more than one Host header"), std::string::npos) << two_hosts;
   // Routed and forwarded, then the chunked body turns out broken.
   auto bad_body = raw_exchange(a.port,
                                "POST /echo HTTP/1.1\r\nHost: hello.default.example.com\r\n"

@@ -44,6 +44,13 @@ TEST(Routing, UnknownSaysWhatWasLookedUp) {
   auto bare = route(Head("Host: localhost:8012\r\n").head, table());
   EXPECT_FALSE(bare.revision);
   EXPECT_NE(bare.looked_up.find("Knative-Serving-Revision"), std::string::npos) << bare.looked_up;
+  for (const char* ip : {"127.0.0.1:8080", "10.1.2.3", "[::1]:8080"}) {
+    auto r = route(Head(std::string("Host: ") + ip + "\r\n").head, table());
+    EXPECT_FALSE(r.revision);
+    EXPECT_NE(r.looked_up.find(std::string("Host \"") + ip + "\" (an IP address names no revision"),
+              std::string::npos)
+        << r.looked_up;
+  }
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ TEST(UpstreamRequestHead, UpgradeKeepsConnectionAndUpgrade) {
 
 TEST(ForwardedShim, BuildsFromXForwardedHeaders) {
   std::string wire =
-      "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1, ::1\r\nX-Forwarded-Proto: https\r\n"
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, ::1\r\nX-Forwarded-Proto: https\r\n"
       "X-Forwarded-Host: example.com\r\n\r\n";
   MessageHead head;
   parse_head(wire, head);
@@ -96,7 +96,8 @@ TEST(ForwardedShim, BuildsFromXForwardedHeaders) {
 }
 
 TEST(ForwardedShim, NothingWhenForwardedPresentOrNoXff) {
-  std::string a = "GET / HTTP/1.1\r\nForwarded: for=x\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
+  std::string a =
+      "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=x\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
   MessageHead ha;
   parse_head(a, ha);
   EXPECT_EQ(forwarded_shim(ha), "");

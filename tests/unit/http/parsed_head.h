@@ -12,7 +12,11 @@
 namespace sluice::http {
 
 struct ParsedHead {
-  explicit ParsedHead(std::string headers) : wire("GET / HTTP/1.1\r\n" + headers + "\r\n") {
+  // HTTP/1.0 when the lines name no Host (an HTTP/1.1 request must: the parser refuses it).
+  explicit ParsedHead(std::string headers)
+      : wire((headers.find("Host:") == std::string::npos ? "GET / HTTP/1.0\r\n"
+                                                         : "GET / HTTP/1.1\r\n") +
+             headers + "\r\n") {
     BodyPieces body;
     RequestParser parser(head, body);
     error_code ec;

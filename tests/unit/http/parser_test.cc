@@ -93,6 +93,15 @@ TEST(RequestParser, RejectsTransferEncodingThatDoesNotEndInChunked) {
   EXPECT_NE(p.ec.message().find("chunked"), std::string::npos);
 }
 
+TEST(RequestParser, AnHttp11RequestNamesExactlyOneHost) {
+  EXPECT_EQ(parse_request("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n").ec, ParseError::NoHost);
+  Parsed two = parse_request("GET / HTTP/1.1\r\nHost: a.default\r\nHost: b.default\r\n\r\n");
+  EXPECT_EQ(two.ec, ParseError::SeveralHosts);
+  EXPECT_EQ(two.ec.message(), "more than one Host header");
+  EXPECT_FALSE(parse_request("GET / HTTP/1.0\r\n\r\n").ec) << "HTTP/1.0 may leave it out";
+  EXPECT_FALSE(parse_request("GET / HTTP/1.1\r\nhost: a\r\n\r\n").ec);
+}
+
 TEST(RequestParser, RejectsOversizedHead) {
   std::string wire = "GET / HTTP/1.1\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n";
   Parsed p = parse_request(wire);
