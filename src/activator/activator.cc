@@ -859,12 +859,11 @@ int ActivatorImpl::run() {
   side_opts.name = "activator-metrics";
   metrics_server_ = std::make_unique<http::Server>(
       std::vector<http::Worker*>{control_worker_.get()}, metrics_handler_, side_opts);
-  auto any = asio::ip::address_v4::any();
-  if (auto ec = main_server_->listen(tcp::endpoint(any, opts_.port))) {
+  if (auto ec = main_server_->listen_on_all(opts_.port)) {
     spdlog::error("cannot listen on --port {}: {}", opts_.port, ec.message());
     return 1;
   }
-  if (auto ec = metrics_server_->listen(tcp::endpoint(any, opts_.metrics_port))) {
+  if (auto ec = metrics_server_->listen_on_all(opts_.metrics_port)) {
     spdlog::error("cannot listen on --metrics-port {}: {}", opts_.metrics_port, ec.message());
     return 1;
   }

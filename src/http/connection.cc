@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
@@ -48,8 +49,14 @@ ClientConnection::ClientConnection(Worker& worker,
       timer_(worker.executor()) {
   error_code ec;
   auto remote = socket_.remote_endpoint(ec);
-  if (!ec)
-    client_ip_ = remote.address().to_string();
+  if (!ec) {
+    // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; it is a.b.c.d to
+    // X-Forwarded-For and to the check that a pod's push comes from the pod.
+    auto address = remote.address();
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+      address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    client_ip_ = address.to_string();
+  }
   load_->open_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -263,6 +270,8 @@ error_code Server::listen(const tcp::endpoint& endpoint) {
     auto acceptor = std::make_shared<tcp::acceptor>(w->io());
     error_code ec;
     acceptor->open(ep.protocol(), ec);
+    if (!ec && ep.address().is_v6() && ep.address().is_unspecified())
+      acceptor->set_option(asio::ip::v6_only(false), ec);  // IPv4 too, as ::ffff:a.b.c.d
     if (!ec)
       acceptor->set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec && workers_.size() > 1)
@@ -311,6 +320,15 @@ Task<void> Server::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> ac
     worker.connections().push_back(*conn);
     asio::co_spawn(worker.io(), serve_connection(conn, handler_), asio::detached);
   }
+}
+
+error_code Server::listen_on_all(uint16_t port) {
+  error_code ec = listen(tcp::endpoint(asio::ip::address_v6::any(), port));
+  if (ec == asio::error::address_family_not_supported) {
+    acceptors_.clear();
+    ec = listen(tcp::endpoint(asio::ip::address_v4::any(), port));
+  }
+  return ec;
 }
 
 void Server::stop_accepting() {

@@ -194,6 +194,10 @@ class Server {
   // Binds one SO_REUSEPORT acceptor per worker on `endpoint` (port 0 picks one port for
   // all) and starts accepting. Returns the error (e.g. address in use) instead of throwing.
   error_code listen(const tcp::endpoint& endpoint);
+  // Every address of this host, IPv6 and IPv4 on one dual-stack socket (`[::]`), as Go's
+  // ":port" does for Knative's components, so IPv6 and dual-stack pods are reachable;
+  // IPv4 alone (`0.0.0.0`) where the kernel has no IPv6.
+  error_code listen_on_all(uint16_t port);
   uint16_t port() const { return port_; }
   // Thread-safe. Stops accepting new connections.
   void stop_accepting();

@@ -556,7 +556,6 @@ Task<void> QueueProxyImpl::drain_and_stop(bool wait_quiet) {
 }
 
 int QueueProxyImpl::run() {
-  auto any = asio::ip::address_v4::any();
   std::vector<http::Worker*> worker_ptrs;
   for (auto& w : workers_) worker_ptrs.push_back(w.get());
   http::ServerOptions main_opts;
@@ -586,7 +585,7 @@ int QueueProxyImpl::run() {
   for (const auto& b : binds) {
     if (b.server == metrics_server_.get() && cfg_.metrics_backend == "none")
       continue;
-    if (auto ec = b.server->listen(tcp::endpoint(any, b.port))) {
+    if (auto ec = b.server->listen_on_all(b.port)) {
       spdlog::error("cannot listen on {} {}: {}", b.what, b.port, ec.message());
       return 1;
     }

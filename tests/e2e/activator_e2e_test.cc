@@ -312,6 +312,34 @@ TEST(ActivatorE2E, BodylessResponsesKeepTheConnectionInStep) {
   EXPECT_EQ(out, "204 1 0\n200 0 26\n304 0 0\n200 0 0\n200 0 26\n") << command << "\n" << out;
 }
 
+bool ipv6_loopback_available() {
+  return run("python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind((\"::1\", 0))'")
+             .exit_code == 0;
+}
+
+// IPv6 and dual-stack clusters: pods listed by IPv6 address are probed and served over
+// IPv6, and the activator and queue-proxy answer IPv6 clients as well as IPv4 ones.
+TEST(ActivatorE2E, IPv6PodsAndClientsAreServed) {
+  if (!ipv6_loopback_available())
+    GTEST_SKIP() << "no IPv6 loopback on this machine";
+  Replica r;
+  r.start(2);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({"[::1]:" + std::to_string(r.port)}, 2));
+  const std::string url = "http://[::1]:" + std::to_string(a.port) + "/echo";
+  const auto out =
+      run("curl -s -g --max-time 10 -H 'Host: hello.default.example.com' '" + url + "'");
+  EXPECT_NE(out.out.find("GET /echo"), std::string::npos) << out.out << a.proc->output();
+  EXPECT_NE(out.out.find("X-Forwarded-For: ::1"), std::string::npos) << out.out;
+  EXPECT_NE(a.proc->output().find("[::1]:" + std::to_string(r.port) + ": pending -> healthy"),
+            std::string::npos)
+      << a.proc->output();
+  // An IPv4 client of the same dual-stack socket is still an IPv4 address to the app.
+  const auto v4 = a.get("/echo");
+  EXPECT_EQ(v4.status, 200);
+  EXPECT_NE(v4.body.find("X-Forwarded-For: 127.0.0.1"), std::string::npos) << v4.body;
+}
+
 TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   ActivatorUnderTest a;
   Replica r1, r2;
