@@ -106,6 +106,8 @@ void LocalRuntime::start() {
         s.scaling.decider.target, s.scaling.min_scale,
         s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞");
     r->want = r->scaler.last_want();
+    if (s.container.port && r->want > 1)
+      r->want = 1;  // the same cap decide() applies: one process per fixed port
     update_metrics(*r);
   }
   publish_endpoints();

@@ -649,6 +649,18 @@ void Loader::service(const Document& d) {
               fmt::format("activation-scale {} must be between min-scale {} and max-scale {}", act,
                           sc.min_scale, sc.max_scale));
   }
+  if (s.container.port) {
+    // One process per port on one machine: the runtime never runs more than one.
+    for (auto [name, value] :
+         {std::pair{"min-scale", sc.min_scale}, std::pair{"initial-scale", sc.initial_scale},
+          std::pair{"activation-scale", sc.decider.activation_scale}}) {
+      if (value > 1)
+        r.warn(where_is(name), std::string(kPrefix) + name,
+               fmt::format("{} replicas cannot share containerPort {} on one machine: one runs "
+                           "(leave out ports to let Sluice pick a port per replica)",
+                           value, *s.container.port));
+    }
+  }
   if (s.response_start_timeout_seconds > s.timeout_seconds)
     r.error(
         rs, "spec.template.spec.responseStartTimeoutSeconds",

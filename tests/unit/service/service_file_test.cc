@@ -305,6 +305,20 @@ spec:
   EXPECT_GT(variants, 300);
 }
 
+TEST(ServiceFileTest, SeveralReplicasOnAFixedPortAreAWarning) {
+  const LoadResult r = load(
+      "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
+      "  template:\n    metadata:\n      annotations:\n"
+      "        autoscaling.knative.dev/min-scale: \"3\"\n    spec:\n      containers:\n"
+      "        - command: [a]\n          ports:\n            - containerPort: 8081\n");
+  EXPECT_TRUE(r.errors.empty()) << joined(r.errors);
+  EXPECT_NE(joined(r.warnings)
+                .find("service.yaml:9: autoscaling.knative.dev/min-scale: 3 "
+                      "replicas cannot share containerPort 8081"),
+            std::string::npos)
+      << joined(r.warnings);
+}
+
 TEST(ServiceFileTest, TheBundledExampleIsValid) {
   const LoadResult r =
       load_service_files({std::string(SLUICE_SOURCE_DIR) + "/examples/hello/service.yaml"});
