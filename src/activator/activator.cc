@@ -595,7 +595,17 @@ bool ActivatorImpl::load_file(bool initial) {
     return false;
   }
   const size_t revisions = parsed.file->revisions.size();
-  const size_t activators = parsed.file->activators.size();
+  const auto& listed = parsed.file->activators;
+  const size_t activators = listed.size();
+  // Not finding itself, an activator takes every pod with its whole containerConcurrency
+  // (right while it is being added), which over-commits pods the listed ones share.
+  const bool self_listed = std::find(listed.begin(), listed.end(), opts_.id) != listed.end();
+  if (activators > 0 && !self_listed)
+    spdlog::warn(
+        "endpoints file {}: this activator ({}) is not in its activators list, so it sends to "
+        "every pod with the full containerConcurrency; pods shared with the {} listed "
+        "activator(s) may get more concurrent requests than they allow",
+        opts_.endpoints_file, opts_.id.empty() ? "no --id given" : "--id " + opts_.id, activators);
   publish(std::move(*parsed.file));
   spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
                revisions, activators);
