@@ -163,13 +163,15 @@ TEST(RunE2E, ACrashedReplicaIsRestartedAndServesAgain) {
 
 TEST(RunE2E, ACrashLoopFailsWaitingRequestsWithTheCause) {
   RunUnderTest sluice;
-  sluice.start(service_yaml("broken", "\"--exit-after-ms\", \"0\"", ""));
+  // containerConcurrency 10 (target 7/replica): one request asks for exactly one replica.
+  // (At CC=1 it asks for two, and which of them fails first is a race.)
+  sluice.start(service_yaml("broken", "\"--exit-after-ms\", \"0\"", "", /*cc=*/10));
   const auto r = sluice.get("broken");  // waits while the replica crashes 5 times (~7.5 s)
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(r.body.find("revision broken-00001: replica broken-00001-1 failed: app exited with "
                         "status 3 (last output: sluice-testapp: exiting with 3 as told"),
             std::string::npos)
-      << r.body;
+      << r.body << sluice.proc->output();
   EXPECT_TRUE(sluice.shows("broken: replica broken-00001-1 failed")) << sluice.proc->output();
   // New requests learn it at once instead of waiting.
   const auto again = sluice.get("broken");
