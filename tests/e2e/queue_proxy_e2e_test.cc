@@ -409,6 +409,12 @@ TEST(QueueProxyE2E, HelpAndVersion) {
     EXPECT_NE(qp_help.out.find(flag), std::string::npos) << flag;
   }
   EXPECT_NE(run(std::string(SLUICE_BIN) + " version").out.find("sluice "), std::string::npos);
+  auto typo = run(std::string(SLUICE_BIN) + " queue-prxy 2>&1");
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.out.find("unknown subcommand \"queue-prxy\" (one of: queue-proxy, activator, "
+                          "run, version)"),
+            std::string::npos)
+      << typo.out;
 }
 
 TEST(QueueProxyE2E, ServesWithSeveralWorkerThreads) {
