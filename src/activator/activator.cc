@@ -79,7 +79,9 @@ class ActivatorImpl {
     PodTracker* pod = nullptr;
     tcp::endpoint endpoint;
     std::string address;
-    std::string refused;  // with Closed: why the revision cannot serve (embedder's word)
+    // With Closed: why the revision cannot serve (embedder's word); with Expired: what
+    // its pods were doing (describe_pods).
+    std::string refused;
   };
 
   Task<void> handle(Exchange& ex);
