@@ -33,7 +33,8 @@ int free_port() {
   static std::mt19937 rng(
       static_cast<unsigned>(::getpid()) * 2654435761u ^
       static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  const std::string lock_dir = "/tmp/sluice-e2e-ports";
+  // Per user: another user's directory would not let us create lock files in it.
+  const std::string lock_dir = "/tmp/sluice-e2e-ports-" + std::to_string(::getuid());
   ::mkdir(lock_dir.c_str(), 0777);
   std::uniform_int_distribution<int> pick(20000, 32000);
   for (int attempt = 0; attempt < 1000; ++attempt) {
