@@ -283,9 +283,9 @@ std::string RevisionThrottler::describe_pods() const {
     if (!out.empty())
       out += ", ";
     out += fmt::format("{} {}", n, to_string(s));
-    if ((s == PodState::Healthy || s == PodState::Recovering) && !breaker_.has_free_slot())
-      out += fmt::format(" (all busy: capacity {})", breaker_.capacity());
   }
+  if (breaker_.capacity() > 0 && !breaker_.has_free_slot())
+    out += fmt::format("; all busy: capacity {}", breaker_.capacity());
   return out;
 }
 

@@ -118,7 +118,7 @@ class RevisionThrottler {
   size_t pod_count() const { return pods_.size(); }
   size_t count(PodState s) const;
   // What the pods are doing, for an error a waiting client gets: "no replicas",
-  // "1 pending", "2 healthy (all busy: capacity 8), 1 quarantined".
+  // "1 pending", "2 healthy, 1 quarantined; all busy: capacity 8".
   std::string describe_pods() const;
   size_t assigned_count() const { return assigned_.size(); }
   const PodTracker* find(const std::string& pod) const;

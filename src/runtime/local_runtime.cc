@@ -44,6 +44,15 @@ std::string seconds_text(core::Duration d) {
   return fmt::format("{:.1f}s", core::to_seconds(d));
 }
 
+// A container on a fixed port can run once per machine: caps `want` at one and says
+// whether it did.
+bool cap_for_fixed_port(const service::ServiceSpec& s, int32_t& want) {
+  if (!s.container.port || want <= 1)
+    return false;
+  want = 1;
+  return true;
+}
+
 }  // namespace
 
 struct LocalRuntime::Replica {
@@ -106,8 +115,7 @@ void LocalRuntime::start() {
         s.scaling.decider.target, s.scaling.min_scale,
         s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞");
     r->want = r->scaler.last_want();
-    if (s.container.port && r->want > 1)
-      r->want = 1;  // the same cap decide() applies: one process per fixed port
+    cap_for_fixed_port(s, r->want);
     update_metrics(*r);
   }
   publish_endpoints();
@@ -278,11 +286,8 @@ void LocalRuntime::decide(Revision& r, bool poke) {
   const int32_t ready = static_cast<int32_t>(r.healthy);
   autoscaler::ScaleDecision d = r.scaler.decide(time_.now(), ready);
   r.last = d;
-  // A container on a fixed port can run once per machine.
-  if (r.spec.container.port && d.want > 1) {
-    d.want = 1;
+  if (cap_for_fixed_port(r.spec, d.want))
     d.reason += ", capped at 1: the container listens on a fixed port";
-  }
   if (d.want != r.want) {
     spdlog::info("{}: {} → {} ({}{})", r.spec.name, r.want, d.want, poke ? "first request; " : "",
                  d.reason);

@@ -52,8 +52,8 @@ struct RunUnderTest {
   bool logged(const std::string& text) { return proc->output().find(text) != std::string::npos; }
   // Log lines are written by sluice's own threads, after (or while) the client got its
   // answer: wait for them rather than expect them at once.
-  bool shows(const std::string& text) {
-    return eventually([&] { return logged(text); });
+  bool shows(const std::string& text, Millis timeout = 10s) {
+    return eventually([&] { return logged(text); }, timeout);
   }
   std::string metrics() { return curl(metrics_port, "/metrics").body; }
   ~RunUnderTest() { std::filesystem::remove_all(dir); }
@@ -120,13 +120,11 @@ TEST(RunE2E, ScalesOutUnderLoadAndBackToZeroWithoutAFailedRequest) {
     for (auto& t : threads) t.join();
   };
   load(5s, 6);  // CC=1, target 0.7/replica: 6 clients want more than 4 replicas
-  EXPECT_TRUE(eventually([&] { return sluice.logged("replica load-00001-4 ready"); }, 10s))
-      << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("replica load-00001-4 ready")) << sluice.proc->output();
   EXPECT_TRUE(sluice.shows(" → 4 (")) << "scaled out to max-scale\n" << sluice.proc->output();
   // Idle: down by at most half every 2 s once the 6 s window empties, then to zero.
-  EXPECT_TRUE(eventually([&] { return sluice.logged("load: 1 → 0"); }, 40s))
-      << sluice.proc->output();
-  EXPECT_TRUE(eventually([&] { return sluice.logged("replica load-00001-1 stopped"); }, 10s));
+  EXPECT_TRUE(sluice.shows("load: 1 → 0", 40s)) << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("replica load-00001-1 stopped"));
   // From zero again.
   load(1s, 1);
   EXPECT_EQ(failed.load(), 0) << first_failure << "\n" << sluice.proc->output();
@@ -142,8 +140,7 @@ TEST(RunE2E, TheScaleBufferAddsReplicasWhileThereIsTraffic) {
       sluice.shows("buffered: 0 → 3 (first request; stable: 1 concurrent, target "
                    "7/replica + scale buffer 2)"))
       << sluice.proc->output();
-  EXPECT_TRUE(eventually([&] { return sluice.logged("replica buffered-00001-3 ready"); }))
-      << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("replica buffered-00001-3 ready")) << sluice.proc->output();
   EXPECT_EQ(metric_value(sluice.metrics(), "autoscaler_scale_buffer"), 2);
 }
 
@@ -151,13 +148,11 @@ TEST(RunE2E, ACrashedReplicaIsRestartedAndServesAgain) {
   RunUnderTest sluice;
   sluice.start(service_yaml("crashy", "\"--exit-after-ms\", \"1500\"",
                             "        autoscaling.knative.dev/min-scale: \"1\"\n"));
-  EXPECT_TRUE(eventually([&] { return sluice.logged("replica crashy-00001-1 ready"); }));
-  EXPECT_TRUE(eventually([&] {
-    return sluice.logged("replica crashy-00001-1 app exited with status 3");
-  })) << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("replica crashy-00001-1 ready"));
+  EXPECT_TRUE(sluice.shows("replica crashy-00001-1 app exited with status 3"))
+      << sluice.proc->output();
   EXPECT_TRUE(sluice.shows("restarting in 0.5s")) << sluice.proc->output();
-  EXPECT_TRUE(
-      eventually([&] { return sluice.logged("replica crashy-00001-1 starting (restart 1)"); }));
+  EXPECT_TRUE(sluice.shows("replica crashy-00001-1 starting (restart 1)"));
   EXPECT_EQ(sluice.get("crashy").status, 200) << sluice.proc->output();
 }
 
@@ -215,7 +210,7 @@ TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {
   {
     RunUnderTest sluice;
     sluice.start(service_yaml("drain", "", "        autoscaling.knative.dev/min-scale: \"1\"\n"));
-    ASSERT_TRUE(eventually([&] { return sluice.logged("replica drain-00001-1 ready"); }));
+    ASSERT_TRUE(sluice.shows("replica drain-00001-1 ready"));
     auto slow = std::async(std::launch::async, [&] { return sluice.get("drain", "/?delay=700"); });
     std::this_thread::sleep_for(200ms);
     sluice.proc->signal(SIGINT);
@@ -225,7 +220,7 @@ TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {
   }
   RunUnderTest sluice;
   sluice.start(service_yaml("orphan", "", "        autoscaling.knative.dev/min-scale: \"2\"\n"));
-  ASSERT_TRUE(eventually([&] { return sluice.logged("replica orphan-00001-2 ready"); }));
+  ASSERT_TRUE(sluice.shows("replica orphan-00001-2 ready"));
   const auto children = run("pgrep -P " + std::to_string(sluice.proc->pid())).out;
   ASSERT_FALSE(children.empty());
   sluice.proc->signal(SIGKILL);

@@ -82,7 +82,7 @@ TEST_F(RevisionThrottlerTest, DescribesItsPodsForAClientThatWaitedInVain) {
   EXPECT_EQ(r.describe_pods(), "1 healthy, 1 pending, 1 quarantined");
   ASSERT_EQ(r.breaker().acquire(w1, clock_.now(), clock_.now() + 10s),
             admission::Breaker::Admit::Admitted);
-  EXPECT_EQ(r.describe_pods(), "1 healthy (all busy: capacity 1), 1 pending, 1 quarantined");
+  EXPECT_EQ(r.describe_pods(), "1 healthy, 1 pending, 1 quarantined; all busy: capacity 1");
 }
 
 TEST_F(RevisionThrottlerTest, UnlimitedConcurrencyIsOpenWhileAnyPodServes) {
