@@ -150,8 +150,10 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
 
   // Which identity variables are present decides between local mode and a pod.
   std::vector<std::string_view> identity_missing;
+  // Present is enough, as for Knative's own queue-proxy: a stock install sets
+  // SERVING_LOGGING_CONFIG and SERVING_LOGGING_LEVEL to "".
   for (auto name : kIdentity) {
-    if (!r.get(name))
+    if (!env(name))
       identity_missing.push_back(name);
   }
   c.local_mode = identity_missing.size() == std::size(kIdentity);
@@ -297,7 +299,8 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
   }
   if (c.http2_autodetect)
     c.notices.push_back("ENABLE_HTTP2_AUTO_DETECTION: HTTP/1.1 is used");
-  if (!c.request_log_template.empty()) {
+  // Knative always sets the template; it matters only when the request log is on.
+  if (c.request_log && !c.request_log_template.empty()) {
     c.notices.push_back(
         "SERVING_REQUEST_LOG_TEMPLATE: Go templates are not evaluated; the "
         "request log is one JSON line per request");

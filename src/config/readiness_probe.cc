@@ -37,15 +37,32 @@ bool read_port(const json& j, uint16_t default_port, uint16_t& out, std::string&
   return true;
 }
 
-bool read_int(const json& j, const char* key, int& out, std::string& error) {
+// Kubernetes' probe fields are int32; Knative's webhook allows 0 for the period and
+// timeout (aggressive probing) and Kubernetes requires thresholds of at least 1 (0 here
+// means "not set"). `max` bounds what the prober turns into timer durations.
+bool read_int(const json& j, const char* key, int64_t max, int& out, std::string& error) {
   if (!j.contains(key))
     return true;
-  if (!j[key].is_number_integer() || j[key].get<long>() < 0) {
-    error =
-        std::string("probe field ") + key + " must be a non-negative integer, got " + j[key].dump();
+  const json& v = j[key];
+  // An unsigned JSON number above INT64_MAX reads back negative as int64: check the kind.
+  const bool in_range = v.is_number_unsigned()  ? v.get<uint64_t>() <= static_cast<uint64_t>(max)
+                        : v.is_number_integer() ? v.get<int64_t>() >= 0 && v.get<int64_t>() <= max
+                                                : false;
+  if (!in_range) {
+    error = std::string("probe field ") + key + " must be an integer in 0.." + std::to_string(max) +
+            ", got " + v.dump();
     return false;
   }
-  out = j[key].get<int>();
+  out = static_cast<int>(v.get<int64_t>());
+  return true;
+}
+
+bool read_seconds(const json& j, const char* key, std::chrono::seconds& out, std::string& error) {
+  int s = 0;
+  if (!read_int(j, key, kMaxProbeSeconds, s, error))
+    return false;
+  if (j.contains(key))
+    out = std::chrono::seconds(s);
   return true;
 }
 
@@ -113,16 +130,19 @@ bool parse_one(const json& j, uint16_t default_port, ProbeSpec& spec, std::strin
     error = "probe has none of httpGet, tcpSocket, grpc, exec: " + j.dump();
     return false;
   }
-  if (!read_int(j, "periodSeconds", spec.period_seconds, error) ||
-      !read_int(j, "timeoutSeconds", spec.timeout_seconds, error) ||
-      !read_int(j, "successThreshold", spec.success_threshold, error) ||
-      !read_int(j, "failureThreshold", spec.failure_threshold, error)) {
+  constexpr int64_t kInt32Max = 2147483647;
+  if (!read_seconds(j, "periodSeconds", spec.period, error) ||
+      !read_seconds(j, "timeoutSeconds", spec.timeout, error) ||
+      !read_int(j, "successThreshold", kInt32Max, spec.success_threshold, error) ||
+      !read_int(j, "failureThreshold", kInt32Max, spec.failure_threshold, error)) {
     return false;
   }
   if (spec.success_threshold < 1)
     spec.success_threshold = 1;
-  if (spec.period_seconds > 0 && spec.timeout_seconds < 1)
-    spec.timeout_seconds = 1;
+  if (spec.failure_threshold < 1)
+    spec.failure_threshold = 3;  // Kubernetes' default
+  if (spec.period.count() > 0 && spec.timeout.count() < 1)
+    spec.timeout = std::chrono::seconds(1);
   if (spec.port == 0) {
     error = "probe names no port and no user port is known";
     return false;

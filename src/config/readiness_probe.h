@@ -26,12 +26,18 @@ struct ProbeSpec {
   std::vector<std::pair<std::string, std::string>> headers;
   // gRPC only.
   std::string grpc_service;
-  // Timing, as in the Kubernetes probe. period 0 = Knative's aggressive mode (50 ms polling).
-  int period_seconds = 0;
-  int timeout_seconds = 0;
+  // Timing, as in the Kubernetes probe (int32 seconds there; kept in chrono types so no
+  // conversion can overflow). period 0 = Knative's aggressive mode (50 ms polling).
+  std::chrono::seconds period{0};
+  std::chrono::seconds timeout{0};
   int success_threshold = 1;
   int failure_threshold = 3;
 };
+
+// Longest probe period or timeout accepted: a day. Kubernetes allows any int32, but a
+// readiness probe that waits longer than a day is a typo, and the bound keeps every
+// duration the prober computes far from overflow.
+inline constexpr int64_t kMaxProbeSeconds = 24 * 3600;
 
 struct ProbeParseResult {
   std::vector<ProbeSpec> probes;  // empty = no probe configured: always ready

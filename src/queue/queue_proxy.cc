@@ -290,6 +290,11 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
 Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
   http::ExtraHeaders extra{{kRevisionHeader, cfg_.revision_name}, {kInstanceHeader, instance_id_}};
   const bool draining = draining_.load(std::memory_order_acquire);
+  bool app_ready = false;
+  if (probe.kind == ProbeKind::HealthCheck && !draining && prober_.ready()) {
+    // (a statement of its own: GCC 12 miscompiles co_await inside a condition)
+    app_ready = co_await asio::co_spawn(control_io_, prober_.check(), use_awaitable);
+  }
   switch (probe.kind) {
     case ProbeKind::HealthCheck:
       if (draining) {
@@ -297,7 +302,7 @@ Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
       } else if (probe.probe_value != "queue") {
         co_await ex.respond(
             400, fmt::format("unexpected probe header value: {}", probe.probe_value), extra);
-      } else if (prober_.ready()) {
+      } else if (app_ready) {
         co_await ex.respond(200, "queue", extra);
       } else {
         prober_.kick();

@@ -60,13 +60,8 @@ void ReadinessProber::kick() {
 
 void ReadinessProber::report_unreachable() {
   asio::post(io_, [this] {
-    if (probes_.empty())
-      return;
-    successes_ = 0;
-    failures_ = 0;
-    ever_ready_ = false;  // back to fast polling
-    set_ready(false);
-    tick_.cancel();
+    if (!probes_.empty())
+      lost_app();
   });
 }
 
@@ -146,18 +141,46 @@ Task<bool> ReadinessProber::probe_once(const config::ProbeSpec& spec,
   co_return std::get<0>(result);
 }
 
+std::chrono::milliseconds ReadinessProber::round_timeout(const config::ProbeSpec& spec) const {
+  if (spec.timeout.count() > 0)
+    return spec.timeout;
+  return ever_ready_ ? 1000ms : 100ms;
+}
+
+Task<bool> ReadinessProber::probe_round() {
+  bool ok = true;
+  for (size_t i = 0; ok && i < probes_.size(); ++i) {
+    const auto timeout = round_timeout(probes_[i]);
+    ok = co_await probe_once(probes_[i], timeout);
+  }
+  co_return ok;
+}
+
+void ReadinessProber::lost_app() {
+  successes_ = 0;
+  failures_ = 0;
+  ever_ready_ = false;  // back to fast polling, so recovery is seen within one interval
+  set_ready(false);
+  tick_.cancel();
+}
+
+Task<bool> ReadinessProber::check() {
+  if (probes_.empty())
+    co_return true;
+  if (!ready())
+    co_return false;
+  const bool ok = co_await probe_round();
+  if (ok)
+    co_return true;
+  // The kubelet's and the activator's checks see a dead app at once (Knative's
+  // queue-proxy probes the app per check); the failure threshold is theirs to apply.
+  lost_app();
+  co_return false;
+}
+
 Task<void> ReadinessProber::run() {
   while (!stopped_) {
-    bool all_ok = true;
-    for (const auto& spec : probes_) {
-      std::chrono::milliseconds timeout =
-          spec.timeout_seconds > 0 ? std::chrono::milliseconds(spec.timeout_seconds * 1000)
-                                   : (ever_ready_ ? 1000ms : 100ms);
-      if (!co_await probe_once(spec, timeout)) {
-        all_ok = false;
-        break;
-      }
-    }
+    const bool all_ok = co_await probe_round();
     const auto& first = probes_.front();
     if (all_ok) {
       failures_ = 0;
@@ -167,13 +190,16 @@ Task<void> ReadinessProber::run() {
       }
     } else {
       successes_ = 0;
-      if (!ever_ready_ || ++failures_ >= std::max(1, first.failure_threshold))
+      if (!ever_ready_) {
         set_ready(false);
+      } else if (++failures_ >= first.failure_threshold) {
+        lost_app();
+      }
     }
-    std::chrono::milliseconds period = first.period_seconds > 0
-                                           ? std::chrono::milliseconds(first.period_seconds * 1000)
+    std::chrono::milliseconds period = first.period.count() > 0
+                                           ? std::chrono::milliseconds(first.period)
                                            : (ever_ready_ ? 1000ms : startup_interval_);
-    if (!ever_ready_ && first.period_seconds > 0)
+    if (!ever_ready_ && first.period.count() > 0)
       period = std::min(period, 1000ms);
     tick_.expires_after(period);
     co_await tick_.async_wait(kUseTuple);

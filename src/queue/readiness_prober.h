@@ -7,7 +7,8 @@
 // periodSeconds; once ready, every periodSeconds (1 s in aggressive mode). Ready after
 // successThreshold consecutive passing rounds; not ready after failureThreshold
 // consecutive failing rounds, or at once when the proxy itself could not reach the app
-// (report_unreachable), which also drops back to fast polling.
+// (report_unreachable) or a health check's fresh probe failed (check), which also drop
+// back to fast polling so recovery is seen within one polling interval.
 //
 // Threading: runs on one io_context (the control thread). ready() may be read anywhere.
 #pragma once
@@ -42,6 +43,10 @@ class ReadinessProber {
   void report_unreachable();
   // Thread-safe: probe now instead of at the next tick.
   void kick();
+  // On the prober's io_context: one fresh probe round when the cached state is ready, so
+  // a health check sees an app that died since the last tick (false at once) instead of
+  // a cached 200. A failed round flips to not ready and back to fast polling.
+  Task<bool> check();
   // Called on the control thread whenever ready() flips (e.g. to push to an activator).
   void on_change(std::function<void(bool)> fn) { on_change_ = std::move(fn); }
   const std::string& last_error() const { return last_error_; }
@@ -52,6 +57,10 @@ class ReadinessProber {
   // probe error, so a replica stuck at start-up says why instead of staying silent.
   Task<void> warn_while_not_ready();
   Task<bool> probe_once(const config::ProbeSpec& spec, std::chrono::milliseconds timeout);
+  Task<bool> probe_round();
+  std::chrono::milliseconds round_timeout(const config::ProbeSpec& spec) const;
+  // The app stopped answering: not ready now, and poll fast until it is back.
+  void lost_app();
   void set_ready(bool r);
 
   asio::io_context& io_;

@@ -67,15 +67,14 @@ TEST(QueueProxyE2E, ProbeAnswers) {
   EXPECT_EQ(other.status, 400);
   EXPECT_EQ(other.body, "unexpected probe header value: activator");
 
-  // The app goes away: the background prober notices and health checks answer 503.
+  // The app goes away: the very next health check probes it afresh and fails (Knative's
+  // queue-proxy probes per check), instead of answering a cached 200 until the next tick.
   t.app->signal(SIGKILL);
-  t.app->wait(5s);
-  int status = 0;
-  for (int i = 0; i < 100 && status != 503; ++i) {
-    std::this_thread::sleep_for(50ms);
-    status = curl(t.port, "/", "-H 'K-Network-Probe: queue'").status;
-  }
-  EXPECT_EQ(status, 503);
+  ASSERT_TRUE(t.app->wait(5s));
+  EXPECT_EQ(curl(t.port, "/", "-A kube-probe/1.30 -H 'K-Network-Probe: queue'").status, 503);
+  EXPECT_TRUE(eventually([&] {
+    return t.qp->output().find("app is not ready") != std::string::npos;
+  })) << t.qp->output();
 }
 
 TEST(QueueProxyE2E, NotReadyUntilTheAppListens) {

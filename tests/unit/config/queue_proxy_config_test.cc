@@ -134,5 +134,68 @@ TEST(QueueProxyConfig, KnowsEveryKnativeVariable) {
   }
 }
 
+// The exact environment Knative 1.18's controller writes for a CC=0 TCP-probe revision
+// in a stock install (no zap-logger-config, no loglevel.queueproxy: both set to "").
+TEST(QueueProxyConfig, StartsWithTheEnvironmentOfAStockKnativeInstall) {
+  std::map<std::string, std::string> env = {
+      {"SERVING_NAMESPACE", "default"},
+      {"SERVING_SERVICE", "hello"},
+      {"SERVING_CONFIGURATION", "hello"},
+      {"SERVING_REVISION", "hello-00001"},
+      {"QUEUE_SERVING_PORT", "8012"},
+      {"QUEUE_SERVING_TLS_PORT", "8112"},
+      {"CONTAINER_CONCURRENCY", "0"},
+      {"REVISION_TIMEOUT_SECONDS", "300"},
+      {"REVISION_RESPONSE_START_TIMEOUT_SECONDS", "0"},
+      {"REVISION_IDLE_TIMEOUT_SECONDS", "0"},
+      {"SERVING_POD", "hello-00001-deployment-7d4f-x2x"},
+      {"SERVING_POD_IP", "10.244.0.7"},
+      {"SERVING_LOGGING_CONFIG", ""},
+      {"SERVING_LOGGING_LEVEL", ""},
+      {"SERVING_REQUEST_LOG_TEMPLATE",
+       R"({"httpRequest": {"requestMethod": "{{.Request.Method}}"}, "traceId": "{{index .Request.Header "X-B3-Traceid"}}"})"},
+      {"SERVING_ENABLE_REQUEST_LOG", "false"},
+      {"SERVING_REQUEST_METRICS_BACKEND", "prometheus"},
+      {"SERVING_REQUEST_METRICS_REPORTING_PERIOD_SECONDS", "5"},
+      {"TRACING_CONFIG_BACKEND", "none"},
+      {"TRACING_CONFIG_ZIPKIN_ENDPOINT", ""},
+      {"TRACING_CONFIG_DEBUG", "false"},
+      {"TRACING_CONFIG_SAMPLE_RATE", "0.1"},
+      {"USER_PORT", "8080"},
+      {"SYSTEM_NAMESPACE", "knative-serving"},
+      {"METRICS_DOMAIN", "knative.dev/internal/serving"},
+      {"SERVING_READINESS_PROBE",
+       R"({"tcpSocket":{"port":8080,"host":"127.0.0.1"},"successThreshold":1})"},
+      {"ENABLE_PROFILING", "false"},
+      {"SERVING_ENABLE_PROBE_REQUEST_LOG", "false"},
+      {"METRICS_COLLECTOR_ADDRESS", ""},
+      {"HOST_IP", "10.0.2.15"},
+      {"ENABLE_HTTP2_AUTO_DETECTION", "false"},
+      {"ENABLE_HTTP_FULL_DUPLEX", "false"},
+      {"ROOT_CA", ""},
+      {"ENABLE_MULTI_CONTAINER_PROBES", "false"},
+  };
+  auto r = load_queue_proxy_config(env_of(env), {});
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0]);
+  EXPECT_FALSE(r.config->local_mode);
+  EXPECT_EQ(r.config->container_concurrency, 0u);
+  EXPECT_EQ(r.config->revision_name, "hello-00001");
+  // The template is always set; with the request log off it is not worth a warning.
+  EXPECT_TRUE(r.config->notices.empty()) << r.config->notices[0];
+  // Every value a variable of this list can take, empty included, is accepted.
+  for (const auto& [name, value] : env) {
+    if (name == "USER_PORT" || name == "SERVING_READINESS_PROBE")
+      continue;
+    auto emptied = env;
+    emptied[name] = "";
+    auto e = load_queue_proxy_config(env_of(emptied), {});
+    // The four with a flag equivalent must have a value (Knative always writes one).
+    const bool needs_value = name == "CONTAINER_CONCURRENCY" || name == "QUEUE_SERVING_PORT" ||
+                             name == "REVISION_TIMEOUT_SECONDS";
+    EXPECT_EQ(e.config.has_value(), !needs_value)
+        << name << "=\"\": " << (e.errors.empty() ? "accepted" : e.errors[0]);
+  }
+}
+
 }  // namespace
 }  // namespace sluice::config

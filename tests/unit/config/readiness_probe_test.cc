@@ -18,7 +18,7 @@ TEST(ReadinessProbe, TcpAsKnativeWritesIt) {
   ASSERT_EQ(r.probes.size(), 1u);
   EXPECT_EQ(r.probes[0].kind, ProbeSpec::Kind::Tcp);
   EXPECT_EQ(r.probes[0].port, 8080);
-  EXPECT_EQ(r.probes[0].period_seconds, 0) << "aggressive mode by default";
+  EXPECT_EQ(r.probes[0].period.count(), 0) << "aggressive mode by default";
 }
 
 TEST(ReadinessProbe, HttpWithPathHeadersSchemeAndTiming) {
@@ -34,8 +34,8 @@ TEST(ReadinessProbe, HttpWithPathHeadersSchemeAndTiming) {
   EXPECT_EQ(p.port, 8081);
   ASSERT_EQ(p.headers.size(), 1u);
   EXPECT_EQ(p.headers[0].first, "X-Probe");
-  EXPECT_EQ(p.period_seconds, 5);
-  EXPECT_EQ(p.timeout_seconds, 1) << "periodSeconds > 0 forces timeout >= 1 (Knative)";
+  EXPECT_EQ(p.period.count(), 5);
+  EXPECT_EQ(p.timeout.count(), 1) << "periodSeconds > 0 forces timeout >= 1 (Knative)";
   EXPECT_EQ(p.success_threshold, 2);
   EXPECT_EQ(p.failure_threshold, 4);
 }
@@ -94,6 +94,32 @@ TEST(ReadinessProbe, OddShapesAreErrorsNotExceptions) {
     ProbeParseResult r;
     EXPECT_NO_THROW(r = parse_readiness_probe(text, 8080)) << text;
   }
+}
+
+// periodSeconds * 1000 overflowed int (UBSan), and a negative period probed in a busy
+// loop: every timing field is range-checked and kept in chrono types.
+TEST(ReadinessProbe, TimingOutsideKubernetesRangesIsAnError) {
+  const char* bad[] = {
+      R"({"tcpSocket":{},"periodSeconds":-1})",
+      R"({"tcpSocket":{},"timeoutSeconds":-5})",
+      R"({"tcpSocket":{},"periodSeconds":2147483647})",
+      R"({"tcpSocket":{},"timeoutSeconds":4294967296})",
+      R"({"tcpSocket":{},"periodSeconds":18446744073709551615})",
+      R"({"tcpSocket":{},"failureThreshold":-1})",
+      R"({"tcpSocket":{},"successThreshold":2147483648})",
+  };
+  for (const char* text : bad) {
+    auto r = parse_readiness_probe(text, 8080);
+    EXPECT_TRUE(r.probes.empty()) << text;
+    EXPECT_NE(r.error.find("must be an integer in 0.."), std::string::npos)
+        << text << ": " << r.error;
+  }
+  auto r = parse_readiness_probe(R"({"tcpSocket":{},"periodSeconds":86400,"timeoutSeconds":86400})",
+                                 8080);
+  ASSERT_EQ(r.probes.size(), 1u) << r.error;
+  EXPECT_EQ(r.probes[0].period, std::chrono::hours(24));
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(r.probes[0].timeout).count(),
+            86'400'000);
 }
 
 }  // namespace
