@@ -397,8 +397,8 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         // (a named local: GCC 12 rejects a braced list built inside a co_await)
         const http::ExtraHeaders bad_body{{"Sluice-Error", "malformed_body"},
                                           {"Sluice-Error-Source", "activator"}};
-        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")",
-                            bad_body);
+        const auto answer = http::bad_request_body_answer(result.error);
+        co_await ex.respond(answer.status, answer.body, bad_body);
         co_return;
       }
       default:

@@ -175,7 +175,8 @@ Task<bool> ClientConnection::read_head() {
         } else if (ec == bhttp::error::bad_content_length ||
                    ec == bhttp::error::multiple_content_length ||
                    ec == bhttp::error::bad_transfer_encoding ||
-                   ec == ParseError::TransferEncodingNotChunked) {
+                   ec == ParseError::TransferEncodingNotChunked ||
+                   ec == ParseError::TransferEncodingOnHttp10) {
           why = Rejection::AmbiguousFraming;
           body = "bad request: ambiguous message framing (" + ec.message() + ")";
         } else {

@@ -108,6 +108,18 @@ std::string_view to_string(ForwardResult::Outcome o) {
   return "unknown";
 }
 
+BadBodyAnswer bad_request_body_answer(const error_code& ec, size_t line_limit) {
+  if (ec == ParseError::TrailersTooLarge) {
+    return {431,
+            "request trailer fields too large: limit is " + std::to_string(line_limit) + " bytes"};
+  }
+  if (ec == ParseError::ChunkLineTooLong) {
+    return {400, "bad request: malformed body (chunk-size line longer than " +
+                     std::to_string(line_limit) + " bytes)"};
+  }
+  return {400, "bad request: malformed body (" + ec.message() + ")"};
+}
+
 std::string failure_cause(const error_code& ec) {
   if (ec == asio::error::connection_refused)
     return "connection refused";
@@ -204,7 +216,7 @@ Task<ForwardResult> forward(Exchange& exchange,
           }
         }
         error_code pec;
-        size_t n = rq.put(conn.buffer().data(), pec);
+        size_t n = rq.put_body(conn.buffer().data(), pec);
         if (pec == bhttp::error::need_more) {
           pec = {};
           if (n == 0) {
@@ -390,7 +402,7 @@ Task<ForwardResult> forward(Exchange& exchange,
   while (true) {
     if (up->buffer.size() > 0 && !rp->is_done()) {
       error_code pec;
-      size_t n = rp->put(up->buffer.data(), pec);
+      size_t n = rp->put_body(up->buffer.data(), pec);
       if (pec && pec != bhttp::error::need_more) {
         result.outcome = Outcome::BrokenAfterStart;
         result.error = pec;

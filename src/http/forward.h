@@ -69,6 +69,14 @@ std::string_view to_string(ForwardResult::Outcome o);
 // system's message.
 std::string failure_cause(const error_code& ec);
 
+// The answer to a request whose body could not be read (outcome BadRequestBody): 431
+// for trailers over the limit, else 400, naming what was wrong.
+struct BadBodyAnswer {
+  int status;
+  std::string body;
+};
+BadBodyAnswer bad_request_body_answer(const error_code& ec, size_t line_limit = kDefaultLineLimit);
+
 Task<ForwardResult> forward(Exchange& exchange,
                             const ForwardTarget& target,
                             const ForwardOptions& options);

@@ -50,15 +50,14 @@ void StreamParser<isRequest>::on_field_impl(bhttp::field name,
   if (in_trailers_)
     return;  // trailers are dropped: we re-frame the body ourselves
   if constexpr (isRequest) {
-    // A request whose Transfer-Encoding does not end in chunked has no way to tell
-    // where its body ends (RFC 9112 §6.3): refuse instead of guessing.
+    // The one framing decision (see the header): exactly "chunked", once, on HTTP/1.1.
+    // Beast has already rejected a second Transfer-Encoding field after a chunked one.
     if (name == bhttp::field::transfer_encoding) {
-      std::string_view v = value;
-      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-      auto comma = v.rfind(',');
-      std::string_view last = comma == std::string_view::npos ? v : v.substr(comma + 1);
-      while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
-      if (!boost::beast::iequals(last, "chunked")) {
+      if (head_.version < 11) {
+        ec = ParseError::TransferEncodingOnHttp10;  // RFC 9112 §6.1: faulty framing
+        return;
+      }
+      if (!boost::beast::iequals(value, "chunked")) {
         ec = ParseError::TransferEncodingNotChunked;
         return;
       }
@@ -111,6 +110,34 @@ std::size_t StreamParser<isRequest>::on_chunk_body_impl(std::uint64_t,
 template <bool isRequest>
 void StreamParser<isRequest>::on_finish_impl(error_code&) {}
 
+// While a chunked body waits for a line, every pending byte belongs to a chunk-size line
+// or to the trailer section (Beast hands chunk data out as soon as it arrives).
+template <bool isRequest>
+std::size_t StreamParser<isRequest>::put_body(boost::asio::const_buffer buffer, error_code& ec) {
+  const std::size_t n = this->put(buffer, ec);
+  if (ec != bhttp::error::need_more || n != 0 || !this->is_header_done() || !this->chunked())
+    return n;
+  std::string_view pending(static_cast<const char*>(buffer.data()), buffer.size());
+  for (std::size_t i = pending.find('\n'); i != std::string_view::npos;
+       i = pending.find('\n', i + 1)) {
+    if (i == 0 || pending[i - 1] != '\r') {
+      ec = ParseError::BareLineFeed;
+      return 0;
+    }
+  }
+  if (pending.size() <= line_limit_)
+    return 0;
+  // Past the last chunk ("0" line complete) the pending bytes are trailers.
+  std::string_view line = pending.substr(pending.starts_with("\r\n") ? 2 : 0);
+  const auto eol = line.find("\r\n");
+  const auto size_end = line.find_first_not_of("0");
+  const bool last_chunk =
+      eol != std::string_view::npos && size_end != 0 &&
+      (size_end == eol || line[size_end] == ';' || line[size_end] == ' ' || line[size_end] == '\t');
+  ec = last_chunk ? ParseError::TrailersTooLarge : ParseError::ChunkLineTooLong;
+  return 0;
+}
+
 template class StreamParser<true>;
 template class StreamParser<false>;
 
@@ -121,11 +148,19 @@ class ParseErrorCategory final : public boost::system::error_category {
   std::string message(int ev) const override {
     switch (static_cast<ParseError>(ev)) {
       case ParseError::TransferEncodingNotChunked:
-        return "Transfer-Encoding does not end in chunked";
+        return "Transfer-Encoding other than a single \"chunked\"";
       case ParseError::NoHost:
         return "an HTTP/1.1 request without a Host header";
       case ParseError::SeveralHosts:
         return "more than one Host header";
+      case ParseError::TransferEncodingOnHttp10:
+        return "Transfer-Encoding on an HTTP/1.0 request";
+      case ParseError::ChunkLineTooLong:
+        return "chunk-size line longer than the limit";
+      case ParseError::TrailersTooLarge:
+        return "trailer section larger than the limit";
+      case ParseError::BareLineFeed:
+        return "chunked body line ends in a bare LF, not CRLF";
     }
     return "unknown parse error";
   }

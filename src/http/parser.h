@@ -7,9 +7,19 @@
 // an allocation per header.
 //
 // Smuggling defences (all end in an error, so the caller answers 400 and closes):
-// Content-Length together with Transfer-Encoding, differing Content-Lengths, a
-// Transfer-Encoding that does not end in "chunked" on a request, oversized heads
-// (header_limit, reported as error::header_limit → 431).
+// Content-Length together with Transfer-Encoding, differing Content-Lengths, oversized
+// heads (header_limit, reported as error::header_limit → 431), and on a request any
+// Transfer-Encoding but exactly "chunked" in one field on HTTP/1.1. That last rule is the
+// one framing decision: Beast counts "chunked, chunked" as not chunked (so its body would
+// be read as the next request) while a check for "ends in chunked" passes it; refusing
+// all but the one form both agree on leaves no gap between check and parser (Go's
+// net/http, Knative's own server, accepts the same single form).
+//
+// Bounded buffering of a body: use put_body(), not put(). Beast waits for a whole
+// chunk-size line and a whole trailer section before it consumes any of them, so the
+// caller's buffer would grow with whatever a peer sends without a CRLF; put_body()
+// fails once `line_limit` bytes are pending (ChunkLineTooLong / TrailersTooLarge) and
+// refuses a bare LF ending such a line (BareLineFeed) instead of waiting forever.
 #pragma once
 
 #include <boost/beast/http/basic_parser.hpp>
@@ -64,6 +74,9 @@ struct BodyPieces {
   }
 };
 
+// What put_body() lets a chunk-size line or a trailer section hold by default.
+inline constexpr std::size_t kDefaultLineLimit = 64 * 1024;
+
 template <bool isRequest>
 class StreamParser : public bhttp::basic_parser<isRequest> {
  public:
@@ -76,6 +89,11 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
 
   MessageHead& head() { return head_; }
   BodyPieces& body() { return body_; }
+
+  // put() for the body: as put(), plus the bounds above on what stays pending.
+  std::size_t put_body(boost::asio::const_buffer buffer, error_code& ec);
+  void line_limit(std::size_t bytes) { line_limit_ = bytes; }
+  std::size_t line_limit() const { return line_limit_; }
 
  private:
   void on_request_impl(bhttp::verb method,
@@ -107,13 +125,22 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
   BodyPieces& body_;
   bool in_trailers_ = false;
   int host_fields_ = 0;
+  std::size_t line_limit_ = kDefaultLineLimit;
 };
 
 using RequestParser = StreamParser<true>;
 using ResponseParser = StreamParser<false>;
 
 // Errors of our own, beyond Beast's http::error.
-enum class ParseError { TransferEncodingNotChunked = 1, NoHost, SeveralHosts };
+enum class ParseError {
+  TransferEncodingNotChunked = 1,
+  NoHost,
+  SeveralHosts,
+  TransferEncodingOnHttp10,
+  ChunkLineTooLong,
+  TrailersTooLarge,
+  BareLineFeed,
+};
 const boost::system::error_category& parse_error_category();
 inline error_code make_error_code(ParseError e) {
   return {static_cast<int>(e), parse_error_category()};

@@ -262,8 +262,8 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
       case Outcome::Intercepted:  // the queue-proxy sets no intercept
       case Outcome::BadRequestBody: {
         const http::ExtraHeaders extra{{kErrorHeader, std::string_view("malformed_body")}};
-        co_await ex.respond(400, "bad request: malformed body (" + result.error.message() + ")",
-                            extra);
+        const auto answer = http::bad_request_body_answer(result.error);
+        co_await ex.respond(answer.status, answer.body, extra);
       } break;
     }
   }
