@@ -176,7 +176,7 @@ Task<ForwardResult> forward(Exchange& exchange,
   result.connected_at = time.now();
   for (int attempt = 0;; ++attempt) {
     // A retry (stale pooled connection) always dials fresh.
-    up = attempt == 0 ? worker.pool().take(target.endpoint, result.connected_at) : nullptr;
+    up = attempt == 0 ? worker.pool().take(target.endpoint) : nullptr;
     if (!up) {
       up = std::make_shared<UpstreamConnection>(worker.executor());
       up->endpoint = target.endpoint;

@@ -19,7 +19,7 @@ size_t UpstreamPool::EndpointHash::operator()(const tcp::endpoint& ep) const {
   return h;
 }
 
-UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep, core::TimePoint now) {
+UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep) {
   auto it = idle_.find(ep);
   if (it == idle_.end())
     return nullptr;
@@ -27,13 +27,11 @@ UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep, core::TimePoin
   while (!stack.empty()) {
     UpstreamConnectionPtr conn = std::move(stack.back());
     stack.pop_back();
-    if (now - conn->idle_since >= kPeekAfter) {
-      char probe;
-      ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-      // 0 is the upstream's FIN; data would be a protocol violation: drop both.
-      if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
-        continue;
-    }
+    char probe;
+    const ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    // 0 is the upstream's FIN; data is a response nobody asked for: drop both.
+    if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+      continue;
     conn->reused = true;
     return conn;
   }

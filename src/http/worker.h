@@ -36,20 +36,19 @@ using UpstreamConnectionPtr = std::shared_ptr<UpstreamConnection>;
 
 // Idle upstream connections of one worker, most recently used first.
 //
-// An upstream may close a connection while it sits idle (its keep-alive timeout);
-// sending a request into it would fail (Knative's #12414). A connection that was idle
-// for more than kPeekAfter is peeked before reuse (a non-blocking recv seeing EOF means
-// closed); one that idled less is reused blind, because under load connections come
-// back within microseconds and the peek would cost a system call per request, while
-// app keep-alive timeouts are seconds. forward() still retries a body-less request
-// once on a fresh connection if the race is lost.
+// Every connection is peeked before reuse (a non-blocking recv): EOF means the upstream
+// closed it while idle (its keep-alive timeout; sending into it would fail, Knative's
+// #12414), and any byte means the upstream wrote something nobody asked for (an app that
+// sends a second response after a complete one). Either way it is dropped: bytes left on
+// a connection would reach the next request, from another client, as its response.
+// (Peeking only connections idle for more than 10 ms saved a system call per request
+// and let a stale response through 40 times out of 40.) forward() still retries a
+// body-less request once on a fresh connection if the upstream closes in the meantime.
 class UpstreamPool {
  public:
-  static constexpr core::Duration kPeekAfter = std::chrono::milliseconds(10);
-
   explicit UpstreamPool(size_t max_idle_per_endpoint) : max_idle_(max_idle_per_endpoint) {}
   // A live idle connection to `ep`, or nullptr.
-  UpstreamConnectionPtr take(const tcp::endpoint& ep, core::TimePoint now);
+  UpstreamConnectionPtr take(const tcp::endpoint& ep);
   void give_back(UpstreamConnectionPtr conn, core::TimePoint now);
 
  private:

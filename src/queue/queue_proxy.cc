@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/static_string/static_string.hpp>
 #include <thread>
 
 #include "admission/breaker.h"
@@ -41,6 +42,8 @@ constexpr std::string_view kRevisionHeader = "Sluice-Revision";
 // Which queue-proxy process answers: the activator treats a new one on a known address as
 // a restarted replica (a new pod), not as the old one recovering.
 constexpr std::string_view kInstanceHeader = "Sluice-Pod-Instance";
+// How much of a request id the queue-proxy's own warnings print.
+constexpr size_t kLoggedIdLength = 128;
 
 }  // namespace
 
@@ -167,6 +170,11 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     core::random_hex_id(worker.random(), generated_id);
     request_id = std::string_view(generated_id, sizeof(generated_id));
   }
+  // Views into the client's read buffer dangle once forward() reads the body (it may
+  // reallocate): what is logged after forwarding is an owned copy, truncated to a
+  // bounded size so a hostile id cannot make the copy large.
+  const auto kept = request_id.substr(0, kLoggedIdLength);
+  const boost::static_strings::static_string<kLoggedIdLength> logged_id(kept.data(), kept.size());
   std::string log_id, method, path;
   if (request_log_) {
     log_id = request_id;
@@ -234,8 +242,8 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
       case Outcome::BrokenAfterStart:
         app_answered = true;
         metrics_.count_error(shard, ProxyError::BrokenMidResponse);
-        spdlog::warn("request {}: app connection broke mid-response: {}", request_id,
-                     result.error.message());
+        spdlog::warn("request {}: app connection broke mid-response: {}",
+                     std::string_view(logged_id.data(), logged_id.size()), result.error.message());
         break;
       case Outcome::ConnectFailed:
         prober_.report_unreachable();

@@ -11,6 +11,7 @@
 //   sse=N&interval=MS      text/event-stream, N events "data: i", one every MS
 //   fail=hang|close|reset  never answer | close mid-response | reset the connection
 //   fail=refuse[&ms=N]     answer, then refuse new connections (for N ms, else for good)
+//   unsolicited=MS      MS after the response, write a second one nobody asked for
 // Paths: /echo answers the request head (and body) back; /ws is a WebSocket echo;
 // /healthz answers 200. SIGTERM exits at once.
 #include <boost/asio.hpp>
@@ -225,6 +226,17 @@ asio::awaitable<void> session(tcp::socket socket) {
       beast::error_code ignored;
       socket.shutdown(tcp::socket::shutdown_send, ignored);
       co_return;
+    }
+    if (q.count("unsolicited")) {
+      // A misbehaving app: a second response nobody asked for, a moment after a complete
+      // one, on the kept-alive connection.
+      co_await sleep_ms(num(q, "unsolicited", 5));
+      const std::string_view stale = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstale\n";
+      auto [uec, un] = co_await asio::async_write(socket, asio::buffer(stale), kTuple);
+      if (uec)
+        co_return;
+      std::printf("sluice-testapp: wrote an unsolicited response\n");
+      std::fflush(stdout);
     }
   }
 }
