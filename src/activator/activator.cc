@@ -13,7 +13,6 @@
 #include <boost/beast/core/string.hpp>
 #include <fstream>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -582,10 +581,12 @@ bool ActivatorImpl::load_file(bool initial) {
   if (file_stamp_ && *file_stamp_ == *stamp)
     return true;
   file_stamp_ = stamp;
-  std::ifstream in(opts_.endpoints_file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto parsed = config::parse_endpoints_file(ss.str());
+  // Read at most one byte past the limit, so a huge file is refused without reading it.
+  std::ifstream in(opts_.endpoints_file, std::ios::binary);
+  std::string text(config::kMaxEndpointsFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  auto parsed = config::parse_endpoints_file(text);
   if (!parsed.file) {
     for (const auto& e : parsed.errors) {
       spdlog::error("endpoints file {}: {}", opts_.endpoints_file, e);

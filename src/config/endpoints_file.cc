@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "config/text_guard.h"
+
 namespace sluice::config {
 
 using nlohmann::json;
@@ -73,6 +75,10 @@ bool check_addresses(const json& list,
 EndpointsParseResult parse_endpoints_file(std::string_view text) {
   EndpointsParseResult result;
   auto& errors = result.errors;
+  if (auto bad = check_config_text(text, kMaxEndpointsFileBytes, /*yaml=*/false)) {
+    errors.push_back(bad->message());
+    return result;
+  }
   json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
     errors.push_back("not valid JSON");

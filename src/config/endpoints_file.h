@@ -42,6 +42,10 @@ struct EndpointsParseResult {
   std::vector<std::string> errors;
 };
 
+// Largest endpoints file read (thousands of revisions and pods fit in far less); larger,
+// too deeply nested or non-UTF-8 text is an error before any JSON parsing.
+inline constexpr size_t kMaxEndpointsFileBytes = 16 * 1024 * 1024;
+
 EndpointsParseResult parse_endpoints_file(std::string_view json);
 
 // "127.0.0.1:8012" or "[::1]:8012" → host and port; false if malformed.

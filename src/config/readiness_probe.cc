@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/text_guard.h"
+
 namespace sluice::config {
 
 namespace {
@@ -162,6 +164,10 @@ ProbeParseResult parse_readiness_probe(std::string_view text, uint16_t default_p
   ProbeParseResult result;
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return result;
+  if (auto bad = check_config_text(text, 64 * 1024, /*yaml=*/false)) {
+    result.error = "SERVING_READINESS_PROBE: " + bad->what;
+    return result;
+  }
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     result.error = "SERVING_READINESS_PROBE is not valid JSON: " + std::string(text.substr(0, 200));

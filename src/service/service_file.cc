@@ -1,6 +1,7 @@
 #include "service/service_file.h"
 
 #include <fmt/format.h>
+#include <libfyaml.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 
 #include "config/duration.h"
 #include "config/readiness_probe.h"
+#include "config/text_guard.h"
 
 namespace sluice::service {
 
@@ -26,18 +28,33 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr std::string_view kPrefix = "autoscaling.knative.dev/";
+// Largest service file read: Kubernetes objects are limited to about 1.5 MB by etcd.
+constexpr size_t kMaxServiceFileBytes = 4 * 1024 * 1024;
 
 // Where problems go, with the file and line they are about.
 struct Report {
   std::string file;
   LoadResult& out;
+  // A node that is not in the file (a missing key) has no position: line 1 then.
+  static int line(const YAML::Node& n) { return std::max(1, n.Mark().line + 1); }
   void error(const YAML::Node& at, std::string_view key, std::string_view what) {
-    out.errors.push_back(fmt::format("{}:{}: {}: {}", file, at.Mark().line + 1, key, what));
+    out.errors.push_back(fmt::format("{}:{}: {}: {}", file, line(at), key, what));
   }
   void warn(const YAML::Node& at, std::string_view key, std::string_view what) {
-    out.warnings.push_back(fmt::format("{}:{}: {}: {}", file, at.Mark().line + 1, key, what));
+    out.warnings.push_back(fmt::format("{}:{}: {}: {}", file, line(at), key, what));
   }
 };
+
+// A map's child, or an undefined node when `n` is not a map or lacks the key. yaml-cpp
+// throws for a subscript of a scalar ("metadata: foo") and for the position of a missing
+// key; every lookup here goes through this instead, so a wrong shape is an error to
+// report, never an exception.
+YAML::Node child(const YAML::Node& n, const char* key) {
+  if (!n.IsDefined() || !n.IsMap())
+    return YAML::Node(YAML::NodeType::Undefined);
+  const YAML::Node found = n[key];
+  return found.IsDefined() ? found : YAML::Node(YAML::NodeType::Undefined);
+}
 
 std::optional<int64_t> to_int(std::string_view s) {
   int64_t v = 0;
@@ -363,7 +380,7 @@ bool dns_label(std::string_view s) {
 nlohmann::json to_json(const YAML::Node& n) {
   if (n.IsMap()) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& kv : n) j[kv.first.as<std::string>()] = to_json(kv.second);
+    for (const auto& kv : n) j[kv.first.IsScalar() ? kv.first.Scalar() : "?"] = to_json(kv.second);
     return j;
   }
   if (n.IsSequence()) {
@@ -398,6 +415,41 @@ std::vector<std::string> string_list(const YAML::Node& n, Report& r, std::string
     out.push_back(e.Scalar());
   }
   return out;
+}
+
+// The first syntax error libfyaml finds, as "LINE: YAML syntax error: message".
+std::optional<std::string> yaml_syntax_error(std::string_view text) {
+  fy_diag_cfg dcfg;
+  fy_diag_cfg_default(&dcfg);
+  dcfg.fp = nullptr;
+  dcfg.output_fn = [](fy_diag*, void*, const char*, size_t) {};  // collected, not printed
+  fy_diag* diag = fy_diag_create(&dcfg);
+  if (diag == nullptr)
+    return "1: YAML syntax error: cannot create the YAML checker";
+  fy_diag_set_collect_errors(diag, true);
+  fy_parse_cfg cfg{};
+  cfg.flags = FYPCF_QUIET;
+  cfg.diag = diag;
+  fy_parser* parser = fy_parser_create(&cfg);
+  std::optional<std::string> error;
+  if (parser == nullptr || fy_parser_set_string(parser, text.data(), text.size()) != 0) {
+    error = "1: YAML syntax error: cannot start the YAML checker";
+  } else {
+    while (fy_event* event = fy_parser_parse(parser)) fy_parser_event_free(parser, event);
+    if (fy_parser_get_stream_error(parser)) {
+      void* iter = nullptr;
+      if (fy_diag_error* e = fy_diag_errors_iterate(diag, &iter)) {
+        error = fmt::format("{}: YAML syntax error: {} (column {})", std::max(1, e->line),
+                            e->msg != nullptr ? e->msg : "invalid YAML", std::max(1, e->column));
+      } else {
+        error = "1: YAML syntax error";
+      }
+    }
+  }
+  if (parser != nullptr)
+    fy_parser_destroy(parser);
+  fy_diag_destroy(diag);
+  return error;
 }
 
 struct Document {
@@ -450,6 +502,17 @@ void Loader::check_keys(const YAML::Node& map,
 LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& files) {
   for (const auto& [path, text] : files) {
     Report r{path, out_};
+    if (auto bad = config::check_config_text(text, kMaxServiceFileBytes, /*yaml=*/true)) {
+      out_.errors.push_back(fmt::format("{}:{}: file: {}", path, bad->line, bad->what));
+      continue;
+    }
+    // libfyaml checks the syntax first: yaml-cpp 0.7 allocates without limit on some
+    // invalid inputs (the one-byte file ",": 1.9 GB in 4 s), and libfyaml names the
+    // line and column of what is wrong.
+    if (auto bad = yaml_syntax_error(text)) {
+      out_.errors.push_back(fmt::format("{}:{}", path, *bad));
+      continue;
+    }
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(text);
@@ -466,11 +529,11 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
         r.error(doc, "document", "must be a mapping (a Kubernetes object)");
         continue;
       }
-      const std::string kind = scalar(doc["kind"]);
-      const std::string api = scalar(doc["apiVersion"]);
-      const std::string name = scalar(doc["metadata"]["name"]);
+      const std::string kind = scalar(child(doc, "kind"));
+      const std::string api = scalar(child(doc, "apiVersion"));
+      const std::string name = scalar(child(child(doc, "metadata"), "name"));
       if (kind == "ConfigMap") {
-        const YAML::Node data = doc["data"];
+        const YAML::Node data = child(doc, "data");
         if (name == "config-autoscaler" && data && data.IsMap()) {
           parse_autoscaler_configmap(data, r, as_);
         } else if (name == "config-defaults" && data && data.IsMap()) {
@@ -480,14 +543,14 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
         }
       } else if (kind == "Service") {
         if (api != "serving.knative.dev/v1") {
-          r.error(doc["apiVersion"] ? doc["apiVersion"] : doc, "apiVersion",
+          r.error(child(doc, "apiVersion") ? child(doc, "apiVersion") : doc, "apiVersion",
                   fmt::format("\"{}\": a Service must be serving.knative.dev/v1", api));
           continue;
         }
         services_.push_back({path, folder, doc});
       } else {
         r.error(
-            doc["kind"] ? doc["kind"] : doc, "kind",
+            child(doc, "kind") ? child(doc, "kind") : doc, "kind",
             fmt::format("\"{}\": expected a serving.knative.dev/v1 Service or a ConfigMap", kind));
       }
     }
@@ -514,45 +577,45 @@ void Loader::service(const Document& d) {
   s.file = d.file;
   s.line = doc.Mark().line + 1;
   check_keys(doc, r, "Service", {"apiVersion", "kind", "metadata", "spec"}, {"status"});
-  const YAML::Node meta = doc["metadata"];
-  if (!meta || !meta.IsMap() || !meta["name"]) {
+  const YAML::Node meta = child(doc, "metadata");
+  if (!meta || !meta.IsMap() || !child(meta, "name")) {
     r.error(meta ? meta : doc, "metadata.name", "is required");
     return;
   }
-  s.name = scalar(meta["name"]);
+  s.name = scalar(child(meta, "name"));
   if (!dns_label(s.name))
-    r.error(meta["name"], "metadata.name",
+    r.error(child(meta, "name"), "metadata.name",
             fmt::format("\"{}\" must be a DNS label (lower-case letters, digits, '-')", s.name));
-  if (meta["namespace"]) {
-    s.namespace_name = scalar(meta["namespace"]);
+  if (child(meta, "namespace")) {
+    s.namespace_name = scalar(child(meta, "namespace"));
     if (!dns_label(s.namespace_name))
-      r.error(meta["namespace"], "metadata.namespace",
+      r.error(child(meta, "namespace"), "metadata.namespace",
               fmt::format("\"{}\" must be a DNS label", s.namespace_name));
   }
   check_keys(meta, r, "metadata", {"name", "namespace"}, {"labels", "annotations"});
   if (!names_.insert(s.namespace_name + "/" + s.name).second)
-    r.error(meta["name"], "metadata.name",
+    r.error(child(meta, "name"), "metadata.name",
             fmt::format("service {}/{} is defined twice", s.namespace_name, s.name));
   s.revision = s.name + "-00001";
 
-  const YAML::Node spec = doc["spec"];
-  const YAML::Node tmpl = spec ? spec["template"] : YAML::Node();
+  const YAML::Node spec = child(doc, "spec");
+  const YAML::Node tmpl = spec ? child(spec, "template") : YAML::Node();
   if (!tmpl || !tmpl.IsMap()) {
     r.error(spec ? spec : doc, "spec.template", "is required");
     return;
   }
   check_keys(spec, r, "spec", {"template"}, {"traffic"});
   check_keys(tmpl, r, "spec.template", {"metadata", "spec"});
-  if (const YAML::Node tmeta = tmpl["metadata"]) {
+  if (const YAML::Node tmeta = child(tmpl, "metadata")) {
     check_keys(tmeta, r, "spec.template.metadata", {"annotations", "name"}, {"labels"});
-    if (tmeta["name"]) {
-      s.revision = scalar(tmeta["name"]);
+    if (child(tmeta, "name")) {
+      s.revision = scalar(child(tmeta, "name"));
       if (!s.revision.starts_with(s.name + "-") || !dns_label(s.revision))
         r.error(
-            tmeta["name"], "spec.template.metadata.name",
+            child(tmeta, "name"), "spec.template.metadata.name",
             fmt::format("\"{}\" must be a DNS label starting with \"{}-\"", s.revision, s.name));
     }
-    if (const YAML::Node a = tmeta["annotations"])
+    if (const YAML::Node a = child(tmeta, "annotations"))
       annotations(a, r);
   }
   // Defaults from config-defaults, then the revision spec.
@@ -561,7 +624,7 @@ void Loader::service(const Document& d) {
   s.response_start_timeout_seconds =
       static_cast<int>(defaults_.revision_response_start_timeout_seconds);
   s.idle_timeout_seconds = static_cast<int>(defaults_.revision_idle_timeout_seconds);
-  const YAML::Node rs = tmpl["spec"];
+  const YAML::Node rs = child(tmpl, "spec");
   if (!rs || !rs.IsMap()) {
     r.error(tmpl, "spec.template.spec", "is required");
     return;
@@ -586,7 +649,7 @@ void Loader::service(const Document& d) {
     s.response_start_timeout_seconds = static_cast<int>(*t);
   if (auto t = int_field("idleTimeoutSeconds", 0, defaults_.max_revision_timeout_seconds))
     s.idle_timeout_seconds = static_cast<int>(*t);
-  const YAML::Node cs = rs["containers"];
+  const YAML::Node cs = child(rs, "containers");
   if (!cs || !cs.IsSequence() || cs.size() != 1) {
     r.error(cs ? cs : rs, "spec.template.spec.containers",
             "exactly one container is supported by the local runtime");
@@ -756,67 +819,68 @@ void Loader::container(const YAML::Node& c, const Document& d, Report& r, Servic
              {"resources", "imagePullPolicy", "livenessProbe", "startupProbe", "securityContext",
               "volumeMounts", "terminationMessagePolicy"});
   ContainerSpec& k = s.container;
-  if (!c["command"]) {
+  if (!child(c, "command")) {
     r.error(c, at + ".command",
-            c["image"] ? fmt::format("the local runtime runs commands, not images: add "
-                                     "`command:` (and `args:`) that start {} on this machine",
-                                     scalar(c["image"]))
-                       : std::string("is required (the local runtime runs a command)"));
+            child(c, "image")
+                ? fmt::format("the local runtime runs commands, not images: add "
+                              "`command:` (and `args:`) that start {} on this machine",
+                              scalar(child(c, "image")))
+                : std::string("is required (the local runtime runs a command)"));
     return;
   }
-  k.command = string_list(c["command"], r, at + ".command");
-  if (c["args"]) {
-    auto args = string_list(c["args"], r, at + ".args");
+  k.command = string_list(child(c, "command"), r, at + ".command");
+  if (child(c, "args")) {
+    auto args = string_list(child(c, "args"), r, at + ".args");
     k.command.insert(k.command.end(), args.begin(), args.end());
   }
   if (k.command.empty() || k.command.front().empty()) {
-    r.error(c["command"], at + ".command", "must name a program");
+    r.error(child(c, "command"), at + ".command", "must name a program");
     return;
   }
   k.working_dir = d.folder;
-  if (c["workingDir"]) {
-    fs::path wd = scalar(c["workingDir"]);
+  if (child(c, "workingDir")) {
+    fs::path wd = scalar(child(c, "workingDir"));
     k.working_dir = (wd.is_absolute() ? wd : fs::path(d.folder) / wd).lexically_normal();
     if (!fs::is_directory(k.working_dir))
-      r.error(c["workingDir"], at + ".workingDir",
+      r.error(child(c, "workingDir"), at + ".workingDir",
               fmt::format("{} is not a directory", k.working_dir));
   }
   // A relative program path resolves against the YAML file's folder.
   std::string& program = k.command.front();
   if (program.find('/') != std::string::npos && !fs::path(program).is_absolute())
     program = (fs::path(d.folder) / program).lexically_normal().string();
-  if (const YAML::Node env = c["env"]) {
+  if (const YAML::Node env = child(c, "env")) {
     if (!env.IsSequence()) {
       r.error(env, at + ".env", "must be a list of {name, value}");
     } else {
       for (const auto& e : env) {
-        if (!e.IsMap() || !e["name"]) {
+        if (!e.IsMap() || !child(e, "name")) {
           r.error(e, at + ".env", "each entry needs a name");
           continue;
         }
-        if (e["valueFrom"]) {
-          r.error(e["valueFrom"], at + ".env." + scalar(e["name"]) + ".valueFrom",
+        if (child(e, "valueFrom")) {
+          r.error(child(e, "valueFrom"), at + ".env." + scalar(child(e, "name")) + ".valueFrom",
                   "not supported by the local runtime: use value");
           continue;
         }
-        k.env.emplace_back(scalar(e["name"]), scalar(e["value"]));
+        k.env.emplace_back(scalar(child(e, "name")), scalar(child(e, "value")));
       }
     }
   }
-  if (const YAML::Node ports = c["ports"]) {
+  if (const YAML::Node ports = child(c, "ports")) {
     if (!ports.IsSequence() || ports.size() > 1) {
       r.error(ports, at + ".ports", "at most one port (the one Sluice routes to)");
     } else if (ports.size() == 1) {
-      if (!ports[0]["containerPort"]) {
+      if (!child(ports[0], "containerPort")) {
         r.error(ports[0], at + ".ports[0].containerPort", "is required");
       } else {
-        Values v{r, ports[0]["containerPort"], at + ".ports[0].containerPort"};
-        if (auto p = v.integer(scalar(ports[0]["containerPort"]), 1, 65535))
+        Values v{r, child(ports[0], "containerPort"), at + ".ports[0].containerPort"};
+        if (auto p = v.integer(scalar(child(ports[0], "containerPort")), 1, 65535))
           k.port = static_cast<uint16_t>(*p);
       }
     }
   }
-  if (const YAML::Node probe = c["readinessProbe"]) {
+  if (const YAML::Node probe = child(c, "readinessProbe")) {
     k.readiness_probe_json = to_json(probe).dump();
     auto parsed = config::parse_readiness_probe(k.readiness_probe_json, k.port.value_or(1));
     if (!parsed.error.empty())

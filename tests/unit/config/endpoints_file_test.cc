@@ -97,6 +97,28 @@ TEST(EndpointsFile, AnyValueOfTheWrongKindIsAnErrorNotAnException) {
   EXPECT_GT(variants, 80);
 }
 
+// 200k nested levels crashed the activator (SIGSEGV in nlohmann's recursive copy and
+// dump); the reload must instead fail and keep the last good state.
+TEST(EndpointsFile, DeepNestingHugeOrNonUtf8FilesAreRefusedBeforeParsing) {
+  const std::string deep =
+      "{\"revisions\": " + std::string(200000, '[') + std::string(200000, ']') + "}";
+  auto r = parse_endpoints_file(deep);
+  EXPECT_FALSE(r.file);
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_EQ(r.errors[0], "line 1: nested more than 64 levels deep");
+  auto big = parse_endpoints_file(std::string(kMaxEndpointsFileBytes + 1, ' '));
+  ASSERT_FALSE(big.errors.empty());
+  EXPECT_NE(big.errors[0].find("larger than"), std::string::npos) << big.errors[0];
+  auto bad = parse_endpoints_file("{\"revisions\": [],\n\"x\": \"\xc0\xaf\"}");
+  ASSERT_FALSE(bad.errors.empty());
+  EXPECT_EQ(bad.errors[0], "line 2: not valid UTF-8");
+  // Brackets inside strings do not count as nesting.
+  auto quoted =
+      parse_endpoints_file("{\"revisions\": [], \"k\": \"" + std::string(100, '[') + "\"}");
+  ASSERT_FALSE(quoted.errors.empty());
+  EXPECT_EQ(quoted.errors[0].find("nested"), std::string::npos) << quoted.errors[0];
+}
+
 TEST(EndpointsFile, HostPortForms) {
   std::string host;
   uint16_t port = 0;

@@ -305,6 +305,44 @@ spec:
   EXPECT_GT(variants, 300);
 }
 
+// Inputs that escaped as exceptions ("internal error", exit 70) or made yaml-cpp 0.7
+// allocate without limit (","): each is a FILE:LINE: KEY: rule error now.
+TEST(ServiceFileTest, HostileAndOddFilesAreErrorsWithALine) {
+  struct Case {
+    std::string yaml;
+    std::string expect;
+  };
+  const std::string head = "apiVersion: serving.knative.dev/v1\nkind: Service\n";
+  const std::vector<Case> cases = {
+      {",", "service.yaml:1: YAML syntax error"},
+      {"a: 1\n,\n", "service.yaml:2: YAML syntax error"},
+      {"[", "YAML syntax error"},
+      {"kind: Service\n", "service.yaml:1: apiVersion: \"\": a Service must be"},
+      {"metadata: foo\n", "kind"},
+      {head + "metadata: foo\n", "metadata.name: is required"},
+      {head + "metadata: {name: x}\nspec: {template: {spec: {containers: [{command: [a], "
+              "ports: [8080]}]}}}\n",
+       "ports[0].containerPort: is required"},
+      {head + "metadata: {name: x}\nspec: {template: {spec: {containers: [{command: [a], "
+              "readinessProbe: {httpGet: {path: \"/\xff\xfe\"}}}]}}}\n",
+       "service.yaml:4: file: not valid UTF-8"},
+      {"a: " + std::string(100000, '[') + std::string(100000, ']') + "\n",
+       "service.yaml:1: file: nested more than 64 levels deep"},
+      {head + "metadata: {name: x}\nspec: {template: {spec: {containers: [{command: [a], "
+              "readinessProbe: {httpGet: {[a]: b}}}]}}}\n",
+       ""},
+  };
+  for (const auto& c : cases) {
+    LoadResult r;
+    ASSERT_NO_THROW(r = load(c.yaml)) << c.yaml.substr(0, 200);
+    if (c.expect.empty())
+      continue;  // only: no exception
+    ASSERT_FALSE(r.errors.empty()) << c.yaml.substr(0, 200);
+    EXPECT_NE(joined(r.errors).find(c.expect), std::string::npos) << c.yaml.substr(0, 200) << "\n"
+                                                                  << joined(r.errors);
+  }
+}
+
 TEST(ServiceFileTest, SeveralReplicasOnAFixedPortAreAWarning) {
   const LoadResult r = load(
       "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n"
