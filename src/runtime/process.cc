@@ -1,6 +1,7 @@
 #include "runtime/process.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -106,6 +107,18 @@ std::variant<std::unique_ptr<Process>, std::string> Process::spawn(boost::asio::
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // An ignored signal stays ignored across exec: the app gets default SIGPIPE.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, nullptr);
+    // Nothing but stdin/out/err crosses exec: sluice's listening sockets, its upstream
+    // connections and other replicas' pipes stayed open in every app (and in any daemon
+    // it left behind, holding sluice's ports after it exited). Marking rather than
+    // closing keeps err_pipe[1] usable until exec closes it.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      const long max_fd = ::sysconf(_SC_OPEN_MAX);
+      for (int fd = 3; fd < (max_fd > 0 ? max_fd : 65536); ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     // Tell the parent what failed and why (on success exec closes the pipe instead).
     int msg[2] = {0, 0};  // errno, stage: 1 chdir, 2 exec
     if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) {

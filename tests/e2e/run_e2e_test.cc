@@ -79,6 +79,23 @@ TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
   EXPECT_EQ(by_header.status, 200);
 }
 
+// The app inherited sluice run's listening sockets; a daemon it left behind kept the
+// ports after sluice exited, and the next start failed with "Address already in use".
+TEST(RunE2E, AReplicaInheritsNoDescriptorButStdio) {
+  RunUnderTest sluice;
+  const std::string fds = sluice.dir + "/fds.txt";
+  std::string yaml = service_yaml("fds", "", "", 10);
+  const std::string command = std::string("[\"") + TESTAPP_BIN + "\"]";
+  yaml.replace(yaml.find(command), command.size(),
+               "[\"/bin/sh\", \"-c\", \"ls /proc/$$/fd | tr '\\\\n' ' ' > " + fds + "; exec " +
+                   TESTAPP_BIN + "\"]");
+  sluice.start(yaml);
+  ASSERT_EQ(sluice.get("fds").status, 200) << sluice.proc->output();
+  std::ifstream in(fds);
+  std::string listed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(listed, "0 1 2 ") << "descriptors the app's shell inherited";
+}
+
 TEST(RunE2E, OnePortServesEveryServiceByHost) {
   RunUnderTest sluice;
   std::string two = service_yaml("alpha", "", "", 10);
