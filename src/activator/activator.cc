@@ -872,19 +872,33 @@ int ActivatorImpl::run() {
   side_opts.name = "activator-metrics";
   metrics_server_ = std::make_unique<http::Server>(
       std::vector<http::Worker*>{control_worker_.get()}, metrics_handler_, side_opts);
-  if (auto ec = main_server_->listen_on_all(opts_.port)) {
-    spdlog::error("cannot listen on --port {}: {}", opts_.port, ec.message());
+  std::optional<asio::ip::address> address;
+  if (!opts_.address.empty()) {
+    http::error_code ec;
+    address = asio::ip::make_address(opts_.address, ec);
+    if (ec) {
+      spdlog::error("--address {}: not an IP address", opts_.address);
+      return 1;
+    }
+  }
+  auto listen = [&](http::Server& server, uint16_t port) {
+    return address ? server.listen(tcp::endpoint(*address, port)) : server.listen_on_all(port);
+  };
+  const std::string where = opts_.address.empty() ? "" : " on " + opts_.address;
+  if (auto ec = listen(*main_server_, opts_.port)) {
+    spdlog::error("cannot listen on --port {}{}: {}", opts_.port, where, ec.message());
     return 1;
   }
-  if (auto ec = metrics_server_->listen_on_all(opts_.metrics_port)) {
-    spdlog::error("cannot listen on --metrics-port {}: {}", opts_.metrics_port, ec.message());
+  if (auto ec = listen(*metrics_server_, opts_.metrics_port)) {
+    spdlog::error("cannot listen on --metrics-port {}{}: {}", opts_.metrics_port, where,
+                  ec.message());
     return 1;
   }
-  spdlog::info("activator {} listening on :{} (metrics :{}), {} worker(s), queue depth {}",
-               opts_.id.empty() ? "(no --id)" : opts_.id, main_server_->port(),
+  spdlog::info("activator {} listening on {}:{} (metrics :{}), {} worker(s), queue depth {}",
+               opts_.id.empty() ? "(no --id)" : opts_.id, opts_.address, main_server_->port(),
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
   if (opts_.on_listening)
-    opts_.on_listening();
+    opts_.on_listening(main_server_->port());
   if (!opts_.endpoints_file.empty())
     asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);

@@ -24,6 +24,8 @@ namespace sluice::activator {
 class ActivatorListener;
 
 struct ActivatorOptions {
+  // Empty: every address of the host (IPv6 and IPv4), as Knative's activator listens.
+  std::string address;
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
   int threads = 1;
@@ -42,9 +44,10 @@ struct ActivatorOptions {
   // More Prometheus text for /metrics (the embedder's own metrics); called on the
   // control thread.
   std::function<std::string()> extra_metrics;
-  // Called once both ports are bound (on the thread that called run()): an embedder that
-  // picks free ports for others must not pick these.
-  std::function<void()> on_listening;
+  // Called once both ports are bound (on the thread that called run()) with the serving
+  // port (the one the kernel chose for port 0): an embedder that picks free ports for
+  // others must not pick these.
+  std::function<void(uint16_t port)> on_listening;
 };
 
 class ActivatorImpl;

@@ -14,6 +14,7 @@ Action add_queue_proxy_command(CLI::App& app) {
   auto json_logs = std::make_shared<bool>(false);
   // CLI11 needs plain storage; copy into the optionals after parsing.
   struct Raw {
+    std::string address;
     uint16_t port = 0, user_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
     uint32_t cc = 0;
     int threads = 0;
@@ -49,6 +50,8 @@ Action add_queue_proxy_command(CLI::App& app) {
       app.add_option("--header-timeout", raw->header_timeout,
                      "Cut clients that take longer than this to send a request head (default 60s)");
   auto* o_th = app.add_option("--threads", raw->threads, "Worker threads (default 1)");
+  auto* o_addr = app.add_option("--address", raw->address,
+                                "Listen on this address only (default: every address, as Knative)");
   auto* o_act = app.add_option("--activator", raw->activators,
                                "Activators (HOST:PORT, comma-separated) to tell at once when the "
                                "app turns ready or not ready and when draining starts");
@@ -84,6 +87,8 @@ Action add_queue_proxy_command(CLI::App& app) {
       flags->threads = raw->threads;
     if (o_act->count())
       flags->activators = raw->activators;
+    if (o_addr->count())
+      flags->address = raw->address;
 
     auto loaded = config::load_queue_proxy_config(config::process_env(), *flags);
     if (!loaded.config) {

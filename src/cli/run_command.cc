@@ -1,10 +1,12 @@
 // `sluice run FILE...`: the whole data plane on one machine (activator + autoscaler +
 // local runtime), the embedded default.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
@@ -26,6 +28,7 @@ Action add_run_command(CLI::App& app) {
     uint16_t metrics_port = 9090;
     int threads = 1;
     std::string log_level = "info";
+    std::string address = "127.0.0.1";
   };
   auto raw = std::make_shared<Raw>();
   app.add_option("FILE", raw->files, "Knative Service YAML file(s), with optional ConfigMaps")
@@ -33,6 +36,9 @@ Action add_run_command(CLI::App& app) {
   app.add_option("--port", raw->port,
                  "Port for every service, routed by Host <service>.<namespace>.localhost "
                  "(default 8080)");
+  app.add_option("--address", raw->address,
+                 "Address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 or :: "
+                 "for every interface)");
   app.add_option("--metrics-port", raw->metrics_port,
                  "Prometheus metrics (activator and autoscaler; default 9090)");
   app.add_option("--threads", raw->threads, "Activator worker threads (default 1)")
@@ -43,6 +49,18 @@ Action add_run_command(CLI::App& app) {
     spdlog::set_pattern("%H:%M:%S.%e %^%v%$");
     auto loaded = service::load_service_files(raw->files);
     for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
+    // A replica on sluice's own port would be probed through sluice's listener (ready at
+    // once, every request 400) while the app crash-loops on "Address already in use".
+    for (const auto& svc : loaded.services) {
+      const auto& fixed = svc.container.port;
+      if (fixed && (*fixed == raw->port || *fixed == raw->metrics_port)) {
+        loaded.errors.push_back(fmt::format(
+            "{}:{}: spec.template.spec.containers[0].ports[0].containerPort: {} is also sluice "
+            "run's {} {}: choose another containerPort, or another {}",
+            svc.file, svc.line, *fixed, *fixed == raw->port ? "--port" : "--metrics-port", *fixed,
+            *fixed == raw->port ? "--port" : "--metrics-port"));
+      }
+    }
     if (!loaded.errors.empty()) {
       for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
       std::fprintf(stderr, "sluice run: %zu error(s); nothing started\n", loaded.errors.size());
@@ -54,10 +72,22 @@ Action add_run_command(CLI::App& app) {
     const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
     runtime::LocalOptions ropts;
     ropts.activator_port = raw->port;
+    {
+      boost::system::error_code bad;
+      const auto a = boost::asio::ip::make_address(raw->address, bad);
+      if (bad) {
+        std::fprintf(stderr, "sluice run: --address %s: not an IP address\n", raw->address.c_str());
+        return 2;
+      }
+      // Pods push to the activator; an unspecified address is reachable on loopback.
+      if (!a.is_unspecified())
+        ropts.activator_host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+    }
     ropts.sluice_binary = ec ? "sluice" : self;
     runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
 
     activator::ActivatorOptions aopts;
+    aopts.address = raw->address;
     aopts.port = raw->port;
     aopts.metrics_port = raw->metrics_port;
     aopts.threads = raw->threads;
@@ -67,7 +97,9 @@ Action add_run_command(CLI::App& app) {
     aopts.listener = &runtime;
     aopts.extra_metrics = [&runtime] { return runtime.metrics_text(); };
     // Replicas get free ports only once the activator holds its own.
-    aopts.on_listening = [&] { boost::asio::post(io, [&] { runtime.start(); }); };
+    aopts.on_listening = [&](uint16_t port) {
+      boost::asio::post(io, [&, port] { runtime.start(port); });
+    };
     activator::Activator act(aopts);
     runtime.attach(act);
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <cstdlib>
 
 #include "config/duration.h"
@@ -230,6 +231,15 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
     }
   }
 
+  if (flags.address) {
+    boost::system::error_code bad;
+    boost::asio::ip::make_address(*flags.address, bad);
+    if (bad) {
+      errors.push_back("--address " + *flags.address + ": not an IP address");
+    } else {
+      c.address = *flags.address;
+    }
+  }
   std::string activators;
   if (flags.activators) {
     activators = *flags.activators;

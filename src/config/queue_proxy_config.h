@@ -54,6 +54,7 @@ struct QueueProxyConfig {
   Millis startup_probe_interval = 50ms;
   Millis header_timeout = 60s;  // Knative's ReadHeaderTimeout
   int threads = 1;
+  std::string address;  // empty: every address of the pod
 
   std::vector<ProbeSpec> readiness_probes;  // empty: always ready
 
@@ -89,6 +90,7 @@ struct QueueProxyFlags {
   std::optional<std::string> header_timeout;
   std::optional<int> threads;
   std::optional<std::string> activators;  // comma-separated HOST:PORT list
+  std::optional<std::string> address;     // listen address; absent: every address
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

@@ -598,17 +598,21 @@ int QueueProxyImpl::run() {
   for (const auto& b : binds) {
     if (b.server == metrics_server_.get() && cfg_.metrics_backend == "none")
       continue;
-    if (auto ec = b.server->listen_on_all(b.port)) {
+    const auto ec =
+        cfg_.address.empty()
+            ? b.server->listen_on_all(b.port)
+            : b.server->listen(tcp::endpoint(asio::ip::make_address(cfg_.address), b.port));
+    if (ec) {
       spdlog::error("cannot listen on {} {}: {}", b.what, b.port, ec.message());
       return 1;
     }
   }
   spdlog::info(
-      "queue-proxy for revision {}/{} listening on :{} (admin :{}, stats :{}, metrics :{}), "
+      "queue-proxy for revision {}/{} listening on {}:{} (admin :{}, stats :{}, metrics :{}), "
       "app at {}, containerConcurrency {}, revision timeout {}, {} worker(s)",
-      cfg_.namespace_name, cfg_.revision_name, main_server_->port(), admin_server_->port(),
-      stats_server_->port(), metrics_server_->port(), target_.authority, cfg_.container_concurrency,
-      config::format_duration(cfg_.revision_timeout), cfg_.threads);
+      cfg_.namespace_name, cfg_.revision_name, cfg_.address, main_server_->port(),
+      admin_server_->port(), stats_server_->port(), metrics_server_->port(), target_.authority,
+      cfg_.container_concurrency, config::format_duration(cfg_.revision_timeout), cfg_.threads);
   for (const auto& n : cfg_.notices) spdlog::warn("{}", n);
 
   prober_.on_change([this](bool ready) { push_state(ready ? "ready" : "not-ready"); });

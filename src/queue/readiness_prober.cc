@@ -1,5 +1,6 @@
 #include "queue/readiness_prober.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -40,8 +41,15 @@ Task<void> ReadinessProber::warn_while_not_ready() {
     waited_s += static_cast<int>(wait.count());
     if (ec || stopped_ || ever_ready_)
       co_return;
-    spdlog::warn("app not ready after {} s: {}", waited_s,
-                 last_error_.empty() ? std::string("no probe answered yet") : last_error_);
+    // Refused: nothing listens where the probe looks. The usual cause is an app that
+    // ignores $PORT and listens on a port of its own choosing.
+    const bool refused = last_error_.find("refused") != std::string::npos;
+    spdlog::warn("app not ready after {} s: {}{}", waited_s,
+                 last_error_.empty() ? std::string("no probe answered yet") : last_error_,
+                 refused ? fmt::format(" (nothing listens on port {}: the app must listen on the "
+                                       "port in $PORT, {})",
+                                       probes_.front().port, probes_.front().port)
+                         : std::string());
     wait = 30s;
   }
 }

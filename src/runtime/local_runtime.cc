@@ -105,7 +105,8 @@ LocalRuntime::Revision* LocalRuntime::find(const std::string& key) {
   return nullptr;
 }
 
-void LocalRuntime::start() {
+void LocalRuntime::start(uint16_t activator_port) {
+  opts_.activator_port = activator_port;
   for (auto& r : revisions_) {
     const auto& s = r->spec;
     spdlog::info(
@@ -404,6 +405,8 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
   SpawnSpec qp;
   qp.argv = {opts_.sluice_binary,
              "queue-proxy",
+             "--address",
+             "127.0.0.1",  // a replica is reached through the activator, not the network
              "--admin-port",
              std::to_string(rep.admin_port),
              "--stats-port",
@@ -438,7 +441,7 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
       {"SERVING_READINESS_PROBE", probe},
       {"SERVING_LOGGING_CONFIG", "{}"},
       {"SERVING_LOGGING_LEVEL", "warn"},
-      {"SLUICE_ACTIVATORS", "127.0.0.1:" + std::to_string(opts_.activator_port)}};
+      {"SLUICE_ACTIVATORS", opts_.activator_host + ":" + std::to_string(opts_.activator_port)}};
   auto qp_started = Process::spawn(io_, qp, [self, prefix = rep.name](std::string_view line) {
     self->last_line = std::string(line.substr(0, 300));
     spdlog::info("{} queue-proxy | {}", prefix, line);

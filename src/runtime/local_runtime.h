@@ -43,6 +43,8 @@ namespace sluice::runtime {
 
 struct LocalOptions {
   uint16_t activator_port = 8080;
+  // Where queue-proxies push their state: the activator's address ("[::1]" for IPv6).
+  std::string activator_host = "127.0.0.1";
   std::string sluice_binary;  // for `sluice queue-proxy`
   // Readiness polling of a starting app (cold start waits on it).
   std::chrono::milliseconds startup_probe_interval{5};
@@ -64,7 +66,9 @@ class LocalRuntime final : public activator::ActivatorListener {
 
   // On the io thread: registers the revisions with the activator, starts min/initial
   // scale replicas and the control loops.
-  void start();
+  // `activator_port`: the port the activator really listens on (chosen by the kernel
+  // for --port 0), for the URLs printed and the queue-proxies' pushes.
+  void start(uint16_t activator_port);
   // On the io thread: stops scaling and every replica (draining them); calls `done` when
   // every process has exited.
   void stop_all(std::function<void()> done);

@@ -241,16 +241,21 @@ TEST(QueueProxyE2E, BytesLeftOnAPooledConnectionNeverReachTheNextClient) {
   t.start();
   // Client A's request makes the app write a stray response right after its real one;
   // client B asks at once on its own connection (within the 10 ms the old pool trusted).
+  // B goes as soon as the app says (through a file) that the stray bytes are out, so
+  // they are on the idle pooled connection before B's request takes one.
   const std::string script = R"(
-import socket, sys
-port = int(sys.argv[1])
+import os, socket, sys, time
+port, mark = int(sys.argv[1]), sys.argv[2]
 stale = 0
 for i in range(40):
     a = socket.create_connection(("127.0.0.1", port)); b = socket.create_connection(("127.0.0.1", port))
-    a.sendall(b"GET /?unsolicited=0 HTTP/1.1\r\nHost: h\r\n\r\n")
+    a.sendall(("GET /?unsolicited=0&mark=%s HTTP/1.1\r\nHost: h\r\n\r\n" % mark).encode())
     got = b""
     while b"hello from sluice-testapp" not in got:
         got += a.recv(4096)
+    deadline = time.time() + 10
+    while (not os.path.exists(mark) or os.path.getsize(mark) < i + 1) and time.time() < deadline:
+        time.sleep(0.0005)
     b.sendall(b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     got = b""
     while True:
@@ -265,7 +270,10 @@ print("stale", stale)
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs(script.c_str(), f);
   std::fclose(f);
-  auto r = run("timeout 60 /usr/bin/python3 " + path + " " + std::to_string(t.port) + " 2>&1");
+  const std::string mark = testing::TempDir() + "/qp-stale-mark-" + std::to_string(t.port);
+  std::remove(mark.c_str());
+  auto r = run("timeout 120 /usr/bin/python3 " + path + " " + std::to_string(t.port) + " " + mark +
+               " 2>&1");
   EXPECT_EQ(r.out, "stale 0\n") << t.qp->output();
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -84,16 +85,12 @@ TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
 TEST(RunE2E, AReplicaInheritsNoDescriptorButStdio) {
   RunUnderTest sluice;
   const std::string fds = sluice.dir + "/fds.txt";
-  std::string yaml = service_yaml("fds", "", "", 10);
-  const std::string command = std::string("[\"") + TESTAPP_BIN + "\"]";
-  yaml.replace(yaml.find(command), command.size(),
-               "[\"/bin/sh\", \"-c\", \"ls /proc/$$/fd | tr '\\\\n' ' ' > " + fds + "; exec " +
-                   TESTAPP_BIN + "\"]");
+  const std::string yaml = service_yaml("fds", "\"--list-fds\", \"" + fds + "\"", "", 10);
   sluice.start(yaml);
   ASSERT_EQ(sluice.get("fds").status, 200) << sluice.proc->output();
   std::ifstream in(fds);
   std::string listed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(listed, "0 1 2 ") << "descriptors the app's shell inherited";
+  EXPECT_EQ(listed, "0\n1\n2\n") << "descriptors the app inherited";
 }
 
 TEST(RunE2E, OnePortServesEveryServiceByHost) {
@@ -221,6 +218,74 @@ TEST(RunE2E, BadYamlIsRefusedWithFileLineKeyAndRuleBeforeAnythingStarts) {
             std::string::npos)
       << r.out;
   EXPECT_FALSE(wait_for_port(sluice.port, 300ms)) << "nothing started";
+}
+
+// containerPort equal to --port was silent: the probe reached sluice's own listener,
+// every request got 400, and the app crash-looped on "Address already in use".
+TEST(RunE2E, AContainerPortThatIsSluicesOwnPortIsRefusedBeforeStarting) {
+  RunUnderTest sluice;
+  std::filesystem::create_directories(sluice.dir);
+  std::ofstream(sluice.file) << service_yaml("clash", "", "", 10) +
+                                    "          ports:\n"
+                                    "            - containerPort: " +
+                                    std::to_string(sluice.port) + "\n";
+  const auto r = run(std::string(SLUICE_BIN) + " run " + sluice.file + " --port " +
+                     std::to_string(sluice.port) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("containerPort: " + std::to_string(sluice.port) +
+                       " is also sluice run's --port " + std::to_string(sluice.port)),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(wait_for_port(sluice.port, 300ms)) << "nothing started";
+}
+
+// The listening sockets of `pid` whose port is `port`, as "ADDR" hex strings from
+// /proc/net/tcp{,6} (state 0A = LISTEN).
+std::vector<std::string> listen_addresses(int port) {
+  std::vector<std::string> out;
+  char want[8];
+  std::snprintf(want, sizeof want, ":%04X", port);
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      if (state == "0A" && local.size() > 5 && local.ends_with(want))
+        out.push_back(local.substr(0, local.size() - 5));
+    }
+  }
+  return out;
+}
+
+// A development server listened on every interface (reachable from the machine's
+// network), and --port 0 printed ":0" in the service URL.
+TEST(RunE2E, ListensOnLoopbackByDefaultAndPrintsTheRealPortForPortZero) {
+  RunUnderTest sluice;
+  std::filesystem::create_directories(sluice.dir);
+  std::ofstream(sluice.file) << service_yaml("zero", "", "", 10);
+  Process proc({SLUICE_BIN, "run", sluice.file, "--port", "0", "--metrics-port",
+                std::to_string(sluice.metrics_port)});
+  int port = 0;
+  ASSERT_TRUE(eventually([&] {
+    const std::string out = proc.output();
+    const std::string prefix = "http://zero.default.localhost:";
+    const auto at = out.find(prefix);
+    if (at == std::string::npos)
+      return false;
+    port = std::atoi(out.c_str() + at + prefix.size());
+    return true;
+  })) << proc.output();
+  ASSERT_GT(port, 0) << proc.output();
+  EXPECT_EQ(curl(port, "/", "-H 'Host: zero.default.localhost'").status, 200) << proc.output();
+  EXPECT_EQ(listen_addresses(port), std::vector<std::string>{"0100007F"}) << "127.0.0.1 only";
+  EXPECT_EQ(listen_addresses(sluice.metrics_port), std::vector<std::string>{"0100007F"});
+  EXPECT_NE(proc.output().find("listening on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << proc.output();
+  proc.signal(SIGINT);
+  EXPECT_EQ(proc.wait(30s), 0) << proc.output();
 }
 
 TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {

@@ -1,6 +1,7 @@
 // sluice-testapp: a fast, scriptable upstream for tests and benchmarks.
 //
-//   sluice-testapp [--port 8080 (default $PORT)] [--startup-delay-ms N] [--threads N]
+//   sluice-testapp [--list-fds FILE] [--port 8080 (default $PORT)] [--startup-delay-ms N]
+//                  [--threads N]
 //                  [--idle-close-ms N] [--exit-after-ms N [--exit-code C]]
 //
 // Every knob is a query parameter, so one running app serves every test:
@@ -11,9 +12,12 @@
 //   sse=N&interval=MS      text/event-stream, N events "data: i", one every MS
 //   fail=hang|close|reset  never answer | close mid-response | reset the connection
 //   fail=refuse[&ms=N]     answer, then refuse new connections (for N ms, else for good)
-//   unsolicited=MS      MS after the response, write a second one nobody asked for
+//   unsolicited=MS[&mark=FILE]  MS after the response, write a second one nobody asked
+//                       for (then append a byte to FILE)
 // Paths: /echo answers the request head (and body) back; /ws is a WebSocket echo;
 // /healthz answers 200. SIGTERM exits at once.
+#include <fcntl.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <boost/beast/websocket.hpp>
@@ -237,6 +241,12 @@ asio::awaitable<void> session(tcp::socket socket) {
         co_return;
       std::printf("sluice-testapp: wrote an unsolicited response\n");
       std::fflush(stdout);
+      if (q.count("mark")) {  // tell a test, through a file, that the bytes are out
+        if (FILE* f = std::fopen(q["mark"].c_str(), "a")) {
+          std::fputs("x", f);
+          std::fclose(f);
+        }
+      }
     }
   }
 }
@@ -255,6 +265,21 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --list-fds FILE (first, before this process opens anything): write the descriptors
+  // it inherited, one per line, so a test can see what its runtime leaked into it.
+  if (argc >= 3 && std::string_view(argv[1]) == "--list-fds") {
+    std::string open_fds;
+    for (int fd = 0; fd < 4096; ++fd) {
+      if (::fcntl(fd, F_GETFD) != -1)
+        open_fds += std::to_string(fd) + "\n";
+    }
+    if (FILE* f = std::fopen(argv[2], "w")) {
+      std::fputs(open_fds.c_str(), f);
+      std::fclose(f);
+    }
+    argv += 2;
+    argc -= 2;
+  }
   // PORT as Knative (and `sluice run`) give it; --port wins.
   int port = std::getenv("PORT") != nullptr ? std::atoi(std::getenv("PORT")) : 8080;
   long startup_delay_ms = 0;
