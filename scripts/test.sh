@@ -39,10 +39,11 @@ if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
   # signals and real sockets exercise.
   echo "== unit and end-to-end tests under ASan+UBSan"
   build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address,undefined
-  (cd build-asan && ctest -j "$jobs" --output-on-failure | tail -4)
+  # Every failure is shown whole (which test, and its output): no tail.
+  (cd build-asan && ctest -j "$jobs" --output-on-failure --progress)
   echo "== unit and end-to-end tests under TSan"
   build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread
-  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -j "$jobs" --output-on-failure | tail -4)
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -j "$jobs" --output-on-failure --progress)
 fi
 
 echo "== all tests"

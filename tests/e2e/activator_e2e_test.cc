@@ -355,16 +355,18 @@ TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   const std::string quarantined = r1.address() + ": healthy -> quarantined";
   ASSERT_TRUE(eventually([&] { return a.proc->output().find(quarantined) != std::string::npos; }))
       << a.proc->output();
-  // Same ports, new processes, well inside the 1 s backoff of a pod that served.
+  // Same ports, new processes. However long the restart takes (its quarantine backoff
+  // may expire and probe the dead address meanwhile), the new process is a new pod.
   r1.start(2);
-  const std::string back = r1.address() + ": quarantined -> pending (a new queue-proxy process";
+  const std::string back = " -> pending (a new queue-proxy process";
   ASSERT_TRUE(eventually([&] {
     const std::string out = a.proc->output();
-    const auto at = out.find(back);
-    return at != std::string::npos &&
-           out.find(r1.address() + ": pending -> healthy", at) != std::string::npos;
+    const auto at = out.find(r1.address() + ": ", out.find(quarantined));
+    const auto moved = out.find(back, at);
+    return at != std::string::npos && moved != std::string::npos &&
+           out.find(r1.address() + ": pending -> healthy", moved) != std::string::npos;
   })) << a.proc->output();
-  EXPECT_EQ(a.proc->output().find(r1.address() + ": quarantined -> recovering"), std::string::npos)
+  EXPECT_EQ(a.proc->output().find(r1.address() + ": recovering -> healthy"), std::string::npos)
       << "a restarted replica is a new pod, not the old one on probation\n"
       << a.proc->output();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200);
