@@ -151,18 +151,33 @@ Task<bool> ClientConnection::read_head() {
   bool first_byte_seen = buffer_.size() > 0;
   if (first_byte_seen)
     watch(Watch::CloseClient, worker_.time().now() + options_.header_timeout);
+  // Beast may take part of a head (n > 0 with need_more) and expects the rest next; the
+  // head's views point into what it took, so the bytes stay in the buffer (`parsed`
+  // marks how far) until the head is complete, and follow the buffer if a read moves it.
+  size_t parsed = 0;
   for (;;) {
-    if (buffer_.size() > 0) {
+    if (buffer_.size() > parsed) {
       error_code ec;
-      size_t n = parser_->put(buffer_.data(), ec);
+      const auto data = buffer_.data();
+      const size_t n = parser_->put(
+          asio::const_buffer(static_cast<const char*>(data.data()) + parsed, data.size() - parsed),
+          ec);
+      if (!ec || ec == bhttp::error::need_more)
+        parsed += n;
       if (!ec) {
-        buffer_.consume(n);
         if (parser_->is_header_done()) {
+          buffer_.consume(parsed);
           unwatch();
           co_return true;
         }
         continue;
       }
+      if (ec == bhttp::error::need_more && n > 0)
+        continue;
+      // Beast checks its limit against what one put() sees; fed in parts, the whole
+      // head is checked here.
+      if (ec == bhttp::error::need_more && buffer_.size() > options_.max_head_bytes)
+        ec = bhttp::error::header_limit;
       if (ec != bhttp::error::need_more) {
         Rejection why = Rejection::Malformed;
         int status = 400;
@@ -191,11 +206,9 @@ Task<bool> ClientConnection::read_head() {
         co_return false;
       }
     }
-    if (buffer_.size() >= options_.max_head_bytes + 1) {
-      // Beast reports header_limit itself once it has seen that much; this is a guard.
-      co_return false;
-    }
+    const char* base = static_cast<const char*>(buffer_.data().data());
     auto [ec, n] = co_await read_some(4096);
+    head_.rebase(base, static_cast<const char*>(buffer_.data().data()));
     if (ec) {
       if (timed_out_ && first_byte_seen) {
         if (options_.on_reject)

@@ -14,6 +14,8 @@ namespace {
 
 using Outcome = ForwardResult::Outcome;
 
+constexpr size_t kMaxResponseHead = 64 * 1024;
+
 template <typename Stream>
 Task<error_code> write_gather(Stream& s, Gather& g) {
   if (g.empty())
@@ -263,28 +265,39 @@ Task<ForwardResult> forward(Exchange& exchange,
     error_code read_ec;
     for (;;) {
       rp.emplace(conn.upstream_head(), conn.upstream_body());
-      rp->header_limit(64 * 1024);
+      rp->header_limit(static_cast<uint32_t>(kMaxResponseHead));
       rp->body_limit(boost::none);
       rp->eager(false);
       if (head_request)
         rp->skip(true);
+      // As for request heads (ClientConnection::read_head): bytes Beast took stay in the
+      // buffer until the head is complete, and the views follow the buffer if it moves.
+      size_t parsed = 0;
       while (!rp->is_header_done()) {
-        if (up->buffer.size() > 0) {
+        if (up->buffer.size() > parsed) {
           error_code pec;
-          size_t n = rp->put(up->buffer.data(), pec);
-          if (!pec) {
-            up->buffer.consume(n);
+          const auto data = up->buffer.data();
+          const size_t n =
+              rp->put(asio::const_buffer(static_cast<const char*>(data.data()) + parsed,
+                                         data.size() - parsed),
+                      pec);
+          if (!pec || pec == bhttp::error::need_more)
+            parsed += n;
+          if (!pec || (pec == bhttp::error::need_more && n > 0))
             continue;
-          }
+          if (pec == bhttp::error::need_more && up->buffer.size() > kMaxResponseHead)
+            pec = bhttp::error::header_limit;  // checked whole: Beast sees only each part
           if (pec != bhttp::error::need_more) {
             read_ec = pec;
             break;
           }
         }
         // 4 KiB holds most heads and small bodies, and keeps pooled buffers small.
+        const char* base = static_cast<const char*>(up->buffer.data().data());
         auto buf = up->buffer.prepare(4 * 1024);
         auto [ec, n] = co_await up->socket.async_read_some(buf, kUseTuple);
         up->buffer.commit(n);
+        conn.upstream_head().rebase(base, static_cast<const char*>(up->buffer.data().data()));
         if (n > 0)
           got_any = true;
         if (ec) {
@@ -294,6 +307,7 @@ Task<ForwardResult> forward(Exchange& exchange,
       }
       if (read_ec)
         break;
+      up->buffer.consume(parsed);
       const int status = conn.upstream_head().status;
       if (status / 100 == 1 && status != 101) {
         if (client_version >= 11) {

@@ -4,6 +4,22 @@
 
 namespace sluice::http {
 
+void MessageHead::rebase(const char* from, const char* to) {
+  if (from == to)
+    return;
+  auto move = [&](std::string_view& v) {
+    if (!v.empty())
+      v = std::string_view(to + (v.data() - from), v.size());
+  };
+  move(method_text);
+  move(target);
+  move(reason);
+  for (auto& f : fields) {
+    move(f.name_text);
+    move(f.value);
+  }
+}
+
 std::optional<std::string_view> MessageHead::get(bhttp::field f) const {
   for (const auto& field : fields) {
     if (field.name == f)

@@ -58,6 +58,10 @@ struct MessageHead {
     version = 11;
     fields.clear();
   }
+  // The buffer the views point into moved from `from` to `to` (same layout): follow it.
+  // A head that spans several reads is parsed in place while the buffer grows, and a
+  // growing buffer may be reallocated.
+  void rebase(const char* from, const char* to);
   // First value of a field, or nullopt. Known fields compare by enum, others by name
   // (case-insensitive).
   std::optional<std::string_view> get(bhttp::field f) const;
