@@ -1,5 +1,7 @@
 #include "activator/routing.h"
 
+#include "http/headers.h"
+
 namespace sluice::activator {
 
 namespace {
@@ -47,7 +49,7 @@ RouteResult route(const http::MessageHead& head, const RouteTable& table) {
     r.looked_up = "revision " + key(*ns, *rev) + " (Knative-Serving-Revision/-Namespace headers)";
     return r;
   }
-  std::string_view host = head.get(http::bhttp::field::host).value_or(std::string_view{});
+  std::string_view host = http::request_authority(head);
   const std::string_view full_host = host;
   if (auto colon = host.find(':'); colon != std::string_view::npos && host.front() != '[')
     host = host.substr(0, colon);

@@ -1,5 +1,6 @@
 // The one sluice binary: every subcommand is wired here (the composition root).
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -7,6 +8,10 @@
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  // A closed stdout (`sluice run ... | tee log`, tee gone at Ctrl-C) must not kill the
+  // process mid-drain with SIGPIPE (exit 141); sockets already send with MSG_NOSIGNAL.
+  // Children get the default back (runtime/process.cc).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"Sluice: a serverless request data plane (queue-proxy, activator, autoscaler)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", SLUICE_VERSION);

@@ -31,7 +31,10 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
     if (end == nullptr || *end != '\0')
       return fail("bad number \"" + number + "\"");
     size_t unit_start = i;
-    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    // A unit is letters; bytes >= 0x80 are the UTF-8 of µ (U+00B5) or μ (U+03BC).
+    while (i < text.size() && (std::isalpha(static_cast<unsigned char>(text[i])) ||
+                               static_cast<unsigned char>(text[i]) >= 0x80))
+      ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     double scale;
     if (unit.empty()) {
@@ -46,10 +49,12 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
       scale = 60'000;
     } else if (unit == "h") {
       scale = 3'600'000;
-    } else if (unit == "us" || unit == "µs") {
-      scale = 0.001;
+    } else if (unit == "us" || unit == "\u00b5s" || unit == "\u03bcs") {
+      scale = 0.001;  // Go's time.ParseDuration accepts all three spellings
+    } else if (unit == "ns") {
+      scale = 0.000001;
     } else {
-      return fail("unknown unit \"" + std::string(unit) + "\" (use ms, s, m or h)");
+      return fail("unknown unit \"" + std::string(unit) + "\" (use ns, us, ms, s, m or h)");
     }
     total_ms += value * scale;
     any = true;

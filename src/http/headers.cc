@@ -60,6 +60,40 @@ std::string_view connection_tokens(const MessageHead& head, std::string& storage
 
 }  // namespace
 
+namespace {
+// "http://host:port/path" → {"host:port", "/path"}; nullopt unless absolute-form.
+std::optional<std::pair<std::string_view, std::string_view>> split_absolute(
+    std::string_view target) {
+  const auto scheme_end = target.find("://");
+  if (target.empty() || target.front() == '/' || scheme_end == std::string_view::npos)
+    return std::nullopt;
+  const std::string_view scheme = target.substr(0, scheme_end);
+  if (!iequals(scheme, "http") && !iequals(scheme, "https"))
+    return std::nullopt;
+  std::string_view rest = target.substr(scheme_end + 3);
+  const auto path_at = rest.find_first_of("/?");
+  std::string_view authority = rest.substr(0, path_at);
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos)
+    authority.remove_prefix(at + 1);  // userinfo is not part of the host
+  std::string_view path = path_at == std::string_view::npos ? "/" : rest.substr(path_at);
+  if (path.front() == '?')
+    path = target;  // "http://h?q" has no origin-form view: sent as is (servers accept it)
+  return std::pair{authority, path};
+}
+}  // namespace
+
+std::string_view request_authority(const MessageHead& head) {
+  if (auto abs = split_absolute(head.target); abs && !abs->first.empty())
+    return abs->first;
+  return head.get(bhttp::field::host).value_or(std::string_view{});
+}
+
+std::string_view origin_form(std::string_view target) {
+  if (auto abs = split_absolute(target))
+    return abs->second;
+  return target;
+}
+
 bool is_hop_by_hop(const Field& f, std::string_view connection_tokens) {
   switch (f.name) {
     case bhttp::field::connection:
@@ -181,13 +215,18 @@ void write_upstream_request_head(const MessageHead& head,
                                  std::string& out) {
   out.append(head.method_text);
   out.push_back(' ');
-  out.append(head.target);
+  out.append(origin_form(head.target));
   out.append(" HTTP/1.1\r\n");
 
   std::string token_storage;
   const std::string_view tokens = connection_tokens(head, token_storage);
-  std::optional<std::string_view> host = head.get(bhttp::field::host);
-  std::optional<std::string_view> original_host = head.get("K-Original-Host");
+  // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+  std::optional<std::string_view> host;
+  if (const std::string_view authority = request_authority(head); !authority.empty())
+    host = authority;
+  const std::optional<std::string_view> original_host =
+      options.host == UpstreamRequestOptions::Host::RestoreOriginal ? head.get("K-Original-Host")
+                                                                    : std::nullopt;
   std::string xff;
   bool has_xfp = false;
   bool has_request_id = false;
@@ -197,8 +236,10 @@ void write_upstream_request_head(const MessageHead& head,
     append_field(out, "Host",
                  original_host ? *original_host : host.value_or(options.upstream_authority));
   } else {
+    // Only Sluice's own hops set K-Original-Host: a client's would become the Host the
+    // app sees (and could name another tenant's virtual host), so it is replaced.
     append_field(out, "Host", options.upstream_authority);
-    if (!original_host && host)
+    if (host)
       append_field(out, "K-Original-Host", *host);
   }
 
@@ -224,10 +265,8 @@ void write_upstream_request_head(const MessageHead& head,
           iequals(f.name_text, "Knative-Serving-Namespace")) {
         continue;
       }
-      if (options.host == UpstreamRequestOptions::Host::RestoreOriginal &&
-          iequals(f.name_text, "K-Original-Host")) {
-        continue;
-      }
+      if (iequals(f.name_text, "K-Original-Host"))
+        continue;  // consumed above (queue-proxy) or replaced (activator)
       if (options.add_proxy_request_header && iequals(f.name_text, "K-Proxy-Request"))
         continue;
       if (iequals(f.name_text, "X-Forwarded-Proto"))

@@ -24,7 +24,7 @@ struct UpstreamRequestOptions {
   enum class Host {
     // Queue-proxy: Host := K-Original-Host when present (the activator moved it there).
     RestoreOriginal,
-    // Activator: K-Original-Host := Host (unless already set), Host := the pod address.
+    // Activator: K-Original-Host := Host (a client's own is dropped), Host := the pod.
     MoveToOriginal,
   };
   Host host = Host::RestoreOriginal;
@@ -33,6 +33,12 @@ struct UpstreamRequestOptions {
   std::string_view request_id;            // X-Request-Id when the request has none
   bool add_proxy_request_header = false;  // K-Proxy-Request: activator
 };
+
+// The authority a request is for: an absolute-form target's ("http://a.b/x" → "a.b"),
+// which wins over Host (RFC 9112 §3.2.2), else the Host field (empty when neither).
+std::string_view request_authority(const MessageHead& head);
+// The target as origin-form ("/x?y"): absolute-form loses its scheme and authority.
+std::string_view origin_form(std::string_view target);
 
 // True when this field never crosses a proxy (RFC 9110 §7.6.1 + the Connection list).
 bool is_hop_by_hop(const Field& f, std::string_view connection_tokens);

@@ -288,6 +288,37 @@ TEST(RunE2E, ListensOnLoopbackByDefaultAndPrintsTheRealPortForPortZero) {
   EXPECT_EQ(proc.wait(30s), 0) << proc.output();
 }
 
+// `sluice run ... | tee log`: Ctrl-C ends tee too, and sluice's next log line killed it
+// with SIGPIPE (exit 141) in the middle of draining.
+TEST(RunE2E, AClosedStdoutDoesNotKillIt) {
+  RunUnderTest sluice;
+  std::filesystem::create_directories(sluice.dir);
+  std::ofstream(sluice.file) << service_yaml("pipe", "", "", 10);
+  const std::string pidfile = sluice.dir + "/pid", rcfile = sluice.dir + "/rc";
+  // stdout and stderr go to `head -c 1`, which exits after the first byte.
+  std::thread shell([&] {
+    run("(" + std::string(SLUICE_BIN) + " run " + sluice.file + " --port " +
+        std::to_string(sluice.port) + " --metrics-port " + std::to_string(sluice.metrics_port) +
+        " 2>&1 & echo $! > " + pidfile + "; wait $!; echo $? > " + rcfile +
+        ") | head -c 1 > /dev/null");
+  });
+  ASSERT_TRUE(wait_for_port(sluice.port));
+  EXPECT_EQ(sluice.get("pipe").status, 200) << "serves, and logs into the closed pipe";
+  int pid = 0;
+  std::ifstream(pidfile) >> pid;
+  ASSERT_GT(pid, 0);
+  ::kill(pid, SIGINT);
+  std::string rc;
+  EXPECT_TRUE(eventually(
+      [&] {
+        std::ifstream in(rcfile);
+        return static_cast<bool>(in >> rc);
+      },
+      30s));
+  EXPECT_EQ(rc, "0") << "141 is death by SIGPIPE";
+  shell.join();
+}
+
 TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {
   {
     RunUnderTest sluice;

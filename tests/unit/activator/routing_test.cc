@@ -33,6 +33,13 @@ TEST(Routing, HostNamesARevisionOrAServicesLatestRevision) {
             "default/hello-00002");
 }
 
+// RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host.
+TEST(Routing, AnAbsoluteFormTargetRoutesByItsAuthority) {
+  Head h("Host: hello-00001.default.example.com\r\n");
+  h.head.target = "http://api-00007.prod.example.com/x";
+  EXPECT_EQ(route(h.head, table()).revision, "prod/api-00007");
+}
+
 TEST(Routing, UnknownSaysWhatWasLookedUp) {
   auto r = route(Head("Host: nope.default.example.com\r\n").head, table());
   EXPECT_FALSE(r.revision);

@@ -31,4 +31,17 @@ TEST(Duration, FormatsWholeSecondsAsSeconds) {
 }
 
 }  // namespace
+// "µs" never parsed: the unit scan stopped at the first byte of the UTF-8 µ.
+TEST(Duration, MicrosecondsInEverySpellingGoAccepts) {
+  for (const char* text : {"1500us", "1500\u00b5s", "1500\u03bcs", "1500000ns"}) {
+    std::string why;
+    auto d = parse_duration(text, &why);
+    ASSERT_TRUE(d) << text << ": " << why;
+    EXPECT_EQ(d->count(), 2) << text;  // 1.5 ms rounds to 2
+  }
+  std::string why;
+  EXPECT_FALSE(parse_duration("5\xff", &why));
+  EXPECT_NE(why.find("unknown unit"), std::string::npos) << why;
+}
+
 }  // namespace sluice::config

@@ -73,6 +73,40 @@ TEST(UpstreamRequestHead, ActivatorRewriteMovesHost) {
   EXPECT_TRUE(has_line(out, "Content-Length: 3")) << out;
 }
 
+// A client's K-Original-Host became the Host the app saw: only Sluice's hops set it.
+TEST(UpstreamRequestHead, TheActivatorReplacesAClientsOriginalHost) {
+  std::string wire =
+      "GET / HTTP/1.1\r\nHost: hello.default\r\nK-Original-Host: admin.other\r\n\r\n";
+  MessageHead head;
+  parse_head(wire, head);
+  UpstreamRequestOptions opts;
+  opts.host = UpstreamRequestOptions::Host::MoveToOriginal;
+  opts.upstream_authority = "127.0.0.1:40001";
+  std::string out;
+  write_upstream_request_head(head, BodyFraming::None, std::nullopt, false, opts, out);
+  EXPECT_TRUE(has_line(out, "K-Original-Host: hello.default")) << out;
+  EXPECT_EQ(out.find("admin.other"), std::string::npos) << out;
+}
+
+// RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
+TEST(UpstreamRequestHead, AnAbsoluteFormTargetNamesTheHost) {
+  std::string wire = "GET http://beta.default.localhost:8080/p?q=1 HTTP/1.1\r\nHost: alpha\r\n\r\n";
+  MessageHead head;
+  parse_head(wire, head);
+  EXPECT_EQ(request_authority(head), "beta.default.localhost:8080");
+  UpstreamRequestOptions opts;
+  opts.host = UpstreamRequestOptions::Host::MoveToOriginal;
+  opts.upstream_authority = "127.0.0.1:40001";
+  std::string out;
+  write_upstream_request_head(head, BodyFraming::None, std::nullopt, false, opts, out);
+  EXPECT_EQ(out.rfind("GET /p?q=1 HTTP/1.1\r\n", 0), 0u) << out;
+  EXPECT_TRUE(has_line(out, "K-Original-Host: beta.default.localhost:8080")) << out;
+  EXPECT_EQ(origin_form("/x"), "/x");
+  EXPECT_EQ(origin_form("http://h"), "/");
+  EXPECT_EQ(origin_form("http://u@h/a"), "/a");
+  EXPECT_EQ(origin_form("*"), "*");
+}
+
 TEST(UpstreamRequestHead, UpgradeKeepsConnectionAndUpgrade) {
   std::string wire =
       "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
