@@ -1,6 +1,7 @@
 #include "activator/activator.h"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -710,12 +711,28 @@ void ActivatorImpl::request_in_on_home(const std::string& key, core::TimePoint n
 Task<void> ActivatorImpl::report_loop() {
   asio::steady_timer t(home());
   auto next = time_.now();
+  int64_t connections_peak = 0;
+  int fewer_for = 0;
   for (;;) {
     next += 1s;
     t.expires_at(next);
     auto [ec] = co_await t.async_wait(http::kUseTuple);
     if (ec)
       co_return;
+    // Thousands of connections that came and went leave their buffers with malloc, not
+    // the kernel (2,000 idle connections: RSS stayed 24 MB after they closed). Once at
+    // least half of a peak of 100+ has been gone for 3 s, hand the memory back.
+    const int64_t open = main_server_->load().open_connections.load(std::memory_order_relaxed);
+    connections_peak = std::max(connections_peak, open);
+    if (connections_peak - open >= 100 && open <= connections_peak / 2) {
+      if (++fewer_for == 3) {
+        malloc_trim(0);
+        connections_peak = open;
+        fewer_for = 0;
+      }
+    } else {
+      fewer_for = 0;
+    }
     auto batch = reporter_.cut(time_.now());
     for (const auto& [key, m] : revision_metrics_) {
       auto it = std::find_if(batch.begin(), batch.end(),
