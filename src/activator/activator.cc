@@ -90,9 +90,11 @@ class ActivatorImpl {
   // Both run on home; a request's concurrency report rides on them (arrival with the first
   // acquire, departure with the last release) so a request costs two cross-thread hops,
   // not four.
+  // `token` ends a queued wait early when the client hangs up (result Cancelled).
   Task<Lease> acquire_on_home(std::string key,
                               core::TimePoint deadline,
-                              std::optional<core::TimePoint> arrived);
+                              std::optional<core::TimePoint> arrived,
+                              std::shared_ptr<admission::WaitToken> token);
   void release_on_home(RevisionThrottler* revision,
                        PodTracker* pod,
                        RequestOutcome outcome,
@@ -275,13 +277,23 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     std::optional<core::TimePoint> arrived;
     if (attempt == 0)
       arrived = ex.started_at();
-    if (on_home()) {
-      lease = co_await acquire_on_home(key, deadline, arrived);
-    } else {
-      lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline, arrived),
-                                      asio::use_awaitable);
+    {
+      // A client that hangs up while its request waits (cold start, all busy) takes it out
+      // of the queue and out of the concurrency the autoscaler sees, at once.
+      auto token = std::make_shared<admission::WaitToken>(home());
+      http::HangupWatch watch(ex.connection(), [token] { admission::WaitToken::abandon(token); });
+      if (on_home()) {
+        lease = co_await acquire_on_home(key, deadline, arrived, token);
+      } else {
+        lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline, arrived, token),
+                                        asio::use_awaitable);
+      }
     }
     using Admit = admission::Breaker::Admit;
+    if (lease.result == Admit::Cancelled) {
+      ex.close_after();  // nobody to answer
+      co_return;
+    }
     if (lease.result == Admit::QueueFull) {
       const http::ExtraHeaders extra{{"Retry-After", "1"}};
       co_await ex.respond(503, "revision " + revision_name + ": request queue is full", extra);
@@ -459,9 +471,11 @@ Task<void> ActivatorImpl::handle_push(Exchange& ex) {
   co_await ex.respond(known ? 202 : 404, body);
 }
 
-Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
-                                                          core::TimePoint deadline,
-                                                          std::optional<core::TimePoint> arrived) {
+Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
+    std::string key,
+    core::TimePoint deadline,
+    std::optional<core::TimePoint> arrived,
+    std::shared_ptr<admission::WaitToken> token) {
   if (arrived)
     request_in_on_home(key, *arrived);
   Lease lease;
@@ -478,13 +492,23 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     }
     // The revision's own timeout may be shorter than the provisional deadline.
     deadline = std::min(deadline, now + r.spec().timeout);
+    if (token->abandoned) {
+      lease.result = admission::Breaker::Admit::Cancelled;
+      co_return lease;
+    }
     admission::TimerWaiter waiter(home());
     lease.result = r.breaker().acquire(waiter, now, deadline);
     if (lease.result == admission::Breaker::Admit::Queued) {
       waiter.timer.expires_at(deadline);
+      token->waiter = &waiter;
       co_await waiter.timer.async_wait(http::kUseTuple);
+      token->waiter = nullptr;
       using State = admission::Waiter::State;
-      if (waiter.state() == State::Admitted) {
+      if (token->abandoned && waiter.state() != State::Admitted) {
+        // The client hung up while queued: leave the queue now, never forwarded.
+        r.breaker().cancel(waiter);
+        lease.result = admission::Breaker::Admit::Cancelled;
+      } else if (waiter.state() == State::Admitted) {
         lease.result = admission::Breaker::Admit::Admitted;
       } else if (waiter.state() == State::Closed) {
         lease.result = admission::Breaker::Admit::Closed;
@@ -498,6 +522,11 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(std::string key,
     }
     if (lease.result != admission::Breaker::Admit::Admitted)
       co_return lease;
+    if (token->abandoned) {  // hung up just as a slot came free
+      r.breaker().release();
+      lease.result = admission::Breaker::Admit::Cancelled;
+      co_return lease;
+    }
     PodTracker* pod = r.pick(workers_.front()->random());
     if (pod != nullptr) {
       lease.pod = pod;

@@ -1,6 +1,7 @@
 #include "http/connection.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/co_spawn.hpp>
@@ -257,6 +258,30 @@ Task<void> ClientConnection::serve(Handler& handler) {
   socket_.close(ignored);
   timer_.cancel();
   unlink();  // from the worker's connection list
+}
+
+HangupWatch::HangupWatch(ClientConnection& conn, std::function<void()> on_hangup) : conn_(conn) {
+  // A FIN that came with the head is already buffered: no readiness event will follow.
+  auto gone = [&conn] {
+    char probe;
+    return ::recv(conn.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  };
+  if (gone()) {
+    on_hangup();
+    return;
+  }
+  conn.socket().async_wait(tcp::socket::wait_read,
+                           [alive = alive_, self = conn.shared_from_this(), gone,
+                            on_hangup = std::move(on_hangup)](const error_code& ec) {
+                             if (!ec && *alive && gone())
+                               on_hangup();
+                           });
+}
+
+HangupWatch::~HangupWatch() {
+  *alive_ = false;
+  error_code ignored;
+  conn_.socket().cancel(ignored);
 }
 
 Task<void> Exchange::respond(int status, std::string_view body, const ExtraHeaders& extra) {

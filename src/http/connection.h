@@ -152,6 +152,23 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   friend class Exchange;
 };
 
+// Watches a client socket nobody reads (its request waits in a queue) and calls
+// `on_hangup` once if the client's FIN arrives, so the request leaves the queue at once
+// instead of reaching the app later for nobody. Pipelined bytes end the watch without a
+// verdict (they are the next request's). Lives on the connection's worker; destroying it
+// stops the watch.
+class HangupWatch {
+ public:
+  HangupWatch(ClientConnection& conn, std::function<void()> on_hangup);
+  ~HangupWatch();
+  HangupWatch(const HangupWatch&) = delete;
+  HangupWatch& operator=(const HangupWatch&) = delete;
+
+ private:
+  ClientConnection& conn_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
 // One request on a connection, handed to the Handler.
 class Exchange {
  public:

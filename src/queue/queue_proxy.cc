@@ -67,17 +67,17 @@ class QueueProxyImpl {
   // Home-worker side of admission: stats in, breaker acquire (waiting if needed).
   // `now` is the event's own time (arrival, completion), so stats integrate exactly
   // even when the hop to the home worker takes a moment.
-  // `client` (null when called from another worker) lets a queued request notice that
-  // its client hung up, and leave the queue instead of reaching the app for nobody.
+  // `token` lets a queued request whose client hung up leave the queue at once instead
+  // of reaching the app for nobody (from any worker: enter() watches the client).
   Task<Admission> enter_on_home(bool proxied,
                                 core::TimePoint now,
                                 core::TimePoint deadline,
-                                http::ClientConnection* client);
+                                std::shared_ptr<admission::WaitToken> token);
   void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
   Task<Admission> enter(bool proxied,
                         core::TimePoint now,
                         core::TimePoint deadline,
-                        http::ClientConnection* client);
+                        http::ClientConnection& client);
   void leave(bool proxied, bool held_slot, core::TimePoint now);
 
   Task<void> report_stats_loop();
@@ -192,7 +192,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   }
   const core::TimePoint deadline = ex.started_at() + start_limit;
 
-  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, &ex.connection());
+  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, ex.connection());
   using Admit = admission::Breaker::Admit;
   int status = 0;
   core::TimePoint end{};
@@ -340,10 +340,11 @@ Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
 // ---------------------------------------------------------------------------------------
 // Admission: breaker and stats live on the home worker.
 
-Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
-                                                              core::TimePoint now,
-                                                              core::TimePoint deadline,
-                                                              http::ClientConnection* client) {
+Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
+    bool proxied,
+    core::TimePoint now,
+    core::TimePoint deadline,
+    std::shared_ptr<admission::WaitToken> token) {
   using Event = stats::RequestStats::Event;
   // Recorded before the breaker: queued requests count as concurrency (Knative).
   stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
@@ -356,34 +357,16 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(bool proxied,
   if (a.result == admission::Breaker::Admit::Queued) {
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
     waiter.timer.expires_at(deadline);
-    // While queued, a readable client socket is either its FIN (hung up: leave the
-    // queue) or pipelined bytes (stay). `alive` outlives this frame for the handler.
-    auto alive = std::make_shared<bool>(true);
-    auto gone = std::make_shared<bool>(false);
-    if (client != nullptr) {
-      client->socket().async_wait(
-          tcp::socket::wait_read, [alive, gone, &waiter, client](const http::error_code& ec) {
-            if (ec || !*alive)
-              return;
-            char probe;
-            if (::recv(client->socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-              *gone = true;
-              waiter.timer.cancel();
-            }
-          });
-    }
-    co_await waiter.timer.async_wait(http::kUseTuple);
-    *alive = false;
-    if (client != nullptr) {
-      http::error_code ignored;
-      client->socket().cancel(ignored);
-    }
+    token->waiter = &waiter;
+    if (!token->abandoned)
+      co_await waiter.timer.async_wait(http::kUseTuple);
+    token->waiter = nullptr;
     using State = admission::Waiter::State;
     if (waiter.state() == State::Admitted) {
       a.result = admission::Breaker::Admit::Admitted;
     } else if (waiter.state() == State::Closed) {
       a.result = admission::Breaker::Admit::Closed;
-    } else if (*gone) {
+    } else if (token->abandoned) {
       breaker_->cancel(waiter);
       a.result = admission::Breaker::Admit::Cancelled;
     } else {
@@ -409,11 +392,16 @@ void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot, core::TimePoint
 Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied,
                                                       core::TimePoint now,
                                                       core::TimePoint deadline,
-                                                      http::ClientConnection* client) {
+                                                      http::ClientConnection& client) {
+  // Whichever worker the client is on, its hang-up reaches the queue on home at once.
+  auto token = std::make_shared<admission::WaitToken>(workers_.front()->executor());
+  std::optional<http::HangupWatch> watch;
+  if (breaker_)
+    watch.emplace(client, [token] { admission::WaitToken::abandon(token); });
   if (on_home())
-    co_return co_await enter_on_home(proxied, now, deadline, client);
+    co_return co_await enter_on_home(proxied, now, deadline, token);
   co_return co_await asio::co_spawn(workers_.front()->executor(),
-                                    enter_on_home(proxied, now, deadline, nullptr), use_awaitable);
+                                    enter_on_home(proxied, now, deadline, token), use_awaitable);
 }
 
 void QueueProxyImpl::leave(bool proxied, bool held_slot, core::TimePoint now) {

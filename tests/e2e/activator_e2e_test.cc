@@ -196,6 +196,30 @@ TEST(ActivatorE2E, FullQueueAnswers503WithRetryAfterAndDeadline504) {
       << late.body;
 }
 
+// A request buffered at cold start whose client gave up (curl -m 1) stayed queued until
+// the revision timeout, counted as concurrency, and reached the app once it was ready.
+TEST(ActivatorE2E, ABufferedRequestWhoseClientHangsUpLeavesAtOnceAndIsNeverSent) {
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({}, 1, /*timeout=*/60));
+  for (int i = 0; i < 4; ++i) {  // on both workers
+    raw_exchange(a.port, "GET /echo?from=quitter HTTP/1.1\r\nHost: hello.default\r\n\r\n", 300ms);
+  }
+  std::string m;
+  EXPECT_TRUE(eventually([&] {
+    m = a.metrics();
+    return metric_value(m, "breaker_pending_requests") == 0;
+  })) << "the quitters left the queue\n"
+      << m;
+  Replica r;
+  r.push_to = "127.0.0.1:" + std::to_string(a.port);
+  r.start(1);
+  a.write(ActivatorUnderTest::revision_json({r.address()}, 1, 60));
+  EXPECT_TRUE(eventually([&] { return a.get("/").status == 200; }));
+  const std::string qm = curl(r.metrics_port, "/metrics").body;
+  EXPECT_LE(metric_value(qm, "revision_app_request_count"), 1) << "no quitter reached the app\n"
+                                                               << qm;
+}
+
 TEST(ActivatorE2E, KillingAReplicaUnderLoadCostsNoErrors) {
   Replica r1, r2;
   r1.start(4);

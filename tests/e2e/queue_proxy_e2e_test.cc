@@ -138,6 +138,25 @@ TEST(QueueProxyE2E, QueuedRequestWhoseClientHangsUpNeverReachesTheApp) {
                                                               << m;
 }
 
+// With --threads > 1 a queued request on another worker than the breaker's did not see
+// its client hang up, and reached the app later for nobody.
+TEST(QueueProxyE2E, AHangUpIsSeenFromEveryWorker) {
+  QueueProxyUnderTest t;
+  t.start({"--container-concurrency", "1", "--threads", "4"});
+  auto holder = std::async(std::launch::async, [&] { return curl(t.port, "/?delay=1500"); });
+  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 6; ++i)  // connections spread over the workers
+    raw_exchange(t.port, "GET /?from=quitter HTTP/1.1\r\nHost: x\r\n\r\n", 100ms);
+  EXPECT_EQ(holder.get().status, 200);
+  std::string m;
+  EXPECT_TRUE(eventually([&] {
+    m = t.metrics();
+    return m.find("reason=\"client_gone_while_queued\"} 6") != std::string::npos;
+  })) << m;
+  EXPECT_EQ(metric_value(m, "revision_app_request_count"), 1) << "only the holder reached the app\n"
+                                                              << m;
+}
+
 TEST(QueueProxyE2E, ExplainsUnreachableApp) {
   QueueProxyUnderTest t;
   t.start({}, /*start_app=*/false, /*expect_ready=*/false);
