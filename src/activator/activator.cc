@@ -37,6 +37,9 @@ using http::tcp;
 
 namespace {
 
+// Request bodies up to this size are read before forwarding, so they can be sent again.
+constexpr uint64_t kReplayableBodyBytes = 64 * 1024;
+
 bool idempotent(http::bhttp::verb m) {
   using V = http::bhttp::verb;
   return m == V::get || m == V::head || m == V::options || m == V::trace || m == V::put ||
@@ -245,8 +248,23 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     }
   } count{*this, ex, rm, key, shard};
 
-  // Only a body-less request can be sent again after bytes went upstream.
-  const bool replayable = ex.request_body_done();
+  // A small body is read first, so a queue-proxy's "the app never saw it" answer can be
+  // retried on another pod for a POST too; larger and chunked bodies stream (and are
+  // not retried once sent).
+  std::string body;
+  bool replayable = ex.request_body_done();
+  if (auto* rq = &*ex.connection().parser(); !replayable && !rq->chunked() && !rq->upgrade() &&
+                                             rq->content_length() &&
+                                             *rq->content_length() <= kReplayableBodyBytes) {
+    if (auto ec = co_await ex.read_body(body)) {
+      const auto answer = http::bad_request_body_answer(ec);
+      const http::ExtraHeaders bad_body{{"Sluice-Error", "malformed_body"},
+                                        {"Sluice-Error-Source", "activator"}};
+      co_await ex.respond(answer.status, answer.body, bad_body);
+      co_return;
+    }
+    replayable = true;
+  }
   const bool may_replay_after_reset = replayable && idempotent(head.method);
 
   std::string queue_proxy_error;  // the queue-proxy's Sluice-Error on an intercepted answer
@@ -254,6 +272,8 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   options.rewrite.host = http::UpstreamRequestOptions::Host::MoveToOriginal;
   options.rewrite.client_ip = ex.client_ip();
   options.rewrite.add_proxy_request_header = true;
+  if (!body.empty())
+    options.buffered_body = body;
   if (replayable) {
     // The queue-proxy's own "the app never saw it" answers are retried on another pod.
     options.intercept = [&queue_proxy_error](const http::MessageHead& h) {

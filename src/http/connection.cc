@@ -9,6 +9,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 namespace sluice::http {
@@ -282,6 +283,48 @@ HangupWatch::~HangupWatch() {
   *alive_ = false;
   error_code ignored;
   conn_.socket().cancel(ignored);
+}
+
+Task<error_code> Exchange::read_body(std::string& out) {
+  auto& rq = *conn_.parser();
+  conn_.head().own(conn_.head_storage());
+  out.clear();
+  if (rq.is_done())
+    co_return error_code{};
+  if (auto e = conn_.head().get(bhttp::field::expect);
+      e && boost::beast::iequals(*e, "100-continue")) {
+    if (auto ec = co_await conn_.write("HTTP/1.1 100 Continue\r\n\r\n"))
+      co_return ec;
+  }
+  conn_.watch(ClientConnection::Watch::CloseClient,
+              conn_.worker().time().now() + conn_.options_.header_timeout);
+  rq.eager(true);
+  error_code result;
+  while (!rq.is_done()) {
+    error_code ec;
+    size_t n = 0;
+    if (conn_.buffer().size() > 0)
+      n = rq.put_body(conn_.buffer().data(), ec);
+    if (conn_.buffer().size() == 0 || (ec == bhttp::error::need_more && n == 0)) {
+      auto [rec, got] = co_await conn_.read_some();
+      if (rec) {
+        result = rec;
+        break;
+      }
+      continue;
+    }
+    if (ec && ec != bhttp::error::need_more) {
+      result = ec;
+      break;
+    }
+    for (auto piece : conn_.body().pieces) out.append(piece);
+    conn_.body().clear();
+    conn_.buffer().consume(n);
+  }
+  conn_.unwatch();
+  if (result)
+    close_after_ = true;
+  co_return result;
 }
 
 Task<void> Exchange::respond(int status, std::string_view body, const ExtraHeaders& extra) {

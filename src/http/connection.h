@@ -102,6 +102,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   MessageHead& head() { return head_; }
   BodyPieces& body() { return body_; }
   std::string& scratch() { return scratch_; }
+  std::string& head_storage() { return head_storage_; }
   // Storage for the upstream side of forward(), reused across requests.
   MessageHead& upstream_head() { return up_head_; }
   BodyPieces& upstream_body() { return up_body_; }
@@ -134,6 +135,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   MessageHead head_;
   BodyPieces body_;
   std::string scratch_;
+  std::string head_storage_;  // head bytes for MessageHead::own
   MessageHead up_head_;
   BodyPieces up_body_;
   std::string up_scratch_;
@@ -180,6 +182,12 @@ class Exchange {
   std::string_view client_ip() const { return conn_.client_ip(); }
   // True once the request head (and any body) has been fully read or forwarded.
   bool request_body_done() const { return conn_.parser()->is_done(); }
+
+  // Reads the whole request body into `out` (de-chunked), answering Expect:
+  // 100-continue first, so the request can be forwarded more than once; the head is
+  // copied out of the read buffer first. Only for a body known to fit (the caller checks
+  // Content-Length against its bound); a broken body is an error (the connection closes).
+  Task<error_code> read_body(std::string& out);
 
   // Answers locally. A request body that was not read makes the connection close.
   Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra = {});

@@ -160,12 +160,18 @@ Task<ForwardResult> forward(Exchange& exchange,
   } else if (rq.content_length() && *rq.content_length() > 0) {
     req_framing = BodyFraming::ContentLength;
   }
-  const bool replayable = req_framing == BodyFraming::None;
+  if (options.buffered_body) {
+    req_framing = options.buffered_body->empty() ? BodyFraming::None : BodyFraming::ContentLength;
+  }
+  const bool replayable = req_framing == BodyFraming::None || options.buffered_body;
 
   std::string& up_head = conn.upstream_scratch();
   up_head.clear();
-  write_upstream_request_head(conn.head(), req_framing, to_std(rq.content_length()), upgrade,
-                              options.rewrite, up_head);
+  write_upstream_request_head(conn.head(), req_framing,
+                              options.buffered_body
+                                  ? std::optional<uint64_t>(options.buffered_body->size())
+                                  : to_std(rq.content_length()),
+                              upgrade, options.rewrite, up_head);
   // From here on the request head views may dangle (reads move the buffer).
 
   conn.watch(Watch::AbortUpstream, options.response_start_deadline);
@@ -256,6 +262,10 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (!rq.is_done())
         exchange.close_after();
     } else {
+      if (options.buffered_body && !options.buffered_body->empty()) {
+        gather.pieces(BodyPieces{{*options.buffered_body}, options.buffered_body->size()},
+                      BodyFraming::ContentLength);
+      }
       up_write_ec = co_await write_gather(up->socket, gather);
       result.request_sent = !up_write_ec;
     }

@@ -34,6 +34,10 @@ struct ForwardOptions {
   core::TimePoint response_start_deadline = core::TimePoint::max();
   std::chrono::milliseconds idle_timeout{0};
   ExtraHeaders response_headers;
+  // The whole request body, already read (Exchange::read_body): sent after the head,
+  // which makes the request replayable (retried on a fresh connection like a body-less
+  // one). Must stay valid for the call.
+  std::optional<std::string_view> buffered_body;
   // Looks at the final response head before anything reaches the client; returning true
   // keeps it from the client (outcome Intercepted) so the caller can retry elsewhere.
   std::function<bool(const MessageHead&)> intercept;

@@ -20,6 +20,25 @@ void MessageHead::rebase(const char* from, const char* to) {
   }
 }
 
+void MessageHead::own(std::string& storage) {
+  size_t total = method_text.size() + target.size() + reason.size();
+  for (const auto& f : fields) total += f.name_text.size() + f.value.size();
+  storage.clear();
+  storage.reserve(total);  // no reallocation below: the new views stay valid
+  auto keep = [&](std::string_view& v) {
+    const size_t at = storage.size();
+    storage.append(v);
+    v = std::string_view(storage.data() + at, v.size());
+  };
+  keep(method_text);
+  keep(target);
+  keep(reason);
+  for (auto& f : fields) {
+    keep(f.name_text);
+    keep(f.value);
+  }
+}
+
 std::optional<std::string_view> MessageHead::get(bhttp::field f) const {
   for (const auto& field : fields) {
     if (field.name == f)

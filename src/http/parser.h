@@ -62,6 +62,9 @@ struct MessageHead {
   // A head that spans several reads is parsed in place while the buffer grows, and a
   // growing buffer may be reallocated.
   void rebase(const char* from, const char* to);
+  // Copies every byte the views point to into `storage` and points them there, so the
+  // head outlives the read buffer (a caller that reads the body before forwarding).
+  void own(std::string& storage);
   // First value of a field, or nullopt. Known fields compare by enum, others by name
   // (case-insensitive).
   std::optional<std::string_view> get(bhttp::field f) const;
