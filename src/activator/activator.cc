@@ -121,7 +121,8 @@ class ActivatorImpl {
   };
   Task<CheckAnswer> check(std::string address, std::string revision);
 
-  Task<void> drain_and_stop(bool wait);
+  // `grace`: how long requests in flight may take before the rest get stopped.
+  Task<void> drain_and_stop(bool wait, core::Duration grace = std::chrono::minutes(10));
   asio::any_io_executor home() { return workers_.front()->executor(); }
   bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
 
@@ -159,6 +160,8 @@ class ActivatorImpl {
   http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle_metrics> metrics_handler_{*this};
   std::unique_ptr<http::Server> main_server_, metrics_server_;
   bool drain_started_ = false;
+  std::atomic<bool> stop_now_{false};
+  void fail_all_on_home(const std::string& why);
 };
 
 ActivatorImpl::ActivatorImpl(ActivatorOptions options)
@@ -899,7 +902,14 @@ Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
   co_await ex.respond(200, text, extra);
 }
 
-Task<void> ActivatorImpl::drain_and_stop(bool wait) {
+void ActivatorImpl::fail_all_on_home(const std::string& why) {
+  for (auto& [key, r] : revisions_) {
+    failures_[key] = why;
+    r->breaker().close();
+  }
+}
+
+Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
   if (drain_started_)
     co_return;
   drain_started_ = true;
@@ -913,8 +923,19 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait) {
   }
   main_server_->stop_accepting();
   main_server_->close_idle_connections();
-  const auto deadline = time_.now() + 600s;
-  while (main_server_->load().active_requests.load() > 0 && time_.now() < deadline) {
+  auto deadline = time_.now() + grace;
+  bool forced = false;
+  while (main_server_->load().active_requests.load() > 0) {
+    if (!forced && (stop_now_.load() || time_.now() >= deadline)) {
+      // Buffered requests learn why at once; requests in flight get a second more.
+      forced = true;
+      spdlog::warn("stopping now: {} request(s) still in flight or buffered",
+                   main_server_->load().active_requests.load());
+      asio::post(home(), [this] { fail_all_on_home("sluice is shutting down"); });
+      deadline = time_.now() + 1s;
+    } else if (forced && time_.now() >= deadline) {
+      break;
+    }
     t.expires_after(25ms);
     co_await t.async_wait(http::kUseTuple);
     main_server_->close_idle_connections();
@@ -974,8 +995,13 @@ int ActivatorImpl::run() {
   on_signal = [&](const http::error_code& ec, int sig) {
     if (ec)
       return;
-    spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    asio::co_spawn(control_worker_->io(), drain_and_stop(sig == SIGTERM), asio::detached);
+    if (drain_started_) {
+      spdlog::warn("second {}: stopping now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      stop_now_.store(true);
+    } else {
+      spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      asio::co_spawn(control_worker_->io(), drain_and_stop(sig == SIGTERM), asio::detached);
+    }
     signals.async_wait(on_signal);
   };
   if (opts_.handle_signals)
@@ -1013,8 +1039,13 @@ void Activator::set_revision_failure(const std::string& revision_key,
   });
 }
 
-void Activator::shutdown() {
-  asio::co_spawn(impl_->control_worker_->io(), impl_->drain_and_stop(false), asio::detached);
+void Activator::shutdown(std::chrono::milliseconds grace) {
+  asio::co_spawn(impl_->control_worker_->io(), impl_->drain_and_stop(false, grace), asio::detached);
+}
+
+void Activator::stop_now() {
+  impl_->stop_now_.store(true);
+  asio::co_spawn(impl_->control_worker_->io(), impl_->drain_and_stop(false, 0s), asio::detached);
 }
 
 }  // namespace sluice::activator

@@ -65,8 +65,12 @@ class Activator {
   // While set and the revision has no pod taking traffic, its waiting and new requests
   // get 503 with this message (e.g. the command cannot start); nullopt clears it.
   void set_revision_failure(const std::string& revision_key, std::optional<std::string> why);
-  // Stops accepting, finishes requests in flight, then run() returns.
-  void shutdown();
+  // Stops accepting, finishes requests in flight (for at most `grace`; then as
+  // stop_now()), then run() returns. Thread-safe.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::minutes(10));
+  // Thread-safe. Stops now: buffered requests get 503 naming the shutdown, requests in
+  // flight get a second to finish, then run() returns.
+  void stop_now();
 
  private:
   std::unique_ptr<ActivatorImpl> impl_;

@@ -103,23 +103,33 @@ Action add_run_command(CLI::App& app) {
     activator::Activator act(aopts);
     runtime.attach(act);
 
-    // Ctrl-C / SIGTERM: the activator finishes what it holds, then every replica drains.
+    // Ctrl-C / SIGTERM: the activator finishes what it holds (for at most kGrace), then
+    // every replica drains. A second one stops now: buffered requests get 503 naming the
+    // shutdown, replicas get SIGTERM and, 2 s later, SIGKILL.
+    constexpr auto kGrace = std::chrono::seconds(30);
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     auto guard = boost::asio::make_work_guard(io);
     int activator_rc = 0;
     std::thread activator_thread;
     bool shutting_down = false;
+    bool stopping_now = false;
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& e, int sig) {
           if (e)
             return;
-          if (shutting_down) {
-            spdlog::warn("second {}: stopping replicas now", sig == SIGINT ? "Ctrl-C" : "SIGTERM");
-          } else {
-            spdlog::info("{}: draining (requests in flight finish, then replicas stop)",
-                         sig == SIGINT ? "Ctrl-C" : "SIGTERM");
+          const char* what = sig == SIGINT ? "Ctrl-C" : "SIGTERM";
+          if (!shutting_down) {
+            spdlog::info(
+                "{}: draining for up to {} s (requests in flight finish, then replicas "
+                "stop); {} again stops now",
+                what, kGrace.count(), what);
             shutting_down = true;
-            act.shutdown();
+            act.shutdown(kGrace);
+          } else if (!stopping_now) {
+            spdlog::warn("second {}: stopping now", what);
+            stopping_now = true;
+            act.stop_now();
+            runtime.stop_now();
           }
           signals.async_wait(on_signal);
         };

@@ -112,6 +112,8 @@ class QueueProxyImpl {
   http::MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_metrics> metrics_handler_{*this};
   std::unique_ptr<http::Server> main_server_, admin_server_, stats_server_, metrics_server_;
   bool drain_started_ = false;  // control thread
+  // A SIGINT during a SIGTERM drain ends the quiet period (control thread).
+  bool skip_quiet_ = false;
 };
 
 QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg)
@@ -516,12 +518,13 @@ Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
 Task<void> QueueProxyImpl::wait_quiet_period() {
   asio::steady_timer t(control_io_);
   const auto drain_started = time_.now();
-  for (;;) {
+  while (!skip_quiet_) {
     core::TimePoint last{core::Duration(last_request_ns_.load(std::memory_order_relaxed))};
     core::TimePoint quiet_until = std::max(drain_started, last) + cfg_.drain_quiet_period;
     if (time_.now() >= quiet_until)
       co_return;
-    t.expires_at(quiet_until);
+    // Wakes at least every 100 ms to see a SIGINT that ends the quiet period early.
+    t.expires_at(std::min(quiet_until, time_.now() + 100ms));
     co_await t.async_wait(http::kUseTuple);
   }
 }
@@ -616,8 +619,10 @@ int QueueProxyImpl::run() {
       spdlog::info("SIGTERM: draining");
       asio::co_spawn(control_io_, drain_and_stop(true), asio::detached);
     } else {
-      // Ctrl-C in a terminal: no endpoints to propagate, skip the quiet period.
+      // Ctrl-C in a terminal: no endpoints to propagate, skip the quiet period (also
+      // when a SIGTERM drain is already waiting in it).
       spdlog::info("SIGINT: finishing in-flight requests and exiting");
+      skip_quiet_ = true;
       asio::co_spawn(control_io_, drain_and_stop(false), asio::detached);
     }
     signals.async_wait(on_signal);

@@ -556,6 +556,22 @@ void LocalRuntime::stop_all(std::function<void()> done) {
   tick();  // notices when the last process is gone (and runs even if start() never did)
 }
 
+void LocalRuntime::stop_now() {
+  stopping_ = true;  // no replacements while the activator winds down
+  const auto now = time_.now();
+  for (auto& r : revisions_)
+    for (auto& rep : r->replicas) {
+      stop_replica(*r, *rep, /*at_once=*/true);
+      rep->term_at = std::min(rep->term_at, now);
+      rep->kill_at = std::min(rep->kill_at, now + 2s);
+      if (rep->app && !rep->app_termed) {
+        rep->app->signal(SIGTERM);
+        rep->app_termed = true;
+      }
+    }
+  tick();
+}
+
 // ---------------------------------------------------------------------------------------
 // Metrics
 

@@ -72,6 +72,9 @@ class LocalRuntime final : public activator::ActivatorListener {
   // On the io thread: stops scaling and every replica (draining them); calls `done` when
   // every process has exited.
   void stop_all(std::function<void()> done);
+  // On the io thread, after stop_all: no more waiting for drains. Every process gets
+  // SIGTERM now and SIGKILL 2 s later.
+  void stop_now();
   // Autoscaler metrics (Prometheus text); any thread.
   std::string metrics_text() const;
 

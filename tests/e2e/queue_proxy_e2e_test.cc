@@ -381,6 +381,16 @@ TEST(QueueProxyE2E, DrainFinishesInFlightRequestAndWebSocket) {
   EXPECT_FALSE(wait_for_port(t.port, 100ms)) << "no longer accepting";
 }
 
+TEST(QueueProxyE2E, SigintDuringASigtermDrainSkipsTheQuietPeriod) {
+  QueueProxyUnderTest t;
+  t.start({"--drain-quiet-period", "300s"});
+  t.qp->signal(SIGTERM);
+  ASSERT_TRUE(
+      eventually([&] { return t.qp->output().find("SIGTERM: draining") != std::string::npos; }));
+  t.qp->signal(SIGINT);
+  EXPECT_EQ(t.qp->wait(30s), 0) << t.qp->output();
+}
+
 TEST(QueueProxyE2E, WaitForDrainReturnsPromptlyWithoutSigterm) {
   QueueProxyUnderTest t;
   t.start();

@@ -319,6 +319,25 @@ TEST(RunE2E, AClosedStdoutDoesNotKillIt) {
   shell.join();
 }
 
+// Ctrl-C waited up to the revision timeout for buffered requests (285 s seen), and the
+// second Ctrl-C said "stopping replicas now" but changed nothing.
+TEST(RunE2E, ASecondCtrlCStopsNowAndTellsBufferedRequestsWhy) {
+  RunUnderTest sluice;
+  // An app that takes far longer to start than anyone waits: its request stays buffered.
+  sluice.start(service_yaml("slow", "\"--startup-delay-ms\", \"600000\"", "", 10));
+  auto buffered = std::async(std::launch::async, [&] { return sluice.get("slow"); });
+  ASSERT_TRUE(sluice.shows("replica slow-00001-1 starting")) << sluice.proc->output();
+  sluice.proc->signal(SIGINT);
+  ASSERT_TRUE(sluice.shows("Ctrl-C again stops now")) << sluice.proc->output();
+  EXPECT_EQ(buffered.wait_for(300ms), std::future_status::timeout) << "the first one drains";
+  sluice.proc->signal(SIGINT);
+  const auto r = buffered.get();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("sluice is shutting down"), std::string::npos) << r.body;
+  EXPECT_TRUE(sluice.proc->wait(30s).has_value()) << sluice.proc->output();
+  EXPECT_TRUE(sluice.logged("second Ctrl-C: stopping now")) << sluice.proc->output();
+}
+
 TEST(RunE2E, CtrlCDrainsAndExitsZeroAndKill9LeavesNoOrphans) {
   {
     RunUnderTest sluice;
