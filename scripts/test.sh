@@ -3,7 +3,7 @@
 # formatting and project rules, builds (-Werror), runs every test (unit and end-to-end)
 # under ASan+UBSan and under TSan, then again in a normal build with ctest.
 #   scripts/test.sh            everything (what CI runs)
-#   SLUICE_SKIP_SANITIZERS=1 scripts/test.sh   quick local loop
+#   SLUICE_SKIP_SANITIZERS=1 SLUICE_SKIP_FUZZ=1 scripts/test.sh   quick local loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -44,6 +44,12 @@ if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
   echo "== unit and end-to-end tests under TSan"
   build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -j "$jobs" --output-on-failure --progress)
+fi
+
+if [[ -z "${SLUICE_SKIP_FUZZ:-}" ]]; then
+  # libFuzzer over every parser: kept corpora and past crash inputs, then a minute each.
+  echo "== fuzzing"
+  scripts/fuzz.sh
 fi
 
 echo "== all tests"

@@ -197,7 +197,7 @@ constexpr core::Duration kForever = std::chrono::hours(24 * 365);
 
 void parse_autoscaler_configmap(const YAML::Node& data, Report& r, AutoscalerConfig& c) {
   for (const auto& kv : data) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     const std::string text = scalar(kv.second);
     Values v{r, kv.first, key};
     if (key == "_example") {
@@ -293,7 +293,7 @@ void parse_defaults_configmap(const YAML::Node& data, Report& r, DefaultsConfig&
       {"container-concurrency-max-limit", &c.container_concurrency_max_limit},
   };
   for (const auto& kv : data) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     if (key == "_example")
       continue;
     auto it = std::find_if(std::begin(keys), std::end(keys),
@@ -487,7 +487,7 @@ void Loader::check_keys(const YAML::Node& map,
                         std::initializer_list<std::string_view> known,
                         std::initializer_list<std::string_view> ignored) {
   for (const auto& kv : map) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     const std::string path = fmt::format("{}.{}", where, key);
     if (std::find(known.begin(), known.end(), key) != known.end())
       continue;
@@ -562,7 +562,16 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
                     "max-scale-limit {}",
                     as_.max_scale, as_.max_scale_limit));
   }
-  for (const auto& d : services_) service(d);
+  for (const auto& d : services_) {
+    // Every lookup is shape-checked (child(), scalar()); should yaml-cpp still throw for
+    // a shape nobody foresaw, it is an error about this document, not an abort.
+    try {
+      service(d);
+    } catch (const YAML::Exception& e) {
+      out_.errors.push_back(fmt::format("{}:{}: document: unsupported YAML here ({})", d.file,
+                                        std::max(1, e.mark.line + 1), e.msg));
+    }
+  }
   if (out_.errors.empty() && services_.empty())
     out_.errors.push_back("no serving.knative.dev/v1 Service in the input");
   return std::move(out_);
@@ -737,7 +746,7 @@ void Loader::annotations(const YAML::Node& a, Report& r) {
     return;
   }
   for (const auto& kv : a) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     if (!key.starts_with(kPrefix))
       continue;  // other annotations are the user's business
     const std::string name = key.substr(kPrefix.size());

@@ -331,6 +331,10 @@ TEST(ServiceFileTest, HostileAndOddFilesAreErrorsWithALine) {
       {head + "metadata: {name: x}\nspec: {template: {spec: {containers: [{command: [a], "
               "readinessProbe: {httpGet: {[a]: b}}}]}}}\n",
        ""},
+      // A complex key (found by fuzz_service): yaml-cpp threw "bad conversion".
+      {head + "metadata:\n  name: x\nspec:\n  template:\n    metadata:\n     ? annotations:\n",
+       ""},
+      {head + "metadata:\n  ? [name]\n  : x\n", ""},
   };
   for (const auto& c : cases) {
     LoadResult r;
