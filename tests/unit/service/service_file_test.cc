@@ -332,8 +332,7 @@ TEST(ServiceFileTest, HostileAndOddFilesAreErrorsWithALine) {
               "readinessProbe: {httpGet: {[a]: b}}}]}}}\n",
        ""},
       // A complex key (found by fuzz_service): yaml-cpp threw "bad conversion".
-      {head + "metadata:\n  name: x\nspec:\n  template:\n    metadata:\n     ? annotations:\n",
-       ""},
+      {head + "metadata:\n  name: x\nspec:\n  template:\n    metadata:\n     ? annotations:\n", ""},
       {head + "metadata:\n  ? [name]\n  : x\n", ""},
   };
   for (const auto& c : cases) {
