@@ -49,7 +49,8 @@ Task<FetchResult> fetch(asio::any_io_executor executor,
       size_t used = 0;
       while (!parser.is_done() && used < buffer.size()) {
         body.clear();
-        const size_t k = parser.put(asio::buffer(buffer.data() + used, buffer.size() - used), pec);
+        const size_t k =
+            parser.put_body(asio::buffer(buffer.data() + used, buffer.size() - used), pec);
         if (pec == bhttp::error::need_more) {
           pec = {};
           break;

@@ -161,7 +161,7 @@ Task<bool> ClientConnection::read_head() {
     if (buffer_.size() > parsed) {
       error_code ec;
       const auto data = buffer_.data();
-      const size_t n = parser_->put(
+      const size_t n = parser_->put_body(
           asio::const_buffer(static_cast<const char*>(data.data()) + parsed, data.size() - parsed),
           ec);
       if (!ec || ec == bhttp::error::need_more)

@@ -84,6 +84,11 @@ void StreamParser<isRequest>::on_field_impl(bhttp::field name,
                                             error_code& ec) {
   if (in_trailers_)
     return;  // trailers are dropped: we re-frame the body ourselves
+  const std::string_view v = value;
+  if (!v.empty() && put_begin_ != nullptr && (v.data() < put_begin_ || v.data() >= put_end_)) {
+    ec = ParseError::ObsFold;
+    return;
+  }
   if constexpr (isRequest) {
     // The one framing decision (see the header): exactly "chunked", once, on HTTP/1.1.
     // Beast has already rejected a second Transfer-Encoding field after a chunked one.
@@ -149,7 +154,10 @@ void StreamParser<isRequest>::on_finish_impl(error_code&) {}
 // or to the trailer section (Beast hands chunk data out as soon as it arrives).
 template <bool isRequest>
 std::size_t StreamParser<isRequest>::put_body(boost::asio::const_buffer buffer, error_code& ec) {
+  put_begin_ = static_cast<const char*>(buffer.data());
+  put_end_ = put_begin_ + buffer.size();
   const std::size_t n = this->put(buffer, ec);
+  put_begin_ = put_end_ = nullptr;
   if (ec != bhttp::error::need_more || n != 0 || !this->is_header_done() || !this->chunked())
     return n;
   std::string_view pending(static_cast<const char*>(buffer.data()), buffer.size());
@@ -196,6 +204,8 @@ class ParseErrorCategory final : public boost::system::error_category {
         return "trailer section larger than the limit";
       case ParseError::BareLineFeed:
         return "chunked body line ends in a bare LF, not CRLF";
+      case ParseError::ObsFold:
+        return "a header field folded over several lines (obs-fold)";
     }
     return "unknown parse error";
   }

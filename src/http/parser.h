@@ -97,7 +97,9 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
   MessageHead& head() { return head_; }
   BodyPieces& body() { return body_; }
 
-  // put() for the body: as put(), plus the bounds above on what stays pending.
+  // put() with the checks above: bounds on what stays pending in a body, and a field
+  // folded over several lines (obs-fold) is refused (ObsFold: RFC 9112 §5.2 allows a
+  // 400, and Beast's unfolded copy would not outlive the call). Use it for heads too.
   std::size_t put_body(boost::asio::const_buffer buffer, error_code& ec);
   void line_limit(std::size_t bytes) { line_limit_ = bytes; }
   std::size_t line_limit() const { return line_limit_; }
@@ -133,6 +135,10 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
   bool in_trailers_ = false;
   int host_fields_ = 0;
   std::size_t line_limit_ = kDefaultLineLimit;
+  // The bytes the current put_body() presents: a field value outside them is Beast's
+  // obs-fold unfolding, held in a buffer of its own that is gone when put() returns.
+  const char* put_begin_ = nullptr;
+  const char* put_end_ = nullptr;
 };
 
 using RequestParser = StreamParser<true>;
@@ -147,6 +153,7 @@ enum class ParseError {
   ChunkLineTooLong,
   TrailersTooLarge,
   BareLineFeed,
+  ObsFold,
 };
 const boost::system::error_category& parse_error_category();
 inline error_code make_error_code(ParseError e) {

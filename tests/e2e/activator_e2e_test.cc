@@ -311,6 +311,89 @@ TEST(ActivatorE2E, APostTheAppNeverSawIsRetriedOnTheOtherPod) {
   EXPECT_NE(expect.body.find("\n" + body), std::string::npos);
 }
 
+// Differential framing: the classics of request smuggling, each followed by a pipelined
+// "GET /smuggled". Sent to the queue-proxy directly and through activator → queue-proxy;
+// the app (testapp's /echo, which answers what it parsed) must never see /smuggled, a
+// refused request is a 400 that closes the connection, and an accepted one reaches the
+// app with exactly the body the client framed.
+TEST(ActivatorE2E, AmbiguousFramingNeverSmugglesARequestToTheApp) {
+  Replica r;
+  r.start(0);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 0));
+  ASSERT_EQ(a.get("/").status, 200);
+  // testapp echoes it, so the answers show whether the app parsed it as a request.
+  const std::string smuggled =
+      "GET /echo?smuggled HTTP/1.1\r\nHost: hello.default\r\nConnection: close\r\n\r\n";
+  struct Case {
+    const char* name;
+    std::string head_and_body;
+    std::string accepted_body;  // empty: must be refused with 400
+  };
+  const std::string post = "POST /echo HTTP/1.1\r\nHost: hello.default\r\n";
+  const std::vector<Case> cases = {
+      {"CL.TE", post + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE.CL", post + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", ""},
+      {"TE twice in one field", post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE twice",
+       post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE obfuscated", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE with space before colon", post + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", ""},
+      {"TE on HTTP/1.0",
+       "POST /echo HTTP/1.0\r\nHost: hello.default\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       ""},
+      {"differing Content-Lengths", post + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+       ""},
+      {"signed Content-Length", post + "Content-Length: +3\r\n\r\nabc", ""},
+      {"chunk-size overflow",
+       post + "Transfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n", ""},
+      {"bare LF chunks", post + "Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", ""},
+      {"obs-fold", post + "Content-Length: 3\r\nX-A: a\r\n b\r\n\r\nabc", ""},
+      {"NUL in a value",
+       post + "Content-Length: 3\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\nabc", ""},
+      {"CR in a value", post + "Content-Length: 3\r\nX-A: a\rb\r\n\r\nabc", ""},
+      {"chunked, tab before the value",
+       post + "Transfer-Encoding:\tchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "abc"},
+      {"Content-Length", post + "Content-Length: 3\r\n\r\nabc", "abc"},
+      {"Expect: 100-continue", post + "Content-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+       "abc"},
+  };
+  for (const auto& c : cases) {
+    for (const int port : {r.port, a.port}) {
+      const std::string where = port == r.port ? " (queue-proxy)" : " (activator)";
+      const std::string got = raw_exchange(port, c.head_and_body + smuggled, 3s);
+      if (c.accepted_body.empty()) {
+        // Refused: the bytes after it are never read as a request.
+        EXPECT_EQ(got.find("GET /echo?smuggled"), std::string::npos) << c.name << where << "\n"
+                                                                     << got;
+        EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << c.name << where << "\n" << got;
+        EXPECT_EQ(got.find("HTTP/1.1", 1), std::string::npos)
+            << c.name << where << ": one answer, then close\n"
+            << got;
+      } else {
+        // Accepted: its body as framed, then the next request as a request of its own.
+        const auto body_at = got.find("\n\n" + c.accepted_body + "HTTP/1.1 ");
+        EXPECT_NE(body_at, std::string::npos) << c.name << where << "\n" << got;
+        EXPECT_NE(got.find("GET /echo?smuggled", body_at), std::string::npos)
+            << c.name << where << "\n"
+            << got;
+      }
+    }
+  }
+  // Absolute-form: its authority routes, and the app sees origin-form.
+  const std::string abs = raw_exchange(a.port,
+                                       "GET http://hello.default/echo?x=1 HTTP/1.1\r\nHost: "
+                                       "other.nowhere\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(abs.find("GET /echo?x=1\n"), std::string::npos) << abs;
+  // Pipelining: both answered, in order.
+  const std::string two = raw_exchange(
+      a.port,
+      "GET /echo?n=1 HTTP/1.1\r\nHost: hello.default\r\n\r\nGET /echo?n=2 HTTP/1.1\r\nHost: "
+      "hello.default\r\nConnection: close\r\n\r\n");
+  EXPECT_LT(two.find("GET /echo?n=1"), two.find("GET /echo?n=2")) << two;
+}
+
 TEST(ActivatorE2E, BadInputGetsClearErrorsAndTheActivatorKeepsServing) {
   Replica r;
   r.start(2);

@@ -156,6 +156,14 @@ TEST(RequestParser, BareLineFeedsInAChunkedBodyAreRefused) {
   }
 }
 
+// Beast unfolds obs-fold into a buffer of its own that is gone after put(): the field's
+// view would dangle. RFC 9112 §5.2 lets a server refuse it with 400.
+TEST(RequestParser, AFoldedFieldIsRefused) {
+  Parsed p = parse_request("GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n");
+  EXPECT_EQ(p.ec, ParseError::ObsFold) << p.ec.message();
+  EXPECT_FALSE(parse_request("GET / HTTP/1.1\r\nHost: h\r\nX-A: a b\r\n\r\n").ec);
+}
+
 TEST(RequestParser, AnHttp11RequestNamesExactlyOneHost) {
   EXPECT_EQ(parse_request("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n").ec, ParseError::NoHost);
   Parsed two = parse_request("GET / HTTP/1.1\r\nHost: a.default\r\nHost: b.default\r\n\r\n");
