@@ -10,12 +10,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${2:-${SLUICE_FUZZ_SECONDS:-60}}
 targets=(request duration probe endpoints service)
-# The service loader's timed run is off by default: yaml-cpp 0.7 still allocates without
-# bound on some inputs libfyaml accepts (tagged plain scalars with ','); its kept corpus
-# still runs. SLUICE_FUZZ_ALL=1 includes it.
-timed=(request duration probe endpoints)
-if [[ -n "${SLUICE_FUZZ_ALL:-}" ]]; then timed=("${targets[@]}"); fi
-if [[ -n "${1:-}" ]]; then targets=("$1"); timed=("$1"); fi
+if [[ -n "${1:-}" ]]; then targets=("$1"); fi
 
 CXX=clang++ cmake -S "$root" -B build-fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 mkdir -p build-fuzz
@@ -32,10 +27,6 @@ for t in "${targets[@]}"; do
     exit 1
   fi
   tail -1 "build-fuzz/regress-$t.log"
-  if [[ ! " ${timed[*]} " == *" $t "* ]]; then
-    rm -rf "$scratch"
-    continue
-  fi
   mkdir -p build-fuzz/crashes/$t
   if ! "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="build-fuzz/crashes/$t/" -print_final_stats=0 "$scratch" "$kept" \

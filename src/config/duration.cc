@@ -59,8 +59,10 @@ std::optional<Millis> parse_duration(std::string_view text, std::string* error) 
     total_ms += value * scale;
     any = true;
   }
-  if (!std::isfinite(total_ms) || total_ms > 1e15)
-    return fail("out of range");
+  // Go's limit (an int64 of nanoseconds, about 292 years), so every parsed duration
+  // also fits core::Duration: a larger one overflowed comparing it (fuzz_service).
+  if (!std::isfinite(total_ms) || total_ms > kMaxDurationMillis)
+    return fail("out of range (at most 2562047h, as in Go)");
   return Millis(static_cast<int64_t>(std::llround(total_ms)));
 }
 

@@ -2,7 +2,7 @@
 //
 // Checks a configuration text must pass before a parser sees it. JSON and YAML parsers
 // and the trees they build recurse once per nesting level (nlohmann's copy and dump,
-// yaml-cpp's parser), so a file of 200k nested brackets overflows the stack; and a
+// a YAML parser's), so a file of 200k nested brackets overflows the stack; and a
 // YAML or JSON text must be UTF-8 (Kubernetes requires it; nlohmann's dump throws on
 // anything else). Pure functions over the text.
 #pragma once

@@ -1,8 +1,6 @@
 #include "service/service_file.h"
 
 #include <fmt/format.h>
-#include <libfyaml.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,12 +18,14 @@
 #include "config/duration.h"
 #include "config/readiness_probe.h"
 #include "config/text_guard.h"
+#include "config/yaml_tree.h"
 
 namespace sluice::service {
 
 namespace {
 
 namespace fs = std::filesystem;
+using config::YamlNode;
 using namespace std::chrono_literals;
 
 constexpr std::string_view kPrefix = "autoscaling.knative.dev/";
@@ -36,24 +37,18 @@ struct Report {
   std::string file;
   LoadResult& out;
   // A node that is not in the file (a missing key) has no position: line 1 then.
-  static int line(const YAML::Node& n) { return std::max(1, n.Mark().line + 1); }
-  void error(const YAML::Node& at, std::string_view key, std::string_view what) {
-    out.errors.push_back(fmt::format("{}:{}: {}: {}", file, line(at), key, what));
+  void error(YamlNode at, std::string_view key, std::string_view what) {
+    out.errors.push_back(fmt::format("{}:{}: {}: {}", file, at.line(), key, what));
   }
-  void warn(const YAML::Node& at, std::string_view key, std::string_view what) {
-    out.warnings.push_back(fmt::format("{}:{}: {}: {}", file, line(at), key, what));
+  void warn(YamlNode at, std::string_view key, std::string_view what) {
+    out.warnings.push_back(fmt::format("{}:{}: {}: {}", file, at.line(), key, what));
   }
 };
 
-// A map's child, or an undefined node when `n` is not a map or lacks the key. yaml-cpp
-// throws for a subscript of a scalar ("metadata: foo") and for the position of a missing
-// key; every lookup here goes through this instead, so a wrong shape is an error to
-// report, never an exception.
-YAML::Node child(const YAML::Node& n, const char* key) {
-  if (!n.IsDefined() || !n.IsMap())
-    return YAML::Node(YAML::NodeType::Undefined);
-  const YAML::Node found = n[key];
-  return found.IsDefined() ? found : YAML::Node(YAML::NodeType::Undefined);
+// A map's child, or a missing node when `n` is not a map or lacks the key: a wrong shape
+// ("metadata: foo") is an error to report.
+YamlNode child(YamlNode n, const char* key) {
+  return n.get(key);
 }
 
 std::optional<int64_t> to_int(std::string_view s) {
@@ -126,16 +121,15 @@ struct DefaultsConfig {
   int64_t container_concurrency_max_limit = 1000;
 };
 
-// Empty for a missing key too: yaml-cpp hands back an invalid node for a key a const map
-// lacks, and asking an invalid node its type throws.
-std::string scalar(const YAML::Node& n) {
-  return n.IsDefined() && n.IsScalar() ? n.Scalar() : std::string();
+// A scalar's text; empty for a missing key, a null or a collection.
+std::string scalar(YamlNode n) {
+  return n.text();
 }
 
 // A value checker: parses `text` for `key` and reports what is wrong.
 struct Values {
   Report& report;
-  const YAML::Node& at;
+  YamlNode at;
   std::string key;
 
   std::optional<int64_t> integer(const std::string& text, int64_t lo, int64_t hi) {
@@ -195,8 +189,8 @@ struct Values {
 constexpr core::Duration kHour = std::chrono::hours(1);
 constexpr core::Duration kForever = std::chrono::hours(24 * 365);
 
-void parse_autoscaler_configmap(const YAML::Node& data, Report& r, AutoscalerConfig& c) {
-  for (const auto& kv : data) {
+void parse_autoscaler_configmap(YamlNode data, Report& r, AutoscalerConfig& c) {
+  for (const auto& kv : data.entries()) {
     const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     const std::string text = scalar(kv.second);
     Values v{r, kv.first, key};
@@ -283,7 +277,7 @@ void parse_autoscaler_configmap(const YAML::Node& data, Report& r, AutoscalerCon
   }
 }
 
-void parse_defaults_configmap(const YAML::Node& data, Report& r, DefaultsConfig& c) {
+void parse_defaults_configmap(YamlNode data, Report& r, DefaultsConfig& c) {
   const std::pair<const char*, int64_t*> keys[] = {
       {"revision-timeout-seconds", &c.revision_timeout_seconds},
       {"max-revision-timeout-seconds", &c.max_revision_timeout_seconds},
@@ -292,7 +286,7 @@ void parse_defaults_configmap(const YAML::Node& data, Report& r, DefaultsConfig&
       {"container-concurrency", &c.container_concurrency},
       {"container-concurrency-max-limit", &c.container_concurrency_max_limit},
   };
-  for (const auto& kv : data) {
+  for (const auto& kv : data.entries()) {
     const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     if (key == "_example")
       continue;
@@ -377,20 +371,22 @@ bool dns_label(std::string_view s) {
   });
 }
 
-nlohmann::json to_json(const YAML::Node& n) {
-  if (n.IsMap()) {
+// Recursion is bounded: the tree is at most YamlLimits::max_depth deep.
+nlohmann::json to_json(YamlNode n) {
+  if (n.is_map()) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& kv : n) j[kv.first.IsScalar() ? kv.first.Scalar() : "?"] = to_json(kv.second);
+    for (const auto& kv : n.entries())
+      j[kv.first.is_scalar() ? kv.first.text() : "?"] = to_json(kv.second);
     return j;
   }
-  if (n.IsSequence()) {
+  if (n.is_sequence()) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& e : n) j.push_back(to_json(e));
+    for (const auto& e : n.items()) j.push_back(to_json(e));
     return j;
   }
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    if (n.Tag() != "!") {  // unquoted: numbers and booleans keep their type
+  if (n.is_scalar()) {
+    const std::string& s = n.text();
+    if (n.plain()) {  // unquoted: numbers and booleans keep their type
       if (auto i = to_int(s))
         return *i;
       if (auto b = to_bool(s))
@@ -401,61 +397,26 @@ nlohmann::json to_json(const YAML::Node& n) {
   return nullptr;
 }
 
-std::vector<std::string> string_list(const YAML::Node& n, Report& r, std::string_view key) {
+std::vector<std::string> string_list(YamlNode n, Report& r, std::string_view key) {
   std::vector<std::string> out;
-  if (!n.IsSequence()) {
+  if (!n.is_sequence()) {
     r.error(n, key, "must be a list of strings");
     return out;
   }
-  for (const auto& e : n) {
-    if (!e.IsScalar()) {
+  for (const auto& e : n.items()) {
+    if (!e.is_scalar()) {
       r.error(e, key, "must be a list of strings");
       continue;
     }
-    out.push_back(e.Scalar());
+    out.push_back(e.text());
   }
   return out;
-}
-
-// The first syntax error libfyaml finds, as "LINE: YAML syntax error: message".
-std::optional<std::string> yaml_syntax_error(std::string_view text) {
-  fy_diag_cfg dcfg;
-  fy_diag_cfg_default(&dcfg);
-  dcfg.fp = nullptr;
-  dcfg.output_fn = [](fy_diag*, void*, const char*, size_t) {};  // collected, not printed
-  fy_diag* diag = fy_diag_create(&dcfg);
-  if (diag == nullptr)
-    return "1: YAML syntax error: cannot create the YAML checker";
-  fy_diag_set_collect_errors(diag, true);
-  fy_parse_cfg cfg{};
-  cfg.flags = FYPCF_QUIET;
-  cfg.diag = diag;
-  fy_parser* parser = fy_parser_create(&cfg);
-  std::optional<std::string> error;
-  if (parser == nullptr || fy_parser_set_string(parser, text.data(), text.size()) != 0) {
-    error = "1: YAML syntax error: cannot start the YAML checker";
-  } else {
-    while (fy_event* event = fy_parser_parse(parser)) fy_parser_event_free(parser, event);
-    if (fy_parser_get_stream_error(parser)) {
-      void* iter = nullptr;
-      if (fy_diag_error* e = fy_diag_errors_iterate(diag, &iter)) {
-        error = fmt::format("{}: YAML syntax error: {} (column {})", std::max(1, e->line),
-                            e->msg != nullptr ? e->msg : "invalid YAML", std::max(1, e->column));
-      } else {
-        error = "1: YAML syntax error";
-      }
-    }
-  }
-  if (parser != nullptr)
-    fy_parser_destroy(parser);
-  fy_diag_destroy(diag);
-  return error;
 }
 
 struct Document {
   std::string file;
   std::string folder;
-  YAML::Node node;
+  YamlNode node;
 };
 
 class Loader {
@@ -464,29 +425,30 @@ class Loader {
 
  private:
   void service(const Document& d);
-  void container(const YAML::Node& c, const Document& d, Report& r, ServiceSpec& s);
-  void annotations(const YAML::Node& a, Report& r);
-  void check_keys(const YAML::Node& map,
+  void container(YamlNode c, const Document& d, Report& r, ServiceSpec& s);
+  void annotations(YamlNode a, Report& r);
+  void check_keys(YamlNode map,
                   Report& r,
                   std::string_view where,
                   std::initializer_list<std::string_view> known,
                   std::initializer_list<std::string_view> ignored = {});
 
   LoadResult out_;
-  std::map<std::string, YAML::Node> annotation_keys_;  // canonical name → its key (lines)
-  Overrides overrides_;                                // this service's annotations
+  std::map<std::string, YamlNode> annotation_keys_;  // canonical name → its key (lines)
+  Overrides overrides_;                              // this service's annotations
   AutoscalerConfig as_;
   DefaultsConfig defaults_;
   std::vector<Document> services_;
   std::set<std::string> names_;
+  std::deque<config::YamlStream> streams_;  // owns the nodes of every document (stable)
 };
 
-void Loader::check_keys(const YAML::Node& map,
+void Loader::check_keys(YamlNode map,
                         Report& r,
                         std::string_view where,
                         std::initializer_list<std::string_view> known,
                         std::initializer_list<std::string_view> ignored) {
-  for (const auto& kv : map) {
+  for (const auto& kv : map.entries()) {
     const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     const std::string path = fmt::format("{}.{}", where, key);
     if (std::find(known.begin(), known.end(), key) != known.end())
@@ -506,26 +468,17 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
       out_.errors.push_back(fmt::format("{}:{}: file: {}", path, bad->line, bad->what));
       continue;
     }
-    // libfyaml checks the syntax first: yaml-cpp 0.7 allocates without limit on some
-    // invalid inputs (the one-byte file ",": 1.9 GB in 4 s), and libfyaml names the
-    // line and column of what is wrong.
-    if (auto bad = yaml_syntax_error(text)) {
-      out_.errors.push_back(fmt::format("{}:{}", path, *bad));
+    config::YamlResult parsed = config::parse_yaml(text, {config::kMaxNesting});
+    if (!parsed.stream) {
+      out_.errors.push_back(fmt::format("{}:{}: {}", path, parsed.error_line, parsed.error));
       continue;
     }
-    std::vector<YAML::Node> docs;
-    try {
-      docs = YAML::LoadAll(text);
-    } catch (const YAML::Exception& e) {
-      out_.errors.push_back(
-          fmt::format("{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.msg));
-      continue;
-    }
+    const config::YamlStream& stream = streams_.emplace_back(std::move(*parsed.stream));
     const std::string folder = fs::absolute(fs::path(path)).parent_path().string();
-    for (const auto& doc : docs) {
-      if (!doc || doc.IsNull())
+    for (const YamlNode doc : stream.documents) {
+      if (!doc || doc.is_null())
         continue;
-      if (!doc.IsMap()) {
+      if (!doc.is_map()) {
         r.error(doc, "document", "must be a mapping (a Kubernetes object)");
         continue;
       }
@@ -533,10 +486,10 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
       const std::string api = scalar(child(doc, "apiVersion"));
       const std::string name = scalar(child(child(doc, "metadata"), "name"));
       if (kind == "ConfigMap") {
-        const YAML::Node data = child(doc, "data");
-        if (name == "config-autoscaler" && data && data.IsMap()) {
+        const YamlNode data = child(doc, "data");
+        if (name == "config-autoscaler" && data && data.is_map()) {
           parse_autoscaler_configmap(data, r, as_);
-        } else if (name == "config-defaults" && data && data.IsMap()) {
+        } else if (name == "config-defaults" && data && data.is_map()) {
           parse_defaults_configmap(data, r, defaults_);
         } else if (name != "config-autoscaler" && name != "config-defaults") {
           r.warn(doc, "ConfigMap " + name, "not read (only config-autoscaler, config-defaults)");
@@ -563,14 +516,7 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
                     as_.max_scale, as_.max_scale_limit));
   }
   for (const auto& d : services_) {
-    // Every lookup is shape-checked (child(), scalar()); should yaml-cpp still throw for
-    // a shape nobody foresaw, it is an error about this document, not an abort.
-    try {
-      service(d);
-    } catch (const YAML::Exception& e) {
-      out_.errors.push_back(fmt::format("{}:{}: document: unsupported YAML here ({})", d.file,
-                                        std::max(1, e.mark.line + 1), e.msg));
-    }
+    service(d);
   }
   if (out_.errors.empty() && services_.empty())
     out_.errors.push_back("no serving.knative.dev/v1 Service in the input");
@@ -579,15 +525,15 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
 
 void Loader::service(const Document& d) {
   Report r{d.file, out_};
-  const YAML::Node& doc = d.node;
+  const YamlNode doc = d.node;
   annotation_keys_.clear();
   overrides_ = {};
   ServiceSpec s;
   s.file = d.file;
-  s.line = doc.Mark().line + 1;
+  s.line = doc.line();
   check_keys(doc, r, "Service", {"apiVersion", "kind", "metadata", "spec"}, {"status"});
-  const YAML::Node meta = child(doc, "metadata");
-  if (!meta || !meta.IsMap() || !child(meta, "name")) {
+  const YamlNode meta = child(doc, "metadata");
+  if (!meta || !meta.is_map() || !child(meta, "name")) {
     r.error(meta ? meta : doc, "metadata.name", "is required");
     return;
   }
@@ -607,15 +553,15 @@ void Loader::service(const Document& d) {
             fmt::format("service {}/{} is defined twice", s.namespace_name, s.name));
   s.revision = s.name + "-00001";
 
-  const YAML::Node spec = child(doc, "spec");
-  const YAML::Node tmpl = spec ? child(spec, "template") : YAML::Node();
-  if (!tmpl || !tmpl.IsMap()) {
+  const YamlNode spec = child(doc, "spec");
+  const YamlNode tmpl = child(spec, "template");
+  if (!tmpl || !tmpl.is_map()) {
     r.error(spec ? spec : doc, "spec.template", "is required");
     return;
   }
   check_keys(spec, r, "spec", {"template"}, {"traffic"});
   check_keys(tmpl, r, "spec.template", {"metadata", "spec"});
-  if (const YAML::Node tmeta = child(tmpl, "metadata")) {
+  if (const YamlNode tmeta = child(tmpl, "metadata")) {
     check_keys(tmeta, r, "spec.template.metadata", {"annotations", "name"}, {"labels"});
     if (child(tmeta, "name")) {
       s.revision = scalar(child(tmeta, "name"));
@@ -624,7 +570,7 @@ void Loader::service(const Document& d) {
             child(tmeta, "name"), "spec.template.metadata.name",
             fmt::format("\"{}\" must be a DNS label starting with \"{}-\"", s.revision, s.name));
     }
-    if (const YAML::Node a = child(tmeta, "annotations"))
+    if (const YamlNode a = child(tmeta, "annotations"))
       annotations(a, r);
   }
   // Defaults from config-defaults, then the revision spec.
@@ -633,8 +579,8 @@ void Loader::service(const Document& d) {
   s.response_start_timeout_seconds =
       static_cast<int>(defaults_.revision_response_start_timeout_seconds);
   s.idle_timeout_seconds = static_cast<int>(defaults_.revision_idle_timeout_seconds);
-  const YAML::Node rs = child(tmpl, "spec");
-  if (!rs || !rs.IsMap()) {
+  const YamlNode rs = child(tmpl, "spec");
+  if (!rs || !rs.is_map()) {
     r.error(tmpl, "spec.template.spec", "is required");
     return;
   }
@@ -644,7 +590,7 @@ void Loader::service(const Document& d) {
              {"serviceAccountName", "enableServiceLinks", "imagePullSecrets", "volumes",
               "nodeSelector", "tolerations", "affinity"});
   auto int_field = [&](const char* key, int64_t lo, int64_t hi) -> std::optional<int64_t> {
-    const YAML::Node n = rs[key];
+    const YamlNode n = child(rs, key);
     if (!n)
       return std::nullopt;
     Values v{r, n, std::string("spec.template.spec.") + key};
@@ -658,12 +604,12 @@ void Loader::service(const Document& d) {
     s.response_start_timeout_seconds = static_cast<int>(*t);
   if (auto t = int_field("idleTimeoutSeconds", 0, defaults_.max_revision_timeout_seconds))
     s.idle_timeout_seconds = static_cast<int>(*t);
-  const YAML::Node cs = child(rs, "containers");
-  if (!cs || !cs.IsSequence() || cs.size() != 1) {
+  const YamlNode cs = child(rs, "containers");
+  if (!cs || !cs.is_sequence() || cs.size() != 1) {
     r.error(cs ? cs : rs, "spec.template.spec.containers",
             "exactly one container is supported by the local runtime");
   } else {
-    container(cs[0], d, r, s);
+    container(cs.items()[0], d, r, s);
   }
 
   // Autoscaling: ConfigMap values overridden by annotations.
@@ -740,12 +686,12 @@ void Loader::service(const Document& d) {
   out_.services.push_back(std::move(s));
 }
 
-void Loader::annotations(const YAML::Node& a, Report& r) {
-  if (!a.IsMap()) {
+void Loader::annotations(YamlNode a, Report& r) {
+  if (!a.is_map()) {
     r.error(a, "spec.template.metadata.annotations", "must be a map of strings");
     return;
   }
-  for (const auto& kv : a) {
+  for (const auto& kv : a.entries()) {
     const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
     if (!key.starts_with(kPrefix))
       continue;  // other annotations are the user's business
@@ -817,9 +763,9 @@ void Loader::annotations(const YAML::Node& a, Report& r) {
   }
 }
 
-void Loader::container(const YAML::Node& c, const Document& d, Report& r, ServiceSpec& s) {
+void Loader::container(YamlNode c, const Document& d, Report& r, ServiceSpec& s) {
   const std::string at = "spec.template.spec.containers[0]";
-  if (!c.IsMap()) {
+  if (!c.is_map()) {
     r.error(c, at, "must be a map");
     return;
   }
@@ -858,12 +804,12 @@ void Loader::container(const YAML::Node& c, const Document& d, Report& r, Servic
   std::string& program = k.command.front();
   if (program.find('/') != std::string::npos && !fs::path(program).is_absolute())
     program = (fs::path(d.folder) / program).lexically_normal().string();
-  if (const YAML::Node env = child(c, "env")) {
-    if (!env.IsSequence()) {
+  if (const YamlNode env = child(c, "env")) {
+    if (!env.is_sequence()) {
       r.error(env, at + ".env", "must be a list of {name, value}");
     } else {
-      for (const auto& e : env) {
-        if (!e.IsMap() || !child(e, "name")) {
+      for (const auto& e : env.items()) {
+        if (!e.is_map() || !child(e, "name")) {
           r.error(e, at + ".env", "each entry needs a name");
           continue;
         }
@@ -876,20 +822,21 @@ void Loader::container(const YAML::Node& c, const Document& d, Report& r, Servic
       }
     }
   }
-  if (const YAML::Node ports = child(c, "ports")) {
-    if (!ports.IsSequence() || ports.size() > 1) {
+  if (const YamlNode ports = child(c, "ports")) {
+    if (!ports.is_sequence() || ports.size() > 1) {
       r.error(ports, at + ".ports", "at most one port (the one Sluice routes to)");
     } else if (ports.size() == 1) {
-      if (!child(ports[0], "containerPort")) {
-        r.error(ports[0], at + ".ports[0].containerPort", "is required");
+      const YamlNode port = child(ports.items()[0], "containerPort");
+      if (!port) {
+        r.error(ports.items()[0], at + ".ports[0].containerPort", "is required");
       } else {
-        Values v{r, child(ports[0], "containerPort"), at + ".ports[0].containerPort"};
-        if (auto p = v.integer(scalar(child(ports[0], "containerPort")), 1, 65535))
+        Values v{r, port, at + ".ports[0].containerPort"};
+        if (auto p = v.integer(scalar(port), 1, 65535))
           k.port = static_cast<uint16_t>(*p);
       }
     }
   }
-  if (const YAML::Node probe = child(c, "readinessProbe")) {
+  if (const YamlNode probe = child(c, "readinessProbe")) {
     k.readiness_probe_json = to_json(probe).dump();
     auto parsed = config::parse_readiness_probe(k.readiness_probe_json, k.port.value_or(1));
     if (!parsed.error.empty())

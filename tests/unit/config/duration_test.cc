@@ -30,7 +30,19 @@ TEST(Duration, FormatsWholeSecondsAsSeconds) {
   EXPECT_EQ(format_duration(Millis(250)), "250ms");
 }
 
-}  // namespace
+// 42010847252s overflowed converting to nanoseconds (found by fuzz_service): the limit
+// is Go's, so every accepted value fits core::Duration.
+TEST(Duration, LongerThanGoAllowsIsOutOfRange) {
+  std::string why;
+  EXPECT_FALSE(parse_duration("42010847252s", &why));
+  EXPECT_NE(why.find("out of range"), std::string::npos) << why;
+  EXPECT_FALSE(parse_duration("2562048h", &why));
+  auto max = parse_duration("2562047h");
+  ASSERT_TRUE(max);
+  EXPECT_LT(max->count(),
+            std::chrono::duration_cast<Millis>(std::chrono::nanoseconds::max()).count());
+}
+
 // "µs" never parsed: the unit scan stopped at the first byte of the UTF-8 µ.
 TEST(Duration, MicrosecondsInEverySpellingGoAccepts) {
   for (const char* text : {"1500us", "1500\u00b5s", "1500\u03bcs", "1500000ns"}) {
@@ -44,4 +56,5 @@ TEST(Duration, MicrosecondsInEverySpellingGoAccepts) {
   EXPECT_NE(why.find("unknown unit"), std::string::npos) << why;
 }
 
+}  // namespace
 }  // namespace sluice::config

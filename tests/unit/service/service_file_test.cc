@@ -306,7 +306,8 @@ spec:
 }
 
 // Inputs that escaped as exceptions ("internal error", exit 70) or made yaml-cpp 0.7
-// allocate without limit (","): each is a FILE:LINE: KEY: rule error now.
+// allocate without limit (","): each is a FILE:LINE: KEY: rule error now that libyaml
+// parses (config/yaml_tree.h).
 TEST(ServiceFileTest, HostileAndOddFilesAreErrorsWithALine) {
   struct Case {
     std::string yaml;
@@ -334,6 +335,16 @@ TEST(ServiceFileTest, HostileAndOddFilesAreErrorsWithALine) {
       // A complex key (found by fuzz_service): yaml-cpp threw "bad conversion".
       {head + "metadata:\n  name: x\nspec:\n  template:\n    metadata:\n     ? annotations:\n", ""},
       {head + "metadata:\n  ? [name]\n  : x\n", ""},
+      // yaml-cpp 0.7 allocated without bound on this one (fuzz_service timeout).
+      {"!v ;;;,;;v\n", "service.yaml:1: document: must be a mapping"},
+      {head + "kind: Service\n", "service.yaml:3: YAML error: duplicate key \"kind\""},
+      {head + "metadata:\n" +
+           [] {
+             std::string s;
+             for (int i = 2; i < 80; ++i) s += std::string(i, ' ') + "k:\n";
+             return s;
+           }(),
+       "YAML error: nested deeper than 64 levels"},
   };
   for (const auto& c : cases) {
     LoadResult r;
