@@ -41,20 +41,18 @@ std::string_view to_string(Rejection r) {
 }
 
 ClientConnection::ClientConnection(Worker& worker,
-                                   tcp::socket socket,
+                                   Stream stream,
                                    const ServerOptions& options,
                                    std::shared_ptr<ServerLoad> load)
     : worker_(worker),
-      socket_(std::move(socket)),
+      stream_(std::move(stream)),
       options_(options),
       load_(std::move(load)),
       timer_(worker.executor()) {
-  error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  if (!ec) {
+  if (auto remote = stream_.remote_endpoint()) {
     // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; it is a.b.c.d to
     // X-Forwarded-For and to the check that a pod's push comes from the pod.
-    auto address = remote.address();
+    auto address = remote->address();
     if (address.is_v6() && address.to_v6().is_v4_mapped())
       address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
     client_ip_ = address.to_string();
@@ -95,16 +93,15 @@ void ClientConnection::on_timer() {
     return;
   }
   timed_out_ = true;
-  error_code ignored;
   switch (watch_) {
     case Watch::CloseClient:
-      socket_.close(ignored);
+      stream_.close();
       break;
     case Watch::AbortUpstream:
       if (upstream_ != nullptr) {
-        upstream_->socket.close(ignored);
+        upstream_->stream.close();
       } else {
-        socket_.close(ignored);
+        stream_.close();
       }
       break;
     case Watch::None:
@@ -115,15 +112,13 @@ void ClientConnection::on_timer() {
 
 void ClientConnection::close_gracefully() {
   closing_ = true;
-  if (idle_) {
-    error_code ignored;
-    socket_.close(ignored);
-  }
+  if (idle_)
+    stream_.close();
 }
 
 Task<std::pair<error_code, size_t>> ClientConnection::read_some(size_t hint) {
   auto buf = buffer_.prepare(hint);
-  auto [ec, n] = co_await socket_.async_read_some(buf, kUseTuple);
+  auto [ec, n] = co_await stream_.async_read_some(buf, kUseTuple);
   buffer_.commit(n);
   co_return std::pair{ec, n};
 }
@@ -131,7 +126,7 @@ Task<std::pair<error_code, size_t>> ClientConnection::read_some(size_t hint) {
 Task<error_code> ClientConnection::write(std::string_view data,
                                          const std::vector<std::string_view>* pieces) {
   if (pieces == nullptr || pieces->empty()) {
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(data), kUseTuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(data), kUseTuple);
     co_return ec;
   }
   std::vector<asio::const_buffer> bufs;
@@ -139,7 +134,7 @@ Task<error_code> ClientConnection::write(std::string_view data,
   if (!data.empty())
     bufs.emplace_back(data.data(), data.size());
   for (auto p : *pieces) bufs.emplace_back(p.data(), p.size());
-  auto [ec, n] = co_await asio::async_write(socket_, bufs, kUseTuple);
+  auto [ec, n] = co_await asio::async_write(stream_, bufs, kUseTuple);
   co_return ec;
 }
 
@@ -254,35 +249,28 @@ Task<void> ClientConnection::serve(Handler& handler) {
     }
   }
   unwatch();
-  error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
-  socket_.close(ignored);
+  stream_.shutdown_send();
+  stream_.close();
   timer_.cancel();
   unlink();  // from the worker's connection list
 }
 
 HangupWatch::HangupWatch(ClientConnection& conn, std::function<void()> on_hangup) : conn_(conn) {
   // A FIN that came with the head is already buffered: no readiness event will follow.
-  auto gone = [&conn] {
-    char probe;
-    return ::recv(conn.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-  };
-  if (gone()) {
+  if (conn.stream().peek() == Stream::Peek::Closed) {
     on_hangup();
     return;
   }
-  conn.socket().async_wait(tcp::socket::wait_read,
-                           [alive = alive_, self = conn.shared_from_this(), gone,
-                            on_hangup = std::move(on_hangup)](const error_code& ec) {
-                             if (!ec && *alive && gone())
-                               on_hangup();
-                           });
+  conn.stream().async_wait_readable([alive = alive_, self = conn.shared_from_this(),
+                                     on_hangup = std::move(on_hangup)](const error_code& ec) {
+    if (!ec && *alive && self->stream().peek() == Stream::Peek::Closed)
+      on_hangup();
+  });
 }
 
 HangupWatch::~HangupWatch() {
   *alive_ = false;
-  error_code ignored;
-  conn_.socket().cancel(ignored);
+  conn_.stream().cancel();
 }
 
 Task<error_code> Exchange::read_body(std::string& out) {
@@ -398,7 +386,8 @@ Task<void> Server::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> ac
     }
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_shared<ClientConnection>(worker, std::move(socket), options_, load_);
+    auto conn =
+        std::make_shared<ClientConnection>(worker, Stream::tcp(std::move(socket)), options_, load_);
     worker.connections().push_back(*conn);
     asio::co_spawn(worker.io(), serve_connection(conn, handler_), asio::detached);
   }

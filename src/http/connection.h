@@ -78,7 +78,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
                          public ConnectionHook {
  public:
   ClientConnection(Worker& worker,
-                   tcp::socket socket,
+                   Stream stream,
                    const ServerOptions& options,
                    std::shared_ptr<ServerLoad> load);
   ~ClientConnection();
@@ -96,7 +96,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   void close_gracefully();
 
   Worker& worker() { return worker_; }
-  tcp::socket& socket() { return socket_; }
+  Stream& stream() { return stream_; }
   boost::beast::flat_buffer& buffer() { return buffer_; }
   std::optional<RequestParser>& parser() { return parser_; }
   MessageHead& head() { return head_; }
@@ -125,7 +125,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   Task<bool> read_head();
 
   Worker& worker_;
-  tcp::socket socket_;
+  Stream stream_;
   const ServerOptions& options_;
   // Shared: a connection's coroutine frame can outlive the Server when an io_context is
   // destroyed with handlers still queued (shutdown), and its destructor counts itself out.

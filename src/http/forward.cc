@@ -33,8 +33,8 @@ Task<error_code> write_gather(Stream& s, Gather& g) {
 }
 
 // One direction of a tunnel: copy until EOF, then half-close the other side.
-Task<void> pump(tcp::socket& from,
-                tcp::socket& to,
+Task<void> pump(Stream& from,
+                Stream& to,
                 ClientConnection& conn,
                 std::chrono::milliseconds idle) {
   std::array<char, 16 * 1024> buf;
@@ -49,12 +49,11 @@ Task<void> pump(tcp::socket& from,
       }
     }
     if (ec) {
-      error_code ignored;
       if (ec == asio::error::eof) {
-        to.shutdown(tcp::socket::shutdown_send, ignored);
+        to.shutdown_send();
       } else {
-        from.close(ignored);
-        to.close(ignored);
+        from.close();
+        to.close();
       }
       co_return;
     }
@@ -186,18 +185,16 @@ Task<ForwardResult> forward(Exchange& exchange,
     // A retry (stale pooled connection) always dials fresh.
     up = attempt == 0 ? worker.pool().take(target.endpoint) : nullptr;
     if (!up) {
-      up = std::make_shared<UpstreamConnection>(worker.executor());
+      up = std::make_shared<UpstreamConnection>(worker.new_upstream_stream());
       up->endpoint = target.endpoint;
       conn.set_upstream(up.get());
-      auto [ec] = co_await up->socket.async_connect(target.endpoint, kUseTuple);
+      auto [ec] = co_await up->stream.async_connect(target.endpoint, kUseTuple);
       if (ec) {
         conn.set_upstream(nullptr);
         result.outcome = conn.timed_out() ? Outcome::TimedOut : Outcome::ConnectFailed;
         result.error = ec;
         co_return result;
       }
-      error_code ignored;
-      up->socket.set_option(tcp::no_delay(true), ignored);
       result.connected_at = time.now();
     }
     conn.set_upstream(up.get());
@@ -245,7 +242,7 @@ Task<ForwardResult> forward(Exchange& exchange,
         gather.pieces(conn.body(), req_framing);
         if (rq.is_done() && req_framing == BodyFraming::Chunked)
           gather.last_chunk();
-        up_write_ec = co_await write_gather(up->socket, gather);
+        up_write_ec = co_await write_gather(up->stream, gather);
         result.request_sent = true;
         conn.buffer().consume(n);
         conn.body().clear();
@@ -266,7 +263,7 @@ Task<ForwardResult> forward(Exchange& exchange,
         gather.pieces(BodyPieces{{*options.buffered_body}, options.buffered_body->size()},
                       BodyFraming::ContentLength);
       }
-      up_write_ec = co_await write_gather(up->socket, gather);
+      up_write_ec = co_await write_gather(up->stream, gather);
       result.request_sent = !up_write_ec;
     }
 
@@ -305,7 +302,7 @@ Task<ForwardResult> forward(Exchange& exchange,
         // 4 KiB holds most heads and small bodies, and keeps pooled buffers small.
         const char* base = static_cast<const char*>(up->buffer.data().data());
         auto buf = up->buffer.prepare(4 * 1024);
-        auto [ec, n] = co_await up->socket.async_read_some(buf, kUseTuple);
+        auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
         up->buffer.commit(n);
         conn.upstream_head().rebase(base, static_cast<const char*>(up->buffer.data().data()));
         if (n > 0)
@@ -405,17 +402,17 @@ Task<ForwardResult> forward(Exchange& exchange,
           BodyPieces{{std::string_view(static_cast<const char*>(d.data()), d.size())}, d.size()},
           BodyFraming::None);
     }
-    error_code ec = co_await write_gather(conn.socket(), gather);
+    error_code ec = co_await write_gather(conn.stream(), gather);
     up->buffer.consume(up->buffer.size());
     if (!ec && conn.buffer().size() > 0) {
-      auto [wec, n] = co_await asio::async_write(up->socket, conn.buffer().data(), kUseTuple);
+      auto [wec, n] = co_await asio::async_write(up->stream, conn.buffer().data(), kUseTuple);
       ec = wec;
       conn.buffer().consume(conn.buffer().size());
     }
     if (!ec) {
       using namespace asio::experimental::awaitable_operators;
-      co_await (pump(conn.socket(), up->socket, conn, options.idle_timeout) &&
-                pump(up->socket, conn.socket(), conn, options.idle_timeout));
+      co_await (pump(conn.stream(), up->stream, conn, options.idle_timeout) &&
+                pump(up->stream, conn.stream(), conn, options.idle_timeout));
     }
     conn.set_upstream(nullptr);
     co_return result;
@@ -435,7 +432,7 @@ Task<ForwardResult> forward(Exchange& exchange,
       gather.pieces(conn.upstream_body(), framing);
       if (rp->is_done() && framing == BodyFraming::Chunked)
         gather.last_chunk();
-      if (co_await write_gather(conn.socket(), gather)) {
+      if (co_await write_gather(conn.stream(), gather)) {
         client_ok = false;
         result.outcome = Outcome::ClientGone;
       }
@@ -449,7 +446,7 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (n > 0)
         continue;
     } else if (!gather.empty()) {
-      if (co_await write_gather(conn.socket(), gather)) {
+      if (co_await write_gather(conn.stream(), gather)) {
         result.outcome = Outcome::ClientGone;
         break;
       }
@@ -457,7 +454,7 @@ Task<ForwardResult> forward(Exchange& exchange,
     if (rp->is_done())
       break;
     auto buf = up->buffer.prepare(16 * 1024);
-    auto [ec, n] = co_await up->socket.async_read_some(buf, kUseTuple);
+    auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
     up->buffer.commit(n);
     if (ec) {
       if (ec == asio::error::eof && rp->need_eof()) {
@@ -465,7 +462,7 @@ Task<ForwardResult> forward(Exchange& exchange,
         rp->put_eof(pec);
         if (framing == BodyFraming::Chunked)
           gather.last_chunk();
-        if (co_await write_gather(conn.socket(), gather))
+        if (co_await write_gather(conn.stream(), gather))
           result.outcome = Outcome::ClientGone;
         break;
       }
@@ -479,9 +476,8 @@ Task<ForwardResult> forward(Exchange& exchange,
   if (result.outcome != Outcome::Completed) {
     // Mid-response failure: the client must see a truncated message, not a clean one.
     exchange.close_after();
-    error_code ignored;
     if (result.outcome == Outcome::BrokenAfterStart)
-      conn.socket().close(ignored);
+      conn.stream().close();
     co_return result;
   }
   if (rp->keep_alive() && rp->is_done() && !rp->need_eof() && up->buffer.size() == 0) {

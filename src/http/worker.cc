@@ -1,7 +1,5 @@
 #include "http/worker.h"
 
-#include <sys/socket.h>
-
 #include <boost/asio/executor_work_guard.hpp>
 
 #include "http/connection.h"
@@ -27,10 +25,10 @@ UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep) {
   while (!stack.empty()) {
     UpstreamConnectionPtr conn = std::move(stack.back());
     stack.pop_back();
-    char probe;
-    const ssize_t n = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    // 0 is the upstream's FIN; data is a response nobody asked for: drop both.
-    if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+    // A FIN, or a response nobody asked for: drop both. (A stream that cannot tell, a
+    // test's, is reused.)
+    const Stream::Peek state = conn->stream.peek();
+    if (state == Stream::Peek::Data || state == Stream::Peek::Closed)
       continue;
     conn->reused = true;
     return conn;

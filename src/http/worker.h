@@ -10,6 +10,7 @@
 #include <atomic>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/intrusive/list.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include "core/random.h"
 #include "core/time_source.h"
 #include "http/io.h"
+#include "http/stream.h"
 
 namespace sluice::http {
 
@@ -25,8 +27,8 @@ class ClientConnection;
 
 // A keep-alive connection to an upstream (the app, or a queue-proxy).
 struct UpstreamConnection {
-  explicit UpstreamConnection(asio::any_io_executor ex) : socket(std::move(ex)) {}
-  tcp::socket socket;
+  explicit UpstreamConnection(Stream s) : stream(std::move(s)) {}
+  Stream stream;
   tcp::endpoint endpoint;
   boost::beast::flat_buffer buffer;
   bool reused = false;
@@ -75,6 +77,9 @@ class Worker {
   core::TimeSource& time() { return time_; }
   core::Random& random() { return random_; }
   UpstreamPool& pool() { return pool_; }
+  // A new, unconnected stream to an upstream: a TCP socket unless a test replaced it.
+  Stream new_upstream_stream() { return upstream_streams_ ? upstream_streams_() : Stream::tcp(tcp::socket(io_)); }
+  void set_upstream_streams(std::function<Stream()> make) { upstream_streams_ = std::move(make); }
 
   // Client connections currently open on this worker (for drain).
   using ConnectionList =
@@ -95,6 +100,7 @@ class Worker {
   asio::io_context io_{1};
   UpstreamPool pool_;
   ConnectionList connections_;
+  std::function<Stream()> upstream_streams_;
 };
 
 }  // namespace sluice::http
