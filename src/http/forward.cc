@@ -33,10 +33,7 @@ Task<error_code> write_gather(Stream& s, Gather& g) {
 }
 
 // One direction of a tunnel: copy until EOF, then half-close the other side.
-Task<void> pump(Stream& from,
-                Stream& to,
-                ClientConnection& conn,
-                std::chrono::milliseconds idle) {
+Task<void> pump(Stream& from, Stream& to, ClientConnection& conn, std::chrono::milliseconds idle) {
   std::array<char, 16 * 1024> buf;
   for (;;) {
     auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kUseTuple);

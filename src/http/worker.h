@@ -78,7 +78,9 @@ class Worker {
   core::Random& random() { return random_; }
   UpstreamPool& pool() { return pool_; }
   // A new, unconnected stream to an upstream: a TCP socket unless a test replaced it.
-  Stream new_upstream_stream() { return upstream_streams_ ? upstream_streams_() : Stream::tcp(tcp::socket(io_)); }
+  Stream new_upstream_stream() {
+    return upstream_streams_ ? upstream_streams_() : Stream::tcp(tcp::socket(io_));
+  }
   void set_upstream_streams(std::function<Stream()> make) { upstream_streams_ = std::move(make); }
 
   // Client connections currently open on this worker (for drain).
