@@ -97,7 +97,8 @@ class ActivatorImpl {
   Task<Lease> acquire_on_home(std::string key,
                               core::TimePoint deadline,
                               std::optional<core::TimePoint> arrived,
-                              std::shared_ptr<admission::WaitToken> token);
+                              std::shared_ptr<admission::WaitToken> token,
+                              http::ClientConnection* client);
   void release_on_home(RevisionThrottler* revision,
                        PodTracker* pod,
                        RequestOutcome outcome,
@@ -300,17 +301,17 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     std::optional<core::TimePoint> arrived;
     if (attempt == 0)
       arrived = ex.started_at();
-    {
-      // A client that hangs up while its request waits (cold start, all busy) takes it out
-      // of the queue and out of the concurrency the autoscaler sees, at once.
+    // A client that hangs up while its request waits (cold start, all busy) takes it out
+    // of the queue and out of the concurrency the autoscaler sees, at once. On the home
+    // worker the watch starts only if the request queues (most never do); from another
+    // worker it watches the whole hop.
+    if (on_home()) {
+      lease = co_await acquire_on_home(key, deadline, arrived, nullptr, &ex.connection());
+    } else {
       auto token = std::make_shared<admission::WaitToken>(home());
       http::HangupWatch watch(ex.connection(), [token] { admission::WaitToken::abandon(token); });
-      if (on_home()) {
-        lease = co_await acquire_on_home(key, deadline, arrived, token);
-      } else {
-        lease = co_await asio::co_spawn(home(), acquire_on_home(key, deadline, arrived, token),
-                                        asio::use_awaitable);
-      }
+      lease = co_await asio::co_spawn(
+          home(), acquire_on_home(key, deadline, arrived, token, nullptr), asio::use_awaitable);
     }
     using Admit = admission::Breaker::Admit;
     if (lease.result == Admit::Cancelled) {
@@ -498,10 +499,12 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     std::string key,
     core::TimePoint deadline,
     std::optional<core::TimePoint> arrived,
-    std::shared_ptr<admission::WaitToken> token) {
+    std::shared_ptr<admission::WaitToken> token,
+    http::ClientConnection* client) {
   if (arrived)
     request_in_on_home(key, *arrived);
   Lease lease;
+  std::optional<http::HangupWatch> watch;  // armed here when `client` is on this worker
   for (;;) {
     auto it = revisions_.find(key);
     if (it == revisions_.end())
@@ -515,13 +518,17 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     }
     // The revision's own timeout may be shorter than the provisional deadline.
     deadline = std::min(deadline, now + r.spec().timeout);
-    if (token->abandoned) {
+    if (token && token->abandoned) {
       lease.result = admission::Breaker::Admit::Cancelled;
       co_return lease;
     }
     admission::TimerWaiter waiter(home());
     lease.result = r.breaker().acquire(waiter, now, deadline);
     if (lease.result == admission::Breaker::Admit::Queued) {
+      if (!token) {
+        token = std::make_shared<admission::WaitToken>(home());
+        watch.emplace(*client, [token] { admission::WaitToken::abandon(token); });
+      }
       waiter.timer.expires_at(deadline);
       token->waiter = &waiter;
       co_await waiter.timer.async_wait(http::kUseTuple);
@@ -545,7 +552,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     }
     if (lease.result != admission::Breaker::Admit::Admitted)
       co_return lease;
-    if (token->abandoned) {  // hung up just as a slot came free
+    if (token && token->abandoned) {  // hung up just as a slot came free
       r.breaker().release();
       lease.result = admission::Breaker::Admit::Cancelled;
       co_return lease;

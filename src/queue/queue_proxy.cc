@@ -72,7 +72,8 @@ class QueueProxyImpl {
   Task<Admission> enter_on_home(bool proxied,
                                 core::TimePoint now,
                                 core::TimePoint deadline,
-                                std::shared_ptr<admission::WaitToken> token);
+                                std::shared_ptr<admission::WaitToken> token,
+                                http::ClientConnection* client);
   void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
   Task<Admission> enter(bool proxied,
                         core::TimePoint now,
@@ -346,7 +347,8 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
     bool proxied,
     core::TimePoint now,
     core::TimePoint deadline,
-    std::shared_ptr<admission::WaitToken> token) {
+    std::shared_ptr<admission::WaitToken> token,
+    http::ClientConnection* client) {
   using Event = stats::RequestStats::Event;
   // Recorded before the breaker: queued requests count as concurrency (Knative).
   stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
@@ -357,6 +359,12 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
   admission::TimerWaiter waiter(workers_.front()->executor());
   a.result = breaker_->acquire(waiter, now, deadline);
   if (a.result == admission::Breaker::Admit::Queued) {
+    // On the client's worker the hang-up watch starts only now: most requests never queue.
+    std::optional<http::HangupWatch> watch;
+    if (!token) {
+      token = std::make_shared<admission::WaitToken>(workers_.front()->executor());
+      watch.emplace(*client, [token] { admission::WaitToken::abandon(token); });
+    }
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
     waiter.timer.expires_at(deadline);
     token->waiter = &waiter;
@@ -395,15 +403,17 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied,
                                                       core::TimePoint now,
                                                       core::TimePoint deadline,
                                                       http::ClientConnection& client) {
-  // Whichever worker the client is on, its hang-up reaches the queue on home at once.
+  if (on_home())
+    co_return co_await enter_on_home(proxied, now, deadline, nullptr, &client);
+  // From another worker, whichever it is, the client's hang-up reaches the queue on home
+  // at once: the watch covers the whole hop.
   auto token = std::make_shared<admission::WaitToken>(workers_.front()->executor());
   std::optional<http::HangupWatch> watch;
   if (breaker_)
     watch.emplace(client, [token] { admission::WaitToken::abandon(token); });
-  if (on_home())
-    co_return co_await enter_on_home(proxied, now, deadline, token);
   co_return co_await asio::co_spawn(workers_.front()->executor(),
-                                    enter_on_home(proxied, now, deadline, token), use_awaitable);
+                                    enter_on_home(proxied, now, deadline, token, nullptr),
+                                    use_awaitable);
 }
 
 void QueueProxyImpl::leave(bool proxied, bool held_slot, core::TimePoint now) {
