@@ -78,12 +78,16 @@ struct ActivatorUnderTest {
   }
   static std::string revision_json(const std::vector<std::string>& endpoints,
                                    int cc,
-                                   int timeout = 30) {
+                                   int timeout = 30,
+                                   const std::string& lb_policy = "") {
     std::string eps;
     for (const auto& e : endpoints) eps += (eps.empty() ? "\"" : ",\"") + e + "\"";
+    const std::string lb =
+        lb_policy.empty() ? "" : "\"loadBalancingPolicy\": \"" + lb_policy + "\", ";
     return "{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
            std::string(kRevision) + "\", \"containerConcurrency\": " + std::to_string(cc) +
-           ", \"timeoutSeconds\": " + std::to_string(timeout) + ", \"endpoints\": [" + eps + "]}]}";
+           ", \"timeoutSeconds\": " + std::to_string(timeout) + ", " + lb + "\"endpoints\": [" +
+           eps + "]}]}";
   }
   void start(const std::string& json, std::vector<std::string> flags = {}) {
     write(json);
@@ -293,9 +297,7 @@ TEST(ActivatorE2E, APostTheAppNeverSawIsRetriedOnTheOtherPod) {
   r1.start(1);
   r2.start(1);
   ActivatorUnderTest a;
-  std::string json = ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 1);
-  json.insert(json.find("\"endpoints\""), "\"loadBalancingPolicy\": \"round-robin\", ");
-  a.start(json);
+  a.start(ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 1, 30, "round-robin"));
   for (int i = 0; i < 4; ++i) ASSERT_EQ(a.get("/").status, 200);
   r1.app->signal(SIGKILL);
   r1.app->wait(5s);
@@ -478,9 +480,7 @@ TEST(ActivatorE2E, AReplicaRestartedOnTheSameAddressComesBackThroughPending) {
   r1.push_to = r2.push_to = "127.0.0.1:" + std::to_string(a.port);
   r1.start(2);
   r2.start(2);
-  std::string json = ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 2);
-  json.insert(json.find("\"endpoints\""), "\"loadBalancingPolicy\": \"round-robin\", ");
-  a.start(json);
+  a.start(ActivatorUnderTest::revision_json({r1.address(), r2.address()}, 2, 30, "round-robin"));
   for (int i = 0; i < 10; ++i) ASSERT_EQ(a.get("/").status, 200);
   r1.kill();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(a.get("/").status, 200) << "retried on r2";
