@@ -128,7 +128,8 @@ class ActivatorImpl {
   bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
 
   ActivatorOptions opts_;
-  core::SteadyTimeSource time_;
+  core::SteadyTimeSource steady_;
+  core::TimeSource& time_ = opts_.time != nullptr ? *opts_.time : steady_;
   std::unique_ptr<http::Worker> control_worker_;
   std::vector<std::unique_ptr<http::Worker>> workers_;
   HealthConfig health_;
@@ -522,7 +523,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
       lease.result = admission::Breaker::Admit::Cancelled;
       co_return lease;
     }
-    admission::TimerWaiter waiter(home());
+    admission::TimerWaiter waiter(time_, home());
     lease.result = r.breaker().acquire(waiter, now, deadline);
     if (lease.result == admission::Breaker::Admit::Queued) {
       if (!token) {
@@ -567,7 +568,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     // Capacity said yes but no pod has room (it changed meanwhile): give the slot back
     // and wait a moment instead of spinning (the fork's known issue).
     r.breaker().release();
-    asio::steady_timer pause(home());
+    core::Timer pause(time_, home());
     pause.expires_after(5ms);
     co_await pause.async_wait(http::kUseTuple);
     if (time_.now() >= deadline) {
@@ -695,7 +696,7 @@ void ActivatorImpl::publish(config::EndpointsFile endpoints) {
 Task<void> ActivatorImpl::watch_file() {
   // Polling the file's stamp every 50 ms sees a change (including write-then-rename)
   // within 100 ms on every filesystem, with no inotify corner cases.
-  asio::steady_timer t(control_worker_->executor());
+  core::Timer t(time_, control_worker_->executor());
   for (;;) {
     t.expires_after(50ms);
     auto [ec] = co_await t.async_wait(http::kUseTuple);
@@ -768,7 +769,7 @@ void ActivatorImpl::request_in_on_home(const std::string& key, core::TimePoint n
 }
 
 Task<void> ActivatorImpl::report_loop() {
-  asio::steady_timer t(home());
+  core::Timer t(time_, home());
   auto next = time_.now();
   int64_t connections_peak = 0;
   int fewer_for = 0;
@@ -817,7 +818,7 @@ Task<void> ActivatorImpl::report_loop() {
 // Active health checks
 
 Task<void> ActivatorImpl::probe_loop() {
-  asio::steady_timer t(home());
+  core::Timer t(time_, home());
   for (;;) {
     t.expires_after(opts_.probe_interval);
     auto [ec] = co_await t.async_wait(http::kUseTuple);
@@ -921,7 +922,7 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
     co_return;
   drain_started_ = true;
   draining_.store(true);
-  asio::steady_timer t(control_worker_->executor());
+  core::Timer t(time_, control_worker_->executor());
   if (wait) {
     spdlog::info("draining: readiness fails; waiting {} ms for endpoints to forget us",
                  opts_.drain_timeout.count());

@@ -18,12 +18,15 @@
 #include <string>
 
 #include "config/endpoints_file.h"
+#include "core/time_source.h"
 
 namespace sluice::activator {
 
 class ActivatorListener;
 
 struct ActivatorOptions {
+  // The clock and timers of every loop; null: the steady clock (tests: a manual one).
+  core::TimeSource* time = nullptr;
   // Empty: every address of the host (IPv6 and IPv4), as Knative's activator listens.
   std::string address;
   uint16_t port = 8012;

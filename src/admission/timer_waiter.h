@@ -7,17 +7,18 @@
 #pragma once
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <memory>
 
 #include "admission/breaker.h"
+#include "core/timer.h"
 
 namespace sluice::admission {
 
 class TimerWaiter final : public Waiter {
  public:
-  explicit TimerWaiter(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
-  boost::asio::steady_timer timer;
+  TimerWaiter(core::TimeSource& time, boost::asio::any_io_executor ex)
+      : timer(time, std::move(ex)) {}
+  core::Timer timer;
 
  private:
   void on_wake() override { timer.cancel(); }

@@ -48,7 +48,7 @@ ClientConnection::ClientConnection(Worker& worker,
       stream_(std::move(stream)),
       options_(options),
       load_(std::move(load)),
-      timer_(worker.executor()) {
+      timer_(worker.time(), worker.executor()) {
   if (auto remote = stream_.remote_endpoint()) {
     // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; it is a.b.c.d to
     // X-Forwarded-For and to the check that a pod's push comes from the pod.
@@ -364,7 +364,7 @@ error_code Server::listen(const tcp::endpoint& endpoint) {
 }
 
 Task<void> Server::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor) {
-  asio::steady_timer backoff(worker.executor());
+  core::Timer backoff(worker.time(), worker.executor());
   uint64_t failed_in_a_row = 0;
   for (;;) {
     auto [ec, socket] = co_await acceptor->async_accept(worker.executor(), kUseTuple);

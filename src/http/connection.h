@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/timer.h"
 #include "http/gather.h"
 #include "http/headers.h"
 #include "http/io.h"
@@ -142,7 +143,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   Gather gather_;
   std::vector<asio::const_buffer> write_buffers_;
   std::string client_ip_;
-  asio::steady_timer timer_;
+  core::Timer timer_;
   bool timer_armed_ = false;
   core::TimePoint timer_at_{};
   Watch watch_ = Watch::None;

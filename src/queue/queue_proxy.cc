@@ -49,7 +49,7 @@ constexpr size_t kLoggedIdLength = 128;
 
 class QueueProxyImpl {
  public:
-  explicit QueueProxyImpl(config::QueueProxyConfig cfg);
+  QueueProxyImpl(config::QueueProxyConfig cfg, core::TimeSource* time);
   int run();
 
  private:
@@ -90,7 +90,8 @@ class QueueProxyImpl {
   bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
 
   config::QueueProxyConfig cfg_;
-  core::SteadyTimeSource time_;
+  core::SteadyTimeSource steady_;
+  core::TimeSource& time_;
   const core::TimePoint started_ = time_.now();
   std::unique_ptr<http::Worker> control_worker_;
   asio::io_context& control_io_;
@@ -117,12 +118,13 @@ class QueueProxyImpl {
   bool skip_quiet_ = false;
 };
 
-QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg)
+QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg, core::TimeSource* time)
     : cfg_(std::move(cfg)),
+      time_(time != nullptr ? *time : steady_),
       control_worker_(std::make_unique<http::Worker>(1000, time_, core::os_seed(), 0)),
       control_io_(control_worker_->io()),
       metrics_(cfg_, static_cast<size_t>(cfg_.threads)),
-      prober_(control_io_, cfg_.readiness_probes, cfg_.startup_probe_interval) {
+      prober_(control_io_, time_, cfg_.readiness_probes, cfg_.startup_probe_interval) {
   const uint64_t seed = core::os_seed();
   instance_id_ = core::random_hex_id(control_worker_->random());
   const size_t max_idle = cfg_.container_concurrency > 0 ? cfg_.container_concurrency : 1000;
@@ -356,7 +358,7 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
   if (!breaker_)
     co_return a;
   metrics_.queue_depth.store(breaker_->pending(), std::memory_order_relaxed);
-  admission::TimerWaiter waiter(workers_.front()->executor());
+  admission::TimerWaiter waiter(time_, workers_.front()->executor());
   a.result = breaker_->acquire(waiter, now, deadline);
   if (a.result == admission::Breaker::Admit::Queued) {
     // On the client's worker the hang-up watch starts only now: most requests never queue.
@@ -437,7 +439,7 @@ Task<void> QueueProxyImpl::handle_admin(Exchange& ex) {
   // queue-proxy itself gets no SIGTERM within a second (the app alone is restarting),
   // stop draining and answer at once so serving goes on (Knative's behaviour).
   draining_.store(true, std::memory_order_release);
-  asio::steady_timer t(control_io_);
+  core::Timer t(time_, control_io_.get_executor());
   t.expires_after(1s);
   co_await t.async_wait(http::kUseTuple);
   if (!sigterm_.load()) {
@@ -467,7 +469,7 @@ Task<void> QueueProxyImpl::handle_metrics(Exchange& ex) {
 }
 
 Task<void> QueueProxyImpl::report_stats_loop() {
-  asio::steady_timer tick(control_io_);
+  core::Timer tick(time_, control_io_.get_executor());
   auto next = time_.now();
   int quiet_seconds = 0;
   for (;;) {
@@ -526,7 +528,7 @@ Task<void> QueueProxyImpl::send_push(std::string activator, std::string state) {
 }
 
 Task<void> QueueProxyImpl::wait_quiet_period() {
-  asio::steady_timer t(control_io_);
+  core::Timer t(time_, control_io_.get_executor());
   const auto drain_started = time_.now();
   while (!skip_quiet_) {
     core::TimePoint last{core::Duration(last_request_ns_.load(std::memory_order_relaxed))};
@@ -554,7 +556,7 @@ Task<void> QueueProxyImpl::drain_and_stop(bool wait_quiet) {
                main_server_->load().active_requests.load());
   main_server_->stop_accepting();
   main_server_->close_idle_connections();
-  asio::steady_timer t(control_io_);
+  core::Timer t(time_, control_io_.get_executor());
   const auto deadline = time_.now() + cfg_.revision_timeout;
   while (main_server_->load().active_requests.load() > 0 && time_.now() < deadline) {
     t.expires_after(25ms);
@@ -647,8 +649,8 @@ int QueueProxyImpl::run() {
   return 0;
 }
 
-QueueProxy::QueueProxy(config::QueueProxyConfig config)
-    : impl_(std::make_unique<QueueProxyImpl>(std::move(config))) {}
+QueueProxy::QueueProxy(config::QueueProxyConfig config, core::TimeSource* time)
+    : impl_(std::make_unique<QueueProxyImpl>(std::move(config), time)) {}
 QueueProxy::~QueueProxy() = default;
 int QueueProxy::run() {
   return impl_->run();

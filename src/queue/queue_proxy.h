@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "config/queue_proxy_config.h"
+#include "core/time_source.h"
 
 namespace sluice::queue {
 
@@ -20,7 +21,8 @@ class QueueProxyImpl;
 
 class QueueProxy {
  public:
-  explicit QueueProxy(config::QueueProxyConfig config);
+  // `time`: the clock and timers of every loop; null: the steady clock.
+  explicit QueueProxy(config::QueueProxyConfig config, core::TimeSource* time = nullptr);
   ~QueueProxy();
   int run();
 

@@ -15,13 +15,14 @@ namespace sluice::queue {
 using namespace std::chrono_literals;
 
 ReadinessProber::ReadinessProber(asio::io_context& io,
+                                 core::TimeSource& time,
                                  std::vector<config::ProbeSpec> probes,
                                  std::chrono::milliseconds startup_interval)
     : io_(io),
       probes_(std::move(probes)),
       startup_interval_(startup_interval),
-      tick_(io),
-      not_ready_warning_(io) {}
+      tick_(time, io.get_executor()),
+      not_ready_warning_(time, io.get_executor()) {}
 
 void ReadinessProber::start() {
   if (probes_.empty()) {

@@ -20,6 +20,7 @@
 
 #include "config/readiness_probe.h"
 #include "core/time_source.h"
+#include "core/timer.h"
 #include "http/io.h"
 
 namespace sluice::queue {
@@ -33,6 +34,7 @@ using http::tcp;
 class ReadinessProber {
  public:
   ReadinessProber(asio::io_context& io,
+                  core::TimeSource& time,
                   std::vector<config::ProbeSpec> probes,
                   std::chrono::milliseconds startup_interval = std::chrono::milliseconds(50));
 
@@ -68,8 +70,8 @@ class ReadinessProber {
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
   std::chrono::milliseconds startup_interval_;
-  asio::steady_timer tick_;
-  asio::steady_timer not_ready_warning_;
+  core::Timer tick_;
+  core::Timer not_ready_warning_;
   int successes_ = 0;
   int failures_ = 0;
   bool ever_ready_ = false;

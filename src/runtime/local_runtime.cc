@@ -91,7 +91,11 @@ struct LocalRuntime::Revision {
 LocalRuntime::LocalRuntime(asio::io_context& io,
                            std::vector<service::ServiceSpec> services,
                            LocalOptions options)
-    : io_(io), opts_(std::move(options)), timer_(io), random_(core::os_seed()) {
+    : io_(io),
+      opts_(std::move(options)),
+      time_(opts_.time != nullptr ? *opts_.time : steady_),
+      timer_(time_, io.get_executor()),
+      random_(core::os_seed()) {
   const auto now = time_.now();
   for (auto& s : services) revisions_.push_back(std::make_unique<Revision>(std::move(s), now));
 }

@@ -23,7 +23,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -35,6 +34,7 @@
 #include "activator/listener.h"
 #include "autoscaler/revision_autoscaler.h"
 #include "core/random.h"
+#include "core/timer.h"
 #include "http/io.h"
 #include "runtime/process.h"
 #include "service/service_file.h"
@@ -42,6 +42,8 @@
 namespace sluice::runtime {
 
 struct LocalOptions {
+  // The clock and timers of the runtime's loop; null: the steady clock.
+  core::TimeSource* time = nullptr;
   uint16_t activator_port = 8080;
   // Where queue-proxies push their state: the activator's address ("[::1]" for IPv6).
   std::string activator_host = "127.0.0.1";
@@ -110,8 +112,9 @@ class LocalRuntime final : public activator::ActivatorListener {
   activator::Activator* activator_ = nullptr;
   LocalOptions opts_;
   std::vector<std::unique_ptr<Revision>> revisions_;
-  boost::asio::steady_timer timer_;
-  core::SteadyTimeSource time_;
+  core::SteadyTimeSource steady_;
+  core::TimeSource& time_;
+  core::Timer timer_;
   core::FastRandom random_;
   core::TimePoint next_scrape_, next_decide_;
   bool stopping_ = false;
