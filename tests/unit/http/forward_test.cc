@@ -78,6 +78,8 @@ Task<void> app(std::shared_ptr<test::stream> s, std::string response, int* reque
     if (ec)
       co_return;
     ++*requests;
+    if (response.empty())
+      continue;  // never answers
     auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(response), kUseTuple);
     if (wec)
       co_return;
@@ -94,7 +96,11 @@ class ProxyHandler final : public Handler {
   Task<void> handle(Exchange& ex) override {
     // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
     const ForwardTarget target{tcp::endpoint(), "app:8080"};
-    const ForwardOptions options;
+    ForwardOptions options;
+    if (response_start_timeout)
+      options.response_start_deadline =
+          ex.connection().worker().time().now() + *response_start_timeout;
+    options.idle_timeout = idle_timeout;
     const ForwardResult r = co_await forward(ex, target, options);
     results.push_back(r);
     if (r.response_started || ex.responded() || r.outcome == ForwardResult::Outcome::ClientGone)
@@ -108,6 +114,8 @@ class ProxyHandler final : public Handler {
     co_await ex.respond(502, body);
   }
   std::vector<ForwardResult> results;
+  std::optional<core::Duration> response_start_timeout;
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 enum class Side { Client, Upstream, None };
@@ -127,7 +135,7 @@ Trial run_once(const std::string& request,
                bool one_byte_pieces = false,
                bool refuse_connect = false) {
   Trial out;
-  core::SteadyTimeSource time;  // deadlines are minutes away: nothing here waits for one
+  core::ManualTimeSource time;  // never advanced: no deadline passes
   Worker worker(0, time, 1, 8);
   asio::io_context& io = worker.io();
   test::fail_count client_fc(fail_side == Side::Client ? fail_at : SIZE_MAX);
@@ -168,10 +176,12 @@ Trial run_once(const std::string& request,
     asio::co_spawn(io, serve(conn, handler), asio::detached);
   }
   asio::write(client, asio::buffer(request));
+  io.restart();
   while (io.poll() > 0) {
   }
   out.client_saw = client.str();
   client.close();  // the client leaves: the connection must end
+  io.restart();
   while (io.poll() > 0) {
   }
   out.results = handler.results;
@@ -179,6 +189,7 @@ Trial run_once(const std::string& request,
   out.open_connections = load->open_connections.load();
   out.active_requests = load->active_requests.load();
   for (auto& e : app_ends) e->close();
+  io.restart();
   while (io.poll() > 0) {
   }
   return out;
@@ -327,6 +338,118 @@ TEST(ForwardOverTestStreams, ARefusedConnectIsA502WithNothingSent) {
   EXPECT_FALSE(r.results[0].request_sent);
   EXPECT_EQ(r.app_requests, 0);
   EXPECT_TRUE(r.connection_freed);
+}
+
+// The connection's watchdog on a manual clock: header timeout, keep-alive idle,
+// response-start deadline and idle timeout, each checked just before and just after it.
+struct ManualRig {
+  core::ManualTimeSource clock;
+  Worker worker{0, clock, 1, 8};
+  asio::io_context& io = worker.io();
+  ServerOptions options;
+  std::shared_ptr<ServerLoad> load = std::make_shared<ServerLoad>();
+  ProxyHandler handler;
+  test::stream client{io};
+  std::weak_ptr<ClientConnection> conn;
+  std::vector<std::shared_ptr<test::stream>> app_ends;
+  std::vector<Rejection> rejected;
+  int app_requests = 0;
+
+  explicit ManualRig(std::string response) {
+    options.header_timeout = std::chrono::seconds(60);
+    options.keepalive_idle = std::chrono::seconds(600);
+    options.on_reject = [this](Worker&, Rejection r) { rejected.push_back(r); };
+    worker.set_upstream_streams([this, response] {
+      auto impl = std::make_unique<TestStream>(io, nullptr);
+      impl->on_connect = [this, response](test::stream& mine) {
+        auto end = std::make_shared<test::stream>(io);
+        mine.connect(*end);
+        app_ends.push_back(end);
+        asio::co_spawn(io, app(end, response, &app_requests), asio::detached);
+      };
+      return Stream(std::move(impl));
+    });
+    auto impl = std::make_unique<TestStream>(io, nullptr);
+    client.connect(impl->s);
+    auto c = std::make_shared<ClientConnection>(worker, Stream(std::move(impl)), options, load);
+    worker.connections().push_back(*c);
+    conn = c;
+    asio::co_spawn(io, serve(c, handler), asio::detached);
+    settle();
+  }
+  ~ManualRig() {
+    client.close();
+    for (auto& e : app_ends) e->close();
+    settle();
+  }
+  void send(const std::string& bytes) {
+    asio::write(client, asio::buffer(bytes));
+    settle();
+  }
+  void advance(core::Duration d) {
+    clock.advance(d);
+    settle();
+  }
+  // restart(): an io_context that ran out of work stays stopped until told otherwise.
+  void settle() {
+    io.restart();
+    while (io.poll() > 0) {
+    }
+  }
+  bool open() const { return !conn.expired(); }
+};
+
+TEST(ConnectionWatchdogOnAManualClock, AnUnfinishedHeadIsCutAtTheHeaderTimeout) {
+  ManualRig rig("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  rig.send("GET / HTTP/1.1\r\nHost: a\r\n");  // no blank line: the head never ends
+  rig.advance(std::chrono::seconds(59));
+  EXPECT_TRUE(rig.open());
+  rig.advance(std::chrono::seconds(2));
+  EXPECT_FALSE(rig.open()) << "a half-sent head held the connection past header_timeout";
+  ASSERT_EQ(rig.rejected.size(), 1u);
+  EXPECT_EQ(rig.rejected[0], Rejection::HeaderTimeout);
+  EXPECT_EQ(rig.app_requests, 0);
+}
+
+TEST(ConnectionWatchdogOnAManualClock, AnIdleKeepAliveConnectionClosesAfterKeepaliveIdle) {
+  ManualRig rig("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  rig.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_NE(rig.client.str().find("\r\n\r\nok"), std::string::npos) << rig.client.str();
+  rig.advance(std::chrono::seconds(599));
+  EXPECT_TRUE(rig.open());
+  rig.advance(std::chrono::seconds(2));
+  EXPECT_FALSE(rig.open());
+  EXPECT_TRUE(rig.rejected.empty()) << "an idle keep-alive close is not a rejection";
+}
+
+TEST(ConnectionWatchdogOnAManualClock, NoResponseHeadByTheDeadlineIsTimedOut) {
+  ManualRig rig("");  // the app reads the request and never answers
+  rig.handler.response_start_timeout = std::chrono::seconds(10);
+  rig.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(rig.app_requests, 1);
+  rig.advance(std::chrono::seconds(9));
+  EXPECT_TRUE(rig.client.str().empty());
+  rig.advance(std::chrono::seconds(2));
+  ASSERT_EQ(rig.handler.results.size(), 1u);
+  EXPECT_EQ(rig.handler.results[0].outcome, ForwardResult::Outcome::TimedOut);
+  EXPECT_EQ(rig.client.str().rfind("HTTP/1.1 502", 0), 0u) << rig.client.str();
+  EXPECT_NE(rig.client.str().find("timed_out"), std::string::npos) << rig.client.str();
+}
+
+TEST(ConnectionWatchdogOnAManualClock, SilenceMidResponseLongerThanIdleTimeoutCutsIt) {
+  // A chunked response that stops after its first chunk.
+  ManualRig rig("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  rig.handler.idle_timeout = std::chrono::seconds(5);
+  rig.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_NE(rig.client.str().find("hello"), std::string::npos) << rig.client.str();
+  rig.advance(std::chrono::seconds(4));
+  EXPECT_TRUE(rig.handler.results.empty()) << "still streaming";
+  rig.advance(std::chrono::seconds(2));
+  ASSERT_EQ(rig.handler.results.size(), 1u);
+  EXPECT_EQ(rig.handler.results[0].outcome, ForwardResult::Outcome::BrokenAfterStart);
+  EXPECT_FALSE(rig.open()) << "a cut response must close the client connection";
+  EXPECT_EQ(rig.client.str().find("0\r\n\r\n"), std::string::npos)
+      << "the client must not see a clean end";
 }
 
 }  // namespace
