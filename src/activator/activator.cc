@@ -37,6 +37,18 @@ using http::tcp;
 
 namespace {
 
+// A pod's push must come from the pod. On one machine (sluice run) pods are loopback
+// addresses, and a push to an activator on ::1 arrives from ::1 whatever the pod's
+// loopback address: every loopback address is the same machine.
+bool same_machine(std::string_view pod_host, std::string_view client_ip) {
+  if (pod_host == client_ip)
+    return true;
+  boost::system::error_code e1, e2;
+  const auto a = asio::ip::make_address(pod_host, e1);
+  const auto b = asio::ip::make_address(client_ip, e2);
+  return !e1 && !e2 && a.is_loopback() && b.is_loopback();
+}
+
 // Request bodies up to this size are read before forwarding, so they can be sent again.
 constexpr uint64_t kReplayableBodyBytes = 64 * 1024;
 
@@ -474,7 +486,7 @@ Task<void> ActivatorImpl::handle_push(Exchange& ex) {
                         "Sluice-Pod (HOST:PORT) and Sluice-Pod-State (ready|not-ready|draining)");
     co_return;
   }
-  if (host != ex.client_ip()) {
+  if (!same_machine(host, ex.client_ip())) {
     co_await ex.respond(403, "pod-state push for " + pod + " must come from " + host);
     co_return;
   }

@@ -91,7 +91,7 @@ Action add_run_command(CLI::App& app) {
     aopts.port = raw->port;
     aopts.metrics_port = raw->metrics_port;
     aopts.threads = raw->threads;
-    aopts.id = "127.0.0.1:" + std::to_string(raw->port);
+    aopts.id = ropts.activator_host + ":" + std::to_string(raw->port);
     aopts.handle_signals = false;
     aopts.drain_timeout = std::chrono::milliseconds(0);
     aopts.listener = &runtime;

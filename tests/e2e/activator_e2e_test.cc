@@ -163,6 +163,23 @@ TEST(ActivatorE2E, PodStatePushMustComeFromThePod) {
                 "-X POST -H 'Sluice-Namespace: default' -H 'Sluice-Revision: hello-00001' "
                 "-H 'Sluice-Pod: 10.9.9.9:8012' -H 'Sluice-Pod-State: draining'");
   EXPECT_EQ(r.status, 403) << r.body;
+  // On one machine every loopback address is the pod's own: a replica on 127.0.0.1
+  // pushing to an activator on ::1 (sluice run --address ::1) arrives from ::1.
+  Replica rep;
+  rep.start(2);
+  ActivatorUnderTest v6;
+  v6.start(ActivatorUnderTest::revision_json({rep.address()}, 2));
+  const auto pushed =
+      run("curl -s -o /dev/null -w '%{http_code}' -m 10 -g -X POST "
+          "'http://[::1]:" +
+          std::to_string(v6.port) +
+          "/.sluice/pod-state' -H 'Sluice-Namespace: default' "
+          "-H 'Sluice-Revision: hello-00001' -H 'Sluice-Pod: " +
+          rep.address() + "' -H 'Sluice-Pod-State: ready'");
+  if (pushed.out == "000")
+    GTEST_SKIP() << "no IPv6 loopback on this machine";
+  EXPECT_NE(pushed.out, "403") << "a loopback pod's push from ::1 was refused";
+  EXPECT_EQ(pushed.out.substr(0, 1), "2") << pushed.out;
 }
 
 TEST(ActivatorE2E, ProbesAndUnknownRevisions) {
