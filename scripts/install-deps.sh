@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(
-  cmake ninja-build g++ pkg-config git curl ca-certificates python3 python3-websockets
+  cmake ninja-build g++ pkg-config git curl ca-certificates python3 python3-websockets iproute2 util-linux
   libboost1.81-dev libprotobuf-dev protobuf-compiler prometheus-cpp-dev nlohmann-json3-dev
   libyaml-dev libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
   libbenchmark-dev clang clang-format libclang-rt-14-dev

@@ -157,12 +157,28 @@ TEST(ActivatorE2E, DrainingPushStopsTrafficToThePod) {
 }
 
 TEST(ActivatorE2E, PodStatePushMustComeFromThePod) {
+  // A non-loopback pod address, so the activator (which probes its endpoints) and the
+  // client run in a network namespace of their own with only a loopback interface:
+  // nothing sent to 10.9.9.9 can leave the machine.
   ActivatorUnderTest a;
-  a.start(ActivatorUnderTest::revision_json({"10.9.9.9:8012"}, 2));
-  auto r = curl(a.port, "/.sluice/pod-state",
-                "-X POST -H 'Sluice-Namespace: default' -H 'Sluice-Revision: hello-00001' "
-                "-H 'Sluice-Pod: 10.9.9.9:8012' -H 'Sluice-Pod-State: draining'");
-  EXPECT_EQ(r.status, 403) << r.body;
+  a.write(ActivatorUnderTest::revision_json({"10.9.9.9:8012"}, 2));
+  Process isolated({"/usr/bin/unshare", "-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\"",
+                    SLUICE_BIN, "activator", "--port", std::to_string(a.port), "--metrics-port",
+                    std::to_string(a.metrics_port), "--endpoints-file", a.file});
+  const std::string ns = "/proc/" + std::to_string(isolated.pid()) + "/ns/net";
+  const std::string in_ns = "nsenter --net=" + ns + " ";
+  const std::string url = "http://127.0.0.1:" + std::to_string(a.port);
+  ASSERT_TRUE(eventually([&] {
+    return run(in_ns + "curl -s -m 2 -H 'K-Network-Probe: activator' " + url + "/").out ==
+           "activator";
+  })) << isolated.output();
+  ASSERT_NE(std::filesystem::read_symlink(ns), std::filesystem::read_symlink("/proc/self/ns/net"))
+      << "the activator must not share the machine's network namespace";
+  const auto refused =
+      run(in_ns + "curl -s -o /dev/null -w '%{http_code}' -m 10 -X POST " + url +
+          "/.sluice/pod-state -H 'Sluice-Namespace: default' -H 'Sluice-Revision: hello-00001' "
+          "-H 'Sluice-Pod: 10.9.9.9:8012' -H 'Sluice-Pod-State: draining'");
+  EXPECT_EQ(refused.out, "403") << isolated.output();
   // On one machine every loopback address is the pod's own: a replica on 127.0.0.1
   // pushing to an activator on ::1 (sluice run --address ::1) arrives from ::1.
   Replica rep;
