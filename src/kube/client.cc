@@ -185,7 +185,8 @@ Task<Response> Client::stream_lines(std::string target,
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
     tcp_layer.expires_after(idle_timeout);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kUse);
+    // read_some: returns with what arrived (async_read would wait for a full buffer).
+    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, kUse);
     if (ec == bhttp::error::need_buffer)
       ec = {};
     if (ec) {

@@ -13,7 +13,8 @@ Test code, not product. Runs, inside the network namespace the caller made for i
                [--activators N] --sluice BIN --testapp BIN
 
 When everything is up it writes D/ready (JSON: apiserver URL, token, CA file) and runs
-until SIGTERM or SIGINT, then stops every process it started, by pid.
+until SIGTERM or SIGINT, then stops every process it started, by pid. SIGUSR1 restarts
+the apiserver (for tests of watches that must survive it).
 
 Addresses: the test namespace holds a bridge with 10.244.0.1/16 (the apiserver, the
 autoscaler and the controller live there); each pod gets 10.244.1.N on a veth pair into
@@ -644,7 +645,7 @@ def up(args):
         procs.start('etcd', [bin_dir + '/etcd', '--data-dir', d + '/etcd', '--listen-client-urls',
                              'http://127.0.0.1:2379', '--advertise-client-urls', 'http://127.0.0.1:2379',
                              '--listen-peer-urls', 'http://127.0.0.1:2380', '--log-level=warn'])
-        procs.start('kube-apiserver', [
+        apiserver_argv = [
             bin_dir + '/kube-apiserver', '--etcd-servers=http://127.0.0.1:2379', '--bind-address=0.0.0.0',
             f'--advertise-address={HOST_IP}', f'--secure-port={API_PORT}',
             f'--tls-cert-file={d}/apiserver.crt', f'--tls-private-key-file={d}/apiserver.key',
@@ -652,7 +653,10 @@ def up(args):
             '--service-account-issuer=https://kubernetes.default.svc',
             f'--service-account-key-file={d}/sa.key', f'--service-account-signing-key-file={d}/sa.key',
             f'--token-auth-file={d}/tokens.csv', '--authorization-mode=RBAC',
-            '--disable-admission-plugins=ServiceAccount', '--allow-privileged=true'])
+            '--disable-admission-plugins=ServiceAccount', '--allow-privileged=true']
+        apiserver = [procs.start('kube-apiserver', apiserver_argv)]
+        restart = threading.Event()  # SIGUSR1: restart the apiserver (tests of watches)
+        signal.signal(signal.SIGUSR1, lambda *_: restart.set())
         api = Api(f'https://127.0.0.1:{API_PORT}', TOKEN, d + '/ca.crt')
         wait_for('apiserver /readyz', lambda: api.req('GET', '/readyz')[0] == 200, 120)
         log(f'apiserver ready after {time.time() - t0:.1f} s')
@@ -751,6 +755,20 @@ current-context: test
         os.replace(d + '/ready.tmp', d + '/ready')
         log(f'cluster up after {time.time() - t0:.1f} s ({args.activator} activator, {args.queue_proxy} queue-proxy)')
         while not stop.is_set():
+            if restart.is_set():
+                restart.clear()
+                log('restarting kube-apiserver')
+                apiserver[0].send_signal(signal.SIGTERM)
+                try:  # open watches hold a graceful shutdown for a minute: not waited out
+                    apiserver[0].wait(10)
+                except subprocess.TimeoutExpired:
+                    apiserver[0].kill()
+                    apiserver[0].wait()
+                with procs.lock:
+                    procs.all = [x for x in procs.all if x[1] is not apiserver[0]]
+                apiserver[0] = procs.start('kube-apiserver', apiserver_argv)
+                wait_for('apiserver /readyz after restart', lambda: api.req('GET', '/readyz')[0] == 200, 120)
+                log('kube-apiserver restarted')
             for name, p in list(procs.all):
                 if not name.startswith('pod-') and p.poll() is not None:
                     raise RuntimeError(f'{name} exited {p.returncode}: see {d}/logs/{name}.log')
@@ -765,6 +783,11 @@ current-context: test
         if kubelet:
             kubelet.stop()
         procs.stop_all()
+        # Leave the namespace as fresh as it was: the next cluster in it may start.
+        for line in sh('ip -o link show', check=False).splitlines():
+            name = line.split(':')[1].strip().split('@')[0]
+            if name != 'lo':
+                sh(f'ip link del {name}', check=False)
         log('stopped')
 
 
