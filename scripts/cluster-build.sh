@@ -22,7 +22,11 @@ if [[ -f $bin/.complete ]]; then
   exit 0
 fi
 mkdir -p "$bin" "$dir/src"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-modcacherw
+export PATH=$PATH:/usr/local/go/bin GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-modcacherw
+if ! command -v go >/dev/null; then
+  echo "cluster-build: Go (1.24 or newer) is needed to build the control plane; none on PATH or in /usr/local/go" >&2
+  exit 1
+fi
 log() { echo "cluster-build: $*" >&2; }
 
 # --- Kubernetes and etcd: one wrapper module that requires k8s.io/kubernetes and maps

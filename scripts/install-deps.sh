@@ -6,7 +6,8 @@
 set -euo pipefail
 
 build_pkgs=(
-  cmake ninja-build g++ pkg-config git curl ca-certificates python3 python3-websockets iproute2 util-linux
+  cmake ninja-build g++ pkg-config git curl ca-certificates python3 python3-websockets python3-yaml
+  iproute2 util-linux openssl libssl-dev
   libboost1.81-dev libprotobuf-dev protobuf-compiler prometheus-cpp-dev nlohmann-json3-dev
   libyaml-dev libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
   libbenchmark-dev clang clang-format libclang-rt-14-dev

@@ -4,6 +4,8 @@
 # under ASan+UBSan and under TSan, then again in a normal build with ctest.
 #   scripts/test.sh            everything (what CI runs)
 #   SLUICE_SKIP_SANITIZERS=1 SLUICE_SKIP_FUZZ=1 scripts/test.sh   quick local loop
+# The cluster tests (ctest -L cluster) need root (network namespaces) and Go (the
+# control plane is built from Go modules by scripts/cluster-build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,6 +28,12 @@ if grep -rn -E 'sleep_for\(|usleep\(|[^_]sleep\(' tests/unit; then
   echo "unit tests must not sleep: use ManualTimeSource" >&2
   exit 1
 fi
+
+# The cluster tests' control plane (kube-apiserver, etcd, Knative), built once from Go
+# modules and cached outside the repo (~12-15 minutes the first time, instant after).
+echo "== cluster binaries"
+SLUICE_CLUSTER_BIN=$(scripts/cluster-build.sh)
+export SLUICE_CLUSTER_BIN
 
 build_tree() {  # dir, extra cmake args...
   local dir=$1

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,7 +11,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/beast/core/string.hpp>
-#include <fstream>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -56,21 +54,6 @@ bool idempotent(http::bhttp::verb m) {
   using V = http::bhttp::verb;
   return m == V::get || m == V::head || m == V::options || m == V::trace || m == V::put ||
          m == V::delete_;
-}
-
-struct FileStamp {
-  time_t mtime_sec = 0;
-  long mtime_nsec = 0;
-  off_t size = -1;
-  ino_t inode = 0;
-  bool operator==(const FileStamp&) const = default;
-};
-
-std::optional<FileStamp> stamp_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
-    return std::nullopt;
-  return FileStamp{st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size, st.st_ino};
 }
 
 }  // namespace
@@ -118,9 +101,7 @@ class ActivatorImpl {
   void log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events);
 
   // Discovery (control thread) and its application (home).
-  bool load_file(bool initial);
   void publish(config::EndpointsFile file);
-  Task<void> watch_file();
   void apply_on_home(std::shared_ptr<const config::EndpointsFile> file);
 
   // Active health checks (home).
@@ -167,8 +148,6 @@ class ActivatorImpl {
   ActivatorMetrics metrics_;
   std::atomic<bool> draining_{false};
   friend class Activator;
-  std::atomic<uint64_t> reload_failures_{0};
-  std::optional<FileStamp> file_stamp_;  // control thread
 
   http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle> main_handler_{*this};
   http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle_metrics> metrics_handler_{*this};
@@ -639,55 +618,6 @@ void ActivatorImpl::log_events(const RevisionThrottler& r, const std::vector<Pod
 // ---------------------------------------------------------------------------------------
 // Discovery
 
-bool ActivatorImpl::load_file(bool initial) {
-  auto stamp = stamp_of(opts_.endpoints_file);
-  if (!stamp) {
-    if (initial || file_stamp_) {
-      spdlog::error("endpoints file {}: cannot read it{}", opts_.endpoints_file,
-                    initial ? "" : "; keeping the last good state");
-      if (!initial)
-        reload_failures_.fetch_add(1);
-      file_stamp_ = std::nullopt;
-    }
-    return false;
-  }
-  if (file_stamp_ && *file_stamp_ == *stamp)
-    return true;
-  file_stamp_ = stamp;
-  // Read at most one byte past the limit, so a huge file is refused without reading it.
-  std::ifstream in(opts_.endpoints_file, std::ios::binary);
-  std::string text(config::kMaxEndpointsFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  auto parsed = config::parse_endpoints_file(text);
-  if (!parsed.file) {
-    for (const auto& e : parsed.errors) {
-      spdlog::error("endpoints file {}: {}", opts_.endpoints_file, e);
-    }
-    if (!initial) {
-      reload_failures_.fetch_add(1);
-      spdlog::error("endpoints file {}: keeping the last good state", opts_.endpoints_file);
-    }
-    return false;
-  }
-  const size_t revisions = parsed.file->revisions.size();
-  const auto& listed = parsed.file->activators;
-  const size_t activators = listed.size();
-  // Not finding itself, an activator takes every pod with its whole containerConcurrency
-  // (right while it is being added), which over-commits pods the listed ones share.
-  const bool self_listed = std::find(listed.begin(), listed.end(), opts_.id) != listed.end();
-  if (activators > 0 && !self_listed)
-    spdlog::warn(
-        "endpoints file {}: this activator ({}) is not in its activators list, so it sends to "
-        "every pod with the full containerConcurrency; pods shared with the {} listed "
-        "activator(s) may get more concurrent requests than they allow",
-        opts_.endpoints_file, opts_.id.empty() ? "no --id given" : "--id " + opts_.id, activators);
-  publish(std::move(*parsed.file));
-  spdlog::info("endpoints file {}: {} revision(s), {} activator(s)", opts_.endpoints_file,
-               revisions, activators);
-  return true;
-}
-
 void ActivatorImpl::publish(config::EndpointsFile endpoints) {
   auto file = std::make_shared<const config::EndpointsFile>(std::move(endpoints));
   auto table = std::make_shared<Routing>();
@@ -703,19 +633,6 @@ void ActivatorImpl::publish(config::EndpointsFile endpoints) {
     for (size_t i = 0; i < workers_.size(); ++i)
       asio::post(workers_[i]->executor(), [this, i, table] { worker_routes_[i] = table; });
   });
-}
-
-Task<void> ActivatorImpl::watch_file() {
-  // Polling the file's stamp every 50 ms sees a change (including write-then-rename)
-  // within 100 ms on every filesystem, with no inotify corner cases.
-  core::Timer t(time_, control_worker_->executor());
-  for (;;) {
-    t.expires_after(50ms);
-    auto [ec] = co_await t.async_wait(http::kUseTuple);
-    if (ec)
-      co_return;
-    load_file(false);
-  }
 }
 
 const tcp::endpoint& ActivatorImpl::endpoint_of(const std::string& address) {
@@ -915,7 +832,7 @@ Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
     co_return;
   };
   co_await asio::co_spawn(home(), collect(), asio::use_awaitable);
-  std::string text = metrics_.serialize(*gauges, reload_failures_.load());
+  std::string text = metrics_.serialize(*gauges, opts_.discovery ? opts_.discovery->failures() : 0);
   if (opts_.extra_metrics)
     text += opts_.extra_metrics();
   const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
@@ -965,10 +882,10 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
 }
 
 int ActivatorImpl::run() {
-  if (!opts_.endpoints_file.empty() && !load_file(true)) {
-    spdlog::error("cannot start without a valid endpoints file (--endpoints-file)");
+  if (opts_.discovery &&
+      !opts_.discovery->start(control_worker_->executor(), time_,
+                              [this](config::EndpointsFile f) { publish(std::move(f)); }))
     return 1;
-  }
   std::vector<http::Worker*> worker_ptrs;
   for (auto& w : workers_) worker_ptrs.push_back(w.get());
   http::ServerOptions main_opts;
@@ -1006,8 +923,6 @@ int ActivatorImpl::run() {
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
   if (opts_.on_listening)
     opts_.on_listening(main_server_->port());
-  if (!opts_.endpoints_file.empty())
-    asio::co_spawn(control_worker_->io(), watch_file(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), report_loop(), asio::detached);
   asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);

@@ -5,8 +5,8 @@
 //     their worker. Worker 0 is "home": it owns every revision's RevisionThrottler
 //     (queue, trackers, LB cursor), runs the active prober and the health ticks; other
 //     workers hop there to wait for capacity and to report outcomes.
-//   - the control thread (the caller of run()) watches the endpoints file, serves
-//     metrics and drives drain.
+//   - the control thread (the caller of run()) runs discovery (activator/discovery.h),
+//     serves metrics and drives drain.
 // run() returns the exit code once drained (0) or on a start-up failure (1).
 #pragma once
 
@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "activator/discovery.h"
 #include "config/endpoints_file.h"
 #include "core/time_source.h"
 
@@ -32,9 +33,10 @@ struct ActivatorOptions {
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
   int threads = 1;
-  // Static discovery from a file; empty: the embedder calls update_endpoints() instead.
-  std::string endpoints_file;
-  std::string id;  // this activator's address in the file's `activators` list
+  // Where revisions and pods come from (a file, Kubernetes); null: the embedder calls
+  // update_endpoints() instead.
+  std::shared_ptr<Discovery> discovery;
+  std::string id;  // this activator's address in the peers (`activators`) list
   uint32_t queue_depth = 10'000;
   std::chrono::milliseconds probe_interval{50};
   std::chrono::milliseconds drain_timeout{45'000};

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "activator/activator.h"
+#include "activator/file_discovery.h"
 #include "cli/commands.h"
 #include "config/duration.h"
 #include "core/logging.h"
@@ -25,7 +26,8 @@ Action add_activator_command(CLI::App& app) {
   app.add_option("--metrics-port", opts->metrics_port, "Prometheus metrics port (default 9090)");
   app.add_option("--threads", opts->threads, "Worker threads (default: cores)")
       ->check(CLI::Range(1, 256));
-  app.add_option("--endpoints-file", opts->endpoints_file,
+  auto endpoints_file = std::make_shared<std::string>();
+  app.add_option("--endpoints-file", *endpoints_file,
                  "JSON file with revisions and their queue-proxy endpoints; re-read on change")
       ->required();
   app.add_option("--id", opts->id,
@@ -63,6 +65,7 @@ Action add_activator_command(CLI::App& app) {
       std::fprintf(stderr, "sluice activator: --probe-interval must be at least 1ms\n");
       return 1;
     }
+    opts->discovery = std::make_shared<activator::FileDiscovery>(*endpoints_file, opts->id);
     activator::Activator a(*opts);
     return a.run();
   };
