@@ -11,12 +11,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/beast/core/string.hpp>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "activator/activator_metrics.h"
 #include "activator/concurrency_reporter.h"
+#include "activator/h2c_refusal.h"
 #include "activator/listener.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
@@ -117,6 +119,10 @@ class ActivatorImpl {
 
   // `grace`: how long requests in flight may take before the rest get stopped.
   Task<void> drain_and_stop(bool wait, core::Duration grace = std::chrono::minutes(10));
+  // Whether the kubelet may send traffic: refreshed on the control thread every 100 ms
+  // (discovery and the options' gate are read there only), read by any worker.
+  bool ready(std::string& why) const;
+  Task<void> readiness_loop();
   asio::any_io_executor home() { return workers_.front()->executor(); }
   bool on_home() const { return workers_.front()->io().get_executor().running_in_this_thread(); }
 
@@ -147,6 +153,10 @@ class ActivatorImpl {
   std::vector<std::shared_ptr<const Routing>> worker_routes_;
   ActivatorMetrics metrics_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> not_ready_{false};
+  std::shared_ptr<const std::string> not_ready_why_;  // written on control, under why_mu_
+  mutable std::mutex why_mu_;  // the kubelet's probe only, every few seconds: not the request path
+  std::unique_ptr<H2cRefusal> h2c_;
   friend class Activator;
 
   http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle> main_handler_{*this};
@@ -180,8 +190,11 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   const bool kubelet = ua.starts_with("kube-probe/") ||
                        (head.get("K-Kubelet-Probe") && !head.get("K-Kubelet-Probe")->empty());
   if (kubelet && !probe) {
+    std::string why;
     if (draining_.load()) {
       co_await ex.respond(500, "received SIGTERM from kubelet");
+    } else if (!ready(why)) {
+      co_await ex.respond(503, why);
     } else {
       co_await ex.respond(200, "");
     }
@@ -673,7 +686,8 @@ void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> f
       it->second->update_spec(spec);
     }
     log_events(*it->second,
-               it->second->set_endpoints(r.endpoints, file->activators, opts_.id, now));
+               it->second->set_endpoints(
+                   r.endpoints, r.activators ? *r.activators : file->activators, opts_.id, now));
   }
   for (auto it = revisions_.begin(); it != revisions_.end();) {
     if (seen.count(it->first)) {
@@ -846,6 +860,33 @@ void ActivatorImpl::fail_all_on_home(const std::string& why) {
   }
 }
 
+bool ActivatorImpl::ready(std::string& why) const {
+  if (!not_ready_.load(std::memory_order_acquire))
+    return true;
+  std::lock_guard l(why_mu_);
+  why = not_ready_why_ ? *not_ready_why_ : "not ready";
+  return false;
+}
+
+Task<void> ActivatorImpl::readiness_loop() {
+  core::Timer t(time_, control_worker_->executor());
+  for (;;) {
+    std::string why;
+    bool ok = !opts_.discovery || opts_.discovery->ready(why);
+    if (ok && opts_.ready)
+      ok = opts_.ready(why);
+    {
+      std::lock_guard l(why_mu_);
+      not_ready_why_ = std::make_shared<const std::string>(why);
+    }
+    not_ready_.store(!ok, std::memory_order_release);
+    t.expires_after(100ms);
+    auto [ec] = co_await t.async_wait(http::kUseTuple);
+    if (ec)
+      co_return;
+  }
+}
+
 Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
   if (drain_started_)
     co_return;
@@ -860,6 +901,8 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
   }
   main_server_->stop_accepting();
   main_server_->close_idle_connections();
+  if (h2c_)
+    h2c_->stop();
   auto deadline = time_.now() + grace;
   bool forced = false;
   while (main_server_->load().active_requests.load() > 0) {
@@ -918,11 +961,19 @@ int ActivatorImpl::run() {
                   ec.message());
     return 1;
   }
+  if (opts_.h2c_port != 0) {
+    h2c_ = std::make_unique<H2cRefusal>(control_worker_->executor(), time_, main_server_->port());
+    if (auto ec = h2c_->listen(opts_.h2c_port)) {
+      spdlog::error("cannot listen on --h2c-port {}: {}", opts_.h2c_port, ec.message());
+      return 1;
+    }
+  }
   spdlog::info("activator {} listening on {}:{} (metrics :{}), {} worker(s), queue depth {}",
                opts_.id.empty() ? "(no --id)" : opts_.id, opts_.address, main_server_->port(),
                metrics_server_->port(), opts_.threads, opts_.queue_depth);
   if (opts_.on_listening)
     opts_.on_listening(main_server_->port());
+  asio::co_spawn(control_worker_->io(), readiness_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), report_loop(), asio::detached);
   asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);

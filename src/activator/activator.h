@@ -32,6 +32,11 @@ struct ActivatorOptions {
   std::string address;
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
+  // Bound and refused clearly (activator/h2c_refusal.h) until HTTP/2 lands; 0: none.
+  uint16_t h2c_port = 0;
+  // Gates the kubelet's readiness probe besides draining (in Kubernetes: discovery has
+  // listed, and the autoscaler websocket is up); false fills `why`. Control thread.
+  std::function<bool(std::string& why)> ready;
   int threads = 1;
   // Where revisions and pods come from (a file, Kubernetes); null: the embedder calls
   // update_endpoints() instead.

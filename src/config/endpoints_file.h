@@ -30,6 +30,10 @@ struct RevisionEndpoints {
   std::chrono::seconds timeout{300};
   std::string load_balancing_policy;  // empty: Knative's default for the CC
   std::vector<std::string> endpoints;
+  // The activators that share this revision's pods, when they differ per revision (in
+  // Kubernetes: the revision's public Endpoints); unset: the file's `activators`. Not
+  // read from the file.
+  std::optional<std::vector<std::string>> activators;
 };
 
 struct EndpointsFile {
