@@ -444,6 +444,10 @@ class Pod:
             self.containers[c['name']] = {'proc': p, 'ready': not c.get('readinessProbe'), 'spec': c,
                                           'restarts': restarts, 'started': _now(), 'ok': 0, 'fail': 0,
                                           'next_probe': 0.0}
+            pids = {name: x['proc'].pid for name, x in self.containers.items()}
+        with open(self.dir + '/pids.json.tmp', 'w') as f:  # for tests that kill a pod's processes
+            json.dump({'ip': self.ip, 'pids': pids}, f)
+        os.replace(self.dir + '/pids.json.tmp', self.dir + '/pids.json')
 
     # --- running -------------------------------------------------------------------
     def _supervise(self):

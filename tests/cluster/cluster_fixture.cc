@@ -6,9 +6,13 @@
 #include <stdlib.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "http/client.h"
 
 namespace cluster {
 
@@ -190,6 +194,75 @@ std::string Cluster::logs(const std::string& part, size_t tail_bytes) const {
     out += fmt::format("--- {}\n{}\n", name, text);
   }
   return out;
+}
+
+Load::Load(std::vector<std::string> targets, std::string request, int concurrency, int max_requests)
+    : max_requests_(max_requests) {
+  for (int i = 0; i < concurrency; ++i) {
+    boost::asio::co_spawn(
+        io_,
+        [this, targets, request, i]() -> boost::asio::awaitable<void> {
+          auto ex = co_await boost::asio::this_coro::executor;
+          for (size_t n = static_cast<size_t>(i); !stop_.load(); ++n) {
+            if (sent_.fetch_add(1) >= max_requests_)
+              break;
+            const std::string& t = targets[n % targets.size()];
+            const size_t colon = t.rfind(':');
+            boost::system::error_code ec;
+            const boost::asio::ip::tcp::endpoint ep(
+                boost::asio::ip::make_address(t.substr(0, colon), ec),
+                static_cast<uint16_t>(std::stoi(t.substr(colon + 1))));
+            auto r = co_await sluice::http::fetch(ex, ep, request, std::chrono::seconds(120));
+            std::lock_guard l(mu_);
+            ++statuses[r.error ? 0 : r.status];
+            if ((r.error || r.status != 200) && failures.size() < 20)
+              failures.push_back(fmt::format("{}: {} {} {}", t, r.status, r.error.message(),
+                                             r.body.substr(0, 200)));
+          }
+        },
+        boost::asio::detached);
+  }
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+Load::~Load() {
+  stop();
+}
+
+void Load::stop() {
+  stop_.store(true);
+  if (thread_.joinable())
+    thread_.join();
+}
+
+int Load::failed() const {
+  int n = 0;
+  for (const auto& [status, count] : statuses)
+    if (status != 200)
+      n += count;
+  return n;
+}
+
+std::string revision_request(const std::string& revision, const std::string& target) {
+  return fmt::format(
+      "GET {} HTTP/1.1\r\nHost: hello.default.example.com\r\nKnative-Serving-Namespace: default\r\n"
+      "Knative-Serving-Revision: {}\r\nConnection: close\r\n\r\n",
+      target, revision);
+}
+
+std::optional<PodProcesses> pod_processes(const Cluster& c,
+                                          const std::string& ns,
+                                          const std::string& pod) {
+  const std::string path = c.dir() + "/pods/" + ns + "_" + pod + "/pids.json";
+  if (!std::filesystem::exists(path))
+    return std::nullopt;
+  json j = json::parse(slurp(path), nullptr, false);
+  if (!j.is_object())
+    return std::nullopt;
+  PodProcesses p;
+  p.ip = j.value("ip", "");
+  for (const auto& [name, pid] : j["pids"].items()) p.pids[name] = pid.get<int>();
+  return p;
 }
 
 json hello_service(const std::string& name, int container_concurrency, json annotations) {

@@ -8,11 +8,16 @@
 // made; the harness refuses to start anywhere else.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "harness.h"
 #include "kube/client.h"
@@ -80,6 +85,41 @@ class Cluster {
 json hello_service(const std::string& name,
                    int container_concurrency,
                    json annotations = json::object());
+
+// A bounded load from inside the cluster's namespace: `concurrency` loops, each sending
+// `request` (a whole HTTP/1.1 request) to the targets in turn, until stop() or
+// `max_requests`; every answer's status is counted, every failure described.
+class Load {
+ public:
+  Load(std::vector<std::string> targets, std::string request, int concurrency, int max_requests);
+  ~Load();
+  void stop();  // waits for the requests in flight
+  int sent() const { return sent_.load(); }
+  // After stop():
+  std::map<int, int> statuses;  // 0: no answer (transport failure or timeout)
+  std::vector<std::string> failures;
+  int failed() const;
+
+ private:
+  boost::asio::io_context io_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sent_{0};
+  int max_requests_;
+  std::mutex mu_;
+  std::thread thread_;
+};
+
+// A request routed by Knative's headers, as the ingress sends it to the activator.
+std::string revision_request(const std::string& revision, const std::string& target = "/");
+
+// A pod's process ids by container, and its IP, from the stand-in kubelet.
+struct PodProcesses {
+  std::string ip;
+  std::map<std::string, int> pids;
+};
+std::optional<PodProcesses> pod_processes(const Cluster& c,
+                                          const std::string& ns,
+                                          const std::string& pod);
 
 // status.conditions[type] is True.
 bool condition_true(const json& object, const std::string& type);

@@ -15,9 +15,11 @@
 //   unsolicited=MS[&mark=FILE]  MS after the response, write a second one nobody asked
 //                       for (then append a byte to FILE)
 // Paths: /echo answers the request head (and body) back; /ws is a WebSocket echo;
-// /healthz answers 200. SIGTERM exits at once.
+// /healthz answers 200; /max-inflight answers the most requests it ever held at once
+// (itself not counted). SIGTERM exits at once.
 #include <fcntl.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <boost/beast/websocket.hpp>
@@ -26,6 +28,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -117,6 +120,21 @@ void refuse_for(asio::any_io_executor ex, long ms) {
   });
 }
 
+std::atomic<long> g_inflight{0}, g_max_inflight{0};
+
+// Counts a request from its arrival to its answer (for /max-inflight).
+struct InFlight {
+  InFlight() {
+    const long now = ++g_inflight;
+    long seen = g_max_inflight.load();
+    while (now > seen && !g_max_inflight.compare_exchange_weak(seen, now)) {
+    }
+  }
+  ~InFlight() { --g_inflight; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+};
+
 asio::awaitable<void> session(tcp::socket socket) {
   beast::flat_buffer buf;
   for (;;) {
@@ -151,6 +169,9 @@ asio::awaitable<void> session(tcp::socket socket) {
       co_await websocket_echo(std::move(socket), std::move(req));
       co_return;
     }
+    std::optional<InFlight> counted;
+    if (path != "/max-inflight")
+      counted.emplace();
     co_await sleep_ms(num(q, "delay", 0));
     const std::string fail = q.count("fail") ? q["fail"] : "";
     if (fail == "hang") {
@@ -209,7 +230,9 @@ asio::awaitable<void> session(tcp::socket socket) {
     http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
     res.set(http::field::server, "sluice-testapp");
     res.set(http::field::content_type, "text/plain");
-    if (path == "/echo") {
+    if (path == "/max-inflight") {
+      res.body() = std::to_string(g_max_inflight.load()) + "\n";
+    } else if (path == "/echo") {
       std::string body = std::string(req.method_string()) + " " + std::string(req.target()) + "\n";
       for (const auto& f : req) {
         body += std::string(f.name_string()) + ": " + std::string(f.value()) + "\n";
