@@ -4,6 +4,7 @@
 #   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]      queue-proxy vs peers
 #   bench/run.sh --activator [--duration 10] [--trials 50]            activator hop, cold start
 #   bench/run.sh --run [--trials 20]                                  sluice run: cold start, reaction
+#   bench/run.sh --cluster [--trials 20] [--duration 10] [--conns 16] Knative's data plane vs Sluice's on the cluster harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -19,6 +20,10 @@ if [[ ! -x bench/.bin/queue ]]; then
       break
     fi
   done
+fi
+if [[ "${1:-}" == "--cluster" ]]; then
+  shift
+  exec python3 bench/cluster_bench.py "$@"
 fi
 if [[ "${1:-}" == "--run" ]]; then
   shift

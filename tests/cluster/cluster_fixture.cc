@@ -106,6 +106,17 @@ Cluster::~Cluster() {
       harness_->wait(10s);
     }
   }
+  // Sluice ran in pods, perhaps under a sanitizer: any report it wrote fails the test.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/logs", ec)) {
+    const std::string text = slurp(e.path().string());
+    for (const char* mark : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                             "runtime error: "}) {
+      const size_t at = text.find(mark);
+      if (at != std::string::npos)
+        ADD_FAILURE() << e.path().filename().string() << ": " << text.substr(at > 200 ? at - 200 : 0, 3000);
+    }
+  }
   if (!::testing::Test::HasFailure() && !dir_.empty())
     std::filesystem::remove_all(dir_);
   else
