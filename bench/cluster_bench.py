@@ -4,7 +4,7 @@
 Same control plane (kube-apiserver, Knative's controller and autoscaler), same app, same
 stand-in kubelet; only the activator and queue-proxy images differ. For each:
   - cold start from zero: request sent -> answer, p50/p99 over --trials, each after the
-    autoscaler took the revision to zero;
+    autoscaler took the revision to zero and its last pod is gone (drained and deleted);
   - CPU microseconds per request of the activator and of the queue-proxy under the same
     load (wrk, --conns connections for --duration seconds, through the activator to one
     warm pod), from /proc/<pid>/stat;
@@ -21,7 +21,9 @@ import os
 import re
 import statistics
 import subprocess
+import signal
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,9 +50,9 @@ def rss_mb(pid):
     return 0.0
 
 
-def pods(api, ns, selector):
+def pods(api, ns, selector, terminating=False):
     st, b = api.req('GET', f'/api/v1/namespaces/{ns}/pods?labelSelector={selector}')
-    return [p for p in b.get('items', []) if st == 200 and 'deletionTimestamp' not in p['metadata']]
+    return [p for p in b.get('items', []) if st == 200 and (terminating or 'deletionTimestamp' not in p['metadata'])]
 
 
 def pids(d, ns, pod):
@@ -80,9 +82,7 @@ def replicas(api):
 
 
 def measure(plane, args, bin_dir):
-    d = f'/tmp/sluice-cluster-bench-{plane}'
-    subprocess.run(['rm', '-rf', d])
-    os.makedirs(d)
+    d = tempfile.mkdtemp(prefix=f'sluice-cluster-bench-{plane}-')
     h = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests/cluster/cluster.py'), 'up', '--dir', d,
                           '--bin', bin_dir, '--activator', plane, '--queue-proxy', plane,
                           '--sluice', args.sluice, '--testapp', args.testapp, '--config', json.dumps(FAST)],
@@ -109,8 +109,9 @@ def measure(plane, args, bin_dir):
 
         cold = []
         for i in range(args.trials):
+            # A true cold start: no pod at all, not even one still draining.
             wait('scale to zero', lambda: replicas(api) == 0 and not pods(
-                api, 'default', 'serving.knative.dev%2Frevision%3Dhello-00001'), 300)
+                api, 'default', 'serving.knative.dev%2Frevision%3Dhello-00001', terminating=True), 300)
             t0 = time.time()
             st, _ = request(url)
             cold.append((time.time() - t0) * 1000)
@@ -190,6 +191,8 @@ def main():
     if os.environ.get('SLUICE_BENCH_NETNS') != '1':
         os.environ['SLUICE_BENCH_NETNS'] = '1'
         os.execvp('unshare', ['unshare', '-n', '--', sys.executable, *sys.argv])
+    # SIGTERM/SIGINT unwind through `finally`, which stops the harness by its pid.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bin_dir = subprocess.run([os.path.join(ROOT, 'scripts/cluster-build.sh')], capture_output=True,
                              text=True, check=True).stdout.strip().splitlines()[-1]
     results = {}

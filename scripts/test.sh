@@ -50,7 +50,7 @@ if [[ -z "${SLUICE_SKIP_SANITIZERS:-}" ]]; then
   # Every failure is shown whole (which test, and its output): no tail.
   # The cluster scenarios run Sluice's pods under the sanitizers too (a report in any
   # pod's log fails the test); Knative's own data plane is tested once, below.
-  (cd build-asan && ctest -j "$jobs" --output-on-failure --progress -E 'KnativeDataPlane|/knative$')
+  (cd build-asan && ctest -j "$jobs" --output-on-failure --progress -E 'KnativeDataPlane|/knative( |$)')
   echo "== unit and end-to-end tests under TSan"
   build_tree build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread
   # Unit and end-to-end only: a CI run must stay under an hour on two cores, and the
