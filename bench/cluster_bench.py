@@ -82,6 +82,7 @@ def replicas(api):
 
 
 def measure(plane, args, bin_dir):
+    HEADERS['Knative-Serving-Revision'] = 'hello-00001'
     d = tempfile.mkdtemp(prefix=f'sluice-cluster-bench-{plane}-')
     h = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests/cluster/cluster.py'), 'up', '--dir', d,
                           '--bin', bin_dir, '--activator', plane, '--queue-proxy', plane,
