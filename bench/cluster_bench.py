@@ -108,17 +108,26 @@ def measure(plane, args, bin_dir):
         url = f'http://{act["status"]["podIP"]}:8012/'
         wait('first answer', lambda: _ok(url), 180)
 
-        cold = []
+        cold, share = [], []
         for i in range(args.trials):
             # A true cold start: no pod at all, not even one still draining.
             wait('scale to zero', lambda: replicas(api) == 0 and not pods(
                 api, 'default', 'serving.knative.dev%2Frevision%3Dhello-00001', terminating=True), 300)
             t0 = time.time()
             st, _ = request(url)
-            cold.append((time.time() - t0) * 1000)
+            t1 = time.time()
+            cold.append((t1 - t0) * 1000)
             if st != 200:
                 raise RuntimeError(f'cold request {i}: {st}')
-            print(f'  {plane}: cold start {i + 1}/{args.trials}: {cold[-1]:.0f} ms', file=sys.stderr, flush=True)
+            # The data plane's share: from the kubelet starting the new pod's containers
+            # to the answer (the rest is the autoscaler, the controllers and the kubelet).
+            new = pods(api, 'default', 'serving.knative.dev%2Frevision%3Dhello-00001')
+            started = [_started(d, p['metadata']['name']) for p in new]
+            started = [x for x in started if x and x >= t0]
+            if started:
+                share.append((t1 - min(started)) * 1000)
+            print(f'  {plane}: cold start {i + 1}/{args.trials}: {cold[-1]:.0f} ms'
+                  f' (containers started -> answer {share[-1] if share else 0:.0f} ms)', file=sys.stderr, flush=True)
 
         # Steady state: one warm pod held by min-scale, the same load through each.
         api.must('PATCH', '/apis/serving.knative.dev/v1/namespaces/default/services/hello', {
@@ -143,6 +152,7 @@ def measure(plane, args, bin_dir):
         rps = re.search(r'Requests/sec:\s+([\d.]+)', out)
         return {
             'cold_p50': statistics.median(cold), 'cold_p99': _p99(cold),
+            'share_p50': statistics.median(share) if share else 0.0, 'share_p99': _p99(share) if share else 0.0,
             'rps': float(rps.group(1)) if rps else 0.0, 'requests': n,
             'bad': int(non2xx.group(1)) if non2xx else 0, 'socket_errors': errors.group(1) if errors else '',
             'cpu_us': {k: (c1[k] - c0[k]) * 1e6 / max(1, n) for k in c0},
@@ -154,6 +164,14 @@ def measure(plane, args, bin_dir):
             h.wait(120)
         except subprocess.TimeoutExpired:
             h.kill()
+
+
+def _started(d, pod):
+    try:
+        with open(f'{d}/pods/default_{pod}/pids.json') as f:
+            return json.load(f).get('started')
+    except (OSError, ValueError):
+        return None
 
 
 def _wrk_headers():
@@ -186,6 +204,7 @@ def main():
     ap.add_argument('--trials', type=int, default=20)
     ap.add_argument('--duration', type=int, default=10)
     ap.add_argument('--conns', type=int, default=16)
+    ap.add_argument('--planes', default='knative,sluice', help='which data planes, in order (default both)')
     ap.add_argument('--sluice', default=os.path.join(ROOT, 'build-bench/src/cli/sluice'))
     ap.add_argument('--testapp', default=os.path.join(ROOT, 'build-bench/tools/testapp/sluice-testapp'))
     args = ap.parse_args()
@@ -197,15 +216,21 @@ def main():
     bin_dir = subprocess.run([os.path.join(ROOT, 'scripts/cluster-build.sh')], capture_output=True,
                              text=True, check=True).stdout.strip().splitlines()[-1]
     results = {}
-    for plane in ('knative', 'sluice'):
+    for plane in args.planes.split(','):
         print(f'== {plane} data plane', file=sys.stderr, flush=True)
         results[plane] = measure(plane, args, bin_dir)
+    for plane, r in results.items():
+        print(f'{plane}: {json.dumps(r)}')
+    if set(results) != {'knative', 'sluice'}:
+        return
     k, s = results['knative'], results['sluice']
     print(f'\nCluster benchmark: {args.trials} cold starts each; wrk -c{args.conns} for {args.duration} s through '
           'the activator to one warm pod (same control plane, app and kubelet)\n')
     rows = [
         ('cold start p50 (ms)', k['cold_p50'], s['cold_p50'], '{:.0f}'),
         ('cold start p99 (ms)', k['cold_p99'], s['cold_p99'], '{:.0f}'),
+        ('cold start, containers started -> answer, p50 (ms)', k['share_p50'], s['share_p50'], '{:.0f}'),
+        ('cold start, containers started -> answer, p99 (ms)', k['share_p99'], s['share_p99'], '{:.0f}'),
         ('throughput (req/s)', k['rps'], s['rps'], '{:.0f}'),
         ('activator CPU per request (us)', k['cpu_us']['activator'], s['cpu_us']['activator'], '{:.1f}'),
         ('queue-proxy CPU per request (us)', k['cpu_us']['queue-proxy'], s['cpu_us']['queue-proxy'], '{:.1f}'),

@@ -439,6 +439,7 @@ class Pod:
 
     def _run_container(self, c, restarts):
         argv = self._argv(c)
+        self.first_start = getattr(self, 'first_start', None) or time.time()
         p = self.sandbox.run(f'pod-{self.tag}-{c["name"]}', argv, self._env(c), cwd=self.dir)
         with self.lock:
             self.containers[c['name']] = {'proc': p, 'ready': not c.get('readinessProbe'), 'spec': c,
@@ -446,7 +447,7 @@ class Pod:
                                           'next_probe': 0.0}
             pids = {name: x['proc'].pid for name, x in self.containers.items()}
         with open(self.dir + '/pids.json.tmp', 'w') as f:  # for tests that kill a pod's processes
-            json.dump({'ip': self.ip, 'pids': pids}, f)
+            json.dump({'ip': self.ip, 'pids': pids, 'started': self.first_start}, f)
         os.replace(self.dir + '/pids.json.tmp', self.dir + '/pids.json')
 
     # --- running -------------------------------------------------------------------

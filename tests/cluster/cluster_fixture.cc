@@ -110,11 +110,12 @@ Cluster::~Cluster() {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir_ + "/logs", ec)) {
     const std::string text = slurp(e.path().string());
-    for (const char* mark : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
-                             "runtime error: "}) {
+    for (const char* mark : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                             "WARNING: ThreadSanitizer", "runtime error: "}) {
       const size_t at = text.find(mark);
       if (at != std::string::npos)
-        ADD_FAILURE() << e.path().filename().string() << ": " << text.substr(at > 200 ? at - 200 : 0, 3000);
+        ADD_FAILURE() << e.path().filename().string() << ": "
+                      << text.substr(at > 200 ? at - 200 : 0, 3000);
     }
   }
   if (!::testing::Test::HasFailure() && !dir_.empty())
