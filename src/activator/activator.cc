@@ -896,8 +896,12 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
   if (wait) {
     spdlog::info("draining: readiness fails; waiting {} ms for endpoints to forget us",
                  opts_.drain_timeout.count());
-    t.expires_after(opts_.drain_timeout);
-    co_await t.async_wait(http::kUseTuple);
+    // In steps, so a second SIGTERM (stop_now) ends the wait at once.
+    const auto until = time_.now() + opts_.drain_timeout;
+    while (!stop_now_.load() && time_.now() < until) {
+      t.expires_at(std::min(until, time_.now() + 25ms));
+      co_await t.async_wait(http::kUseTuple);
+    }
   }
   main_server_->stop_accepting();
   main_server_->close_idle_connections();

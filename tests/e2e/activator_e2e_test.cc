@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -95,8 +96,9 @@ struct ActivatorUnderTest {
                                      "--port",           std::to_string(port),
                                      "--metrics-port",   std::to_string(metrics_port),
                                      "--endpoints-file", file,
-                                     "--threads",        "2",
-                                     "--drain-timeout",  "200ms"};
+                                     "--threads",        "2"};
+    if (std::find(flags.begin(), flags.end(), "--drain-timeout") == flags.end())
+      flags.insert(flags.end(), {"--drain-timeout", "200ms"});
     argv.insert(argv.end(), flags.begin(), flags.end());
     proc.emplace(argv);
     ASSERT_TRUE(wait_for_port(port)) << proc->output();
@@ -624,6 +626,19 @@ TEST(ActivatorE2E, BadEndpointsFileAtStartIsRefused) {
                " 2>&1; echo exit=$?");
   EXPECT_NE(r.out.find("revisions: missing or not a list"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
+}
+
+// A second SIGTERM ends the readiness drain at once (the first one waits it out, which
+// with Knative's 45 s default is long to wait for an operator who means it).
+TEST(ActivatorE2E, ASecondSigtermStopsWithoutWaitingOutTheDrain) {
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({}, 1), {"--drain-timeout", "600s"});
+  a.proc->signal(SIGTERM);
+  EXPECT_FALSE(a.proc->wait(500ms).has_value()) << "the first SIGTERM drains";
+  a.proc->signal(SIGTERM);
+  auto rc = a.proc->wait(30s);
+  ASSERT_TRUE(rc.has_value()) << "still draining after a second SIGTERM\n" << a.proc->output();
+  EXPECT_EQ(*rc, 0) << a.proc->output();
 }
 
 }  // namespace
