@@ -211,6 +211,9 @@ def main():
     if os.environ.get('SLUICE_BENCH_NETNS') != '1':
         os.environ['SLUICE_BENCH_NETNS'] = '1'
         os.execvp('unshare', ['unshare', '-n', '--', sys.executable, *sys.argv])
+    # Re-executed above: this must now be a namespace of our own (nothing but a loopback),
+    # since the load and the probes below go to 10.244.x.y pod addresses.
+    cluster.refuse_unless_own_netns()
     # SIGTERM/SIGINT unwind through `finally`, which stops the harness by its pid.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bin_dir = subprocess.run([os.path.join(ROOT, 'scripts/cluster-build.sh')], capture_output=True,
