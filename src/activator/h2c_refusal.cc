@@ -6,10 +6,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/write.hpp>
 
 #include "core/timer.h"
+#include "http/connection.h"
 
 namespace sluice::activator {
 
@@ -60,26 +60,13 @@ H2cRefusal::H2cRefusal(asio::any_io_executor executor, core::TimeSource& time, u
     : executor_(std::move(executor)), time_(time), http1_port_(http1_port) {}
 
 http::error_code H2cRefusal::listen(uint16_t port) {
-  http::error_code ec;
+  // Every address, as the activator's HTTP/1 port (http::Server::listen_on_all).
   acceptor_ = std::make_unique<tcp::acceptor>(executor_);
-  tcp::endpoint ep(asio::ip::address_v6::any(), port);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) {
-    acceptor_->set_option(asio::ip::v6_only(false), ec);
-    acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-    acceptor_->bind(ep, ec);
-  }
-  if (ec) {  // no IPv6 here: IPv4 only
+  http::error_code ec = http::open_acceptor(*acceptor_, {asio::ip::address_v6::any(), port}, false);
+  if (ec == asio::error::address_family_not_supported) {
     acceptor_ = std::make_unique<tcp::acceptor>(executor_);
-    ep = tcp::endpoint(asio::ip::address_v4::any(), port);
-    acceptor_->open(ep.protocol(), ec);
-    if (!ec)
-      acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec)
-      acceptor_->bind(ep, ec);
+    ec = http::open_acceptor(*acceptor_, {asio::ip::address_v4::any(), port}, false);
   }
-  if (!ec)
-    acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     return ec;
   asio::co_spawn(executor_, accept_loop(), asio::detached);

@@ -85,8 +85,7 @@ int run_in_kubernetes(activator::ActivatorOptions opts, const KubeFlags& flags) 
     why = "the autoscaler websocket ws://" + link->where() + " is not connected";
     return false;
   };
-  opts.id = pod_ip.find(':') != std::string::npos ? "[" + pod_ip + "]:" + std::to_string(opts.port)
-                                                  : pod_ip + ":" + std::to_string(opts.port);
+  opts.id = config::join_host_port(pod_ip, opts.port);
   opts.discovery = std::make_shared<knative::KubeDiscovery>(std::get<kube::ClusterConfig>(config),
                                                             pod_ip, opts.port);
   // The link has a thread of its own: a slow autoscaler never holds the activator up.

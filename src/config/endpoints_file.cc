@@ -10,6 +10,12 @@ namespace sluice::config {
 
 using nlohmann::json;
 
+std::string join_host_port(std::string_view host, uint16_t port) {
+  std::string out =
+      host.find(':') != std::string_view::npos ? "[" + std::string(host) + "]" : std::string(host);
+  return out + ":" + std::to_string(port);
+}
+
 bool split_host_port(std::string_view address, std::string& host, uint16_t& port) {
   size_t colon;
   if (!address.empty() && address.front() == '[') {

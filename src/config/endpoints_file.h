@@ -54,5 +54,7 @@ EndpointsParseResult parse_endpoints_file(std::string_view json);
 
 // "127.0.0.1:8012" or "[::1]:8012" → host and port; false if malformed.
 bool split_host_port(std::string_view address, std::string& host, uint16_t& port);
+// The inverse: "10.0.0.1:8012", "[fd00::1]:8012" (an IPv6 host gets its brackets).
+std::string join_host_port(std::string_view host, uint16_t port);
 
 }  // namespace sluice::config

@@ -334,23 +334,27 @@ Task<void> Exchange::respond(int status, std::string_view body, const ExtraHeade
 Server::Server(std::vector<Worker*> workers, Handler& handler, ServerOptions options)
     : workers_(std::move(workers)), handler_(handler), options_(std::move(options)) {}
 
+error_code open_acceptor(tcp::acceptor& acceptor, const tcp::endpoint& endpoint, bool reuse_port) {
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec && endpoint.address().is_v6() && endpoint.address().is_unspecified())
+    acceptor.set_option(asio::ip::v6_only(false), ec);
+  if (!ec)
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && reuse_port)
+    acceptor.set_option(ReusePort(true), ec);
+  if (!ec)
+    acceptor.bind(endpoint, ec);
+  if (!ec)
+    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  return ec;
+}
+
 error_code Server::listen(const tcp::endpoint& endpoint) {
   tcp::endpoint ep = endpoint;
   for (Worker* w : workers_) {
     auto acceptor = std::make_shared<tcp::acceptor>(w->io());
-    error_code ec;
-    acceptor->open(ep.protocol(), ec);
-    if (!ec && ep.address().is_v6() && ep.address().is_unspecified())
-      acceptor->set_option(asio::ip::v6_only(false), ec);  // IPv4 too, as ::ffff:a.b.c.d
-    if (!ec)
-      acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec && workers_.size() > 1)
-      acceptor->set_option(ReusePort(true), ec);
-    if (!ec)
-      acceptor->bind(ep, ec);
-    if (!ec)
-      acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
+    if (error_code ec = open_acceptor(*acceptor, ep, workers_.size() > 1))
       return ec;
     if (ep.port() == 0)
       ep.port(acceptor->local_endpoint().port());

@@ -211,6 +211,10 @@ class Exchange {
   int status_ = 0;
 };
 
+// Opens, binds and listens `acceptor` on `endpoint`: `[::]` is dual-stack (IPv4 too, as
+// ::ffff:a.b.c.d), SO_REUSEADDR always, SO_REUSEPORT when several acceptors share a port.
+error_code open_acceptor(tcp::acceptor& acceptor, const tcp::endpoint& endpoint, bool reuse_port);
+
 class Server {
  public:
   Server(std::vector<Worker*> workers, Handler& handler, ServerOptions options);

@@ -29,9 +29,7 @@ AutoscalerLink::AutoscalerLink(std::string host,
                                core::TimeSource& time)
     : host_(std::move(host)), port_(port), pod_name_(std::move(pod_name)), time_(time) {}
 
-AutoscalerLink::~AutoscalerLink() {
-  stopped_ = true;
-}
+AutoscalerLink::~AutoscalerLink() = default;
 
 std::string AutoscalerLink::encode(const std::string& pod_name,
                                    const std::vector<activator::RevisionConcurrency>& batch) {
@@ -72,7 +70,7 @@ Task<void> AutoscalerLink::run() {
   core::Timer backoff_timer(time_, executor_);
   core::Duration backoff = 100ms;
   std::string last_failure;
-  while (!stopped_) {
+  for (;;) {  // until the executor stops
     session_up_ = false;
     std::string why = co_await session();
     connected_.store(false, std::memory_order_release);
@@ -127,7 +125,7 @@ Task<std::string> AutoscalerLink::session() {
     wake_->cancel();
   };
   auto writer = [&]() -> Task<void> {
-    while (!closed && !stopped_) {
+    while (!closed) {
       while (!queue_.empty()) {
         std::string frame = std::move(queue_.front());
         queue_.pop_front();

@@ -59,7 +59,6 @@ class AutoscalerLink final : public activator::ActivatorListener {
   std::unique_ptr<boost::asio::steady_timer> wake_;  // cancelled when a frame is queued
   std::deque<std::string> queue_;                    // executor-owned
   std::atomic<bool> connected_{false};
-  std::atomic<bool> stopped_{false};
   uint64_t dropped_ = 0;
   bool session_up_ = false;
 };

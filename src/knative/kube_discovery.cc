@@ -7,6 +7,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
+#include "config/endpoints_file.h"
+
 namespace sluice::knative {
 
 using nlohmann::json;
@@ -34,28 +36,38 @@ std::string text(const json& j, std::initializer_list<const char*> path) {
   return f != nullptr && f->is_string() ? f->get<std::string>() : std::string();
 }
 
-std::string host_port(const std::string& ip, int port) {
-  return ip.find(':') != std::string::npos ? "[" + ip + "]:" + std::to_string(port)
-                                           : ip + ":" + std::to_string(port);
-}
-
-}  // namespace
-
-std::vector<std::string> KubeDiscovery::peer_addresses(const json& endpoints, uint16_t port) {
+// Every "ip:port" of the address lists named, over all subsets, sorted and unique;
+// `port_of(subset)` gives the subset's port (0: skip the subset).
+template <typename PortOf>
+std::vector<std::string> collect(const json& endpoints,
+                                 std::initializer_list<const char*> lists,
+                                 PortOf port_of) {
   std::vector<std::string> out;
   const json* subsets = field(endpoints, {"subsets"});
   if (subsets == nullptr || !subsets->is_array())
     return out;
   for (const json& subset : *subsets) {
-    const json* addrs = field(subset, {"addresses"});
-    if (addrs != nullptr && addrs->is_array())
+    const int port = port_of(subset);
+    if (port <= 0 || port > 65535)
+      continue;
+    for (const char* list : lists) {
+      const json* addrs = field(subset, {list});
+      if (addrs == nullptr || !addrs->is_array())
+        continue;
       for (const json& a : *addrs)
         if (std::string ip = text(a, {"ip"}); !ip.empty())
-          out.push_back(host_port(ip, port));
+          out.push_back(config::join_host_port(ip, static_cast<uint16_t>(port)));
+    }
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> KubeDiscovery::peer_addresses(const json& endpoints, uint16_t port) {
+  return collect(endpoints, {"addresses"}, [port](const json&) { return int{port}; });
 }
 
 KubeDiscovery::KubeDiscovery(kube::ClusterConfig config, std::string self_ip, uint16_t port)
@@ -83,38 +95,19 @@ std::optional<KubeDiscovery::RevisionInfo> KubeDiscovery::revision_info(const js
 std::vector<std::string> KubeDiscovery::addresses(const json& endpoints,
                                                   const std::vector<std::string>& port_names,
                                                   bool include_not_ready) {
-  std::vector<std::string> out;
-  const json* subsets = field(endpoints, {"subsets"});
-  if (subsets == nullptr || !subsets->is_array())
-    return out;
-  for (const json& subset : *subsets) {
+  auto named_port = [&](const json& subset) {
     const json* ports = field(subset, {"ports"});
     if (ports == nullptr || !ports->is_array())
-      continue;
-    int port = 0;
-    for (const std::string& want : port_names) {
+      return 0;
+    for (const std::string& want : port_names)  // the first name that is there
       for (const json& p : *ports)
         if (text(p, {"name"}) == want && p.contains("port") && p["port"].is_number_integer())
-          port = p["port"].get<int>();
-      if (port != 0)
-        break;
-    }
-    if (port <= 0 || port > 65535)
-      continue;
-    for (const char* list : {"addresses", "notReadyAddresses"}) {
-      if (std::string_view(list) == "notReadyAddresses" && !include_not_ready)
-        continue;
-      const json* addrs = field(subset, {list});
-      if (addrs == nullptr || !addrs->is_array())
-        continue;
-      for (const json& a : *addrs)
-        if (std::string ip = text(a, {"ip"}); !ip.empty())
-          out.push_back(host_port(ip, port));
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
+          return p["port"].get<int>();
+    return 0;
+  };
+  if (include_not_ready)
+    return collect(endpoints, {"addresses", "notReadyAddresses"}, named_port);
+  return collect(endpoints, {"addresses"}, named_port);
 }
 
 bool KubeDiscovery::start(boost::asio::any_io_executor control,
@@ -124,7 +117,7 @@ bool KubeDiscovery::start(boost::asio::any_io_executor control,
   control_ = control;
   client_ = std::make_unique<kube::Client>(control, config_);
   random_ = std::make_unique<core::FastRandom>(core::os_seed());
-  const std::string self = host_port(self_ip_, port_);
+  const std::string self = config::join_host_port(self_ip_, port_);
 
   auto on_endpoints = [this, self](bool is_private) {
     return kube::ReflectorHandler{

@@ -9,6 +9,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "config/endpoints_file.h"
+
 namespace sluice::kube {
 
 namespace beast = boost::beast;
@@ -64,8 +66,10 @@ Client::Client(asio::any_io_executor executor, ClusterConfig config)
 
 namespace {
 
-// Resolves, connects and handshakes; the stream's deadline is already set.
-Task<error_code> open(SslStream& stream, const ClusterConfig& config, bool verify) {
+// Resolves, connects, handshakes and sends `req`; the stream's deadline is already set.
+Task<error_code> send(SslStream& stream,
+                      const ClusterConfig& config,
+                      bhttp::request<bhttp::string_body>& req) {
   tcp::resolver resolver(stream.get_executor());
   auto [rec, results] =
       co_await resolver.async_resolve(config.host, std::to_string(config.port), kUse);
@@ -75,7 +79,7 @@ Task<error_code> open(SslStream& stream, const ClusterConfig& config, bool verif
   if (cec)
     co_return cec;
   SSL* ssl = stream.native_handle();
-  if (verify) {
+  if (!config.insecure_skip_verify) {
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     if (is_ip(config.host))
       X509_VERIFY_PARAM_set1_ip_asc(param, config.host.c_str());
@@ -85,7 +89,10 @@ Task<error_code> open(SslStream& stream, const ClusterConfig& config, bool verif
   if (!is_ip(config.host))
     SSL_set_tlsext_host_name(ssl, config.host.c_str());
   auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, kUse);
-  co_return hec;
+  if (hec)
+    co_return hec;
+  auto [wec, wn] = co_await bhttp::async_write(stream, req, kUse);
+  co_return wec;
 }
 
 bhttp::request<bhttp::string_body> make_request(bhttp::verb verb,
@@ -93,9 +100,7 @@ bhttp::request<bhttp::string_body> make_request(bhttp::verb verb,
                                                 const ClusterConfig& config,
                                                 const std::string& token) {
   bhttp::request<bhttp::string_body> req(verb, target, 11);
-  req.set(bhttp::field::host, config.host.find(':') != std::string::npos
-                                  ? fmt::format("[{}]:{}", config.host, config.port)
-                                  : fmt::format("{}:{}", config.host, config.port));
+  req.set(bhttp::field::host, config::join_host_port(config.host, config.port));
   req.set(bhttp::field::user_agent, "sluice");
   req.set(bhttp::field::accept, "application/json");
   req.set(bhttp::field::connection, "close");
@@ -118,12 +123,6 @@ Task<Response> Client::request(std::string_view method,
     out.error = asio::error::invalid_argument;
     co_return out;
   }
-  SslStream stream(executor_, tls_);
-  beast::get_lowest_layer(stream).expires_after(timeout);
-  if (auto ec = co_await open(stream, config_, !config_.insecure_skip_verify)) {
-    out.error = ec;
-    co_return out;
-  }
   auto req = make_request(verb, target, config_, token_.get());
   if (!body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put ||
       verb == bhttp::verb::patch) {
@@ -131,9 +130,10 @@ Task<Response> Client::request(std::string_view method,
     req.body() = std::move(body);
     req.prepare_payload();
   }
-  auto [wec, wn] = co_await bhttp::async_write(stream, req, kUse);
-  if (wec) {
-    out.error = wec;
+  SslStream stream(executor_, tls_);
+  beast::get_lowest_layer(stream).expires_after(timeout);
+  if (auto ec = co_await send(stream, config_, req)) {
+    out.error = ec;
     co_return out;
   }
   beast::flat_buffer buffer;
@@ -159,14 +159,9 @@ Task<Response> Client::stream_lines(std::string target,
   SslStream stream(executor_, tls_);
   auto& tcp_layer = beast::get_lowest_layer(stream);
   tcp_layer.expires_after(idle_timeout);
-  if (auto ec = co_await open(stream, config_, !config_.insecure_skip_verify)) {
-    out.error = ec;
-    co_return out;
-  }
   auto req = make_request(bhttp::verb::get, target, config_, token_.get());
-  auto [wec, wn] = co_await bhttp::async_write(stream, req, kUse);
-  if (wec) {
-    out.error = wec;
+  if (auto ec = co_await send(stream, config_, req)) {
+    out.error = ec;
     co_return out;
   }
   beast::flat_buffer buffer;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/endpoints_file.h"
 #include "config/yaml_tree.h"
 
 namespace sluice::kube {
@@ -93,8 +94,7 @@ YamlNode named(YamlNode list, std::string_view field, std::string_view name) {
 }  // namespace
 
 std::string ClusterConfig::server() const {
-  return host.find(':') != std::string::npos ? fmt::format("https://[{}]:{}", host, port)
-                                             : fmt::format("https://{}:{}", host, port);
+  return "https://" + config::join_host_port(host, port);
 }
 
 std::optional<std::string> read_whole_file(const std::string& path, std::string& error) {
@@ -173,9 +173,10 @@ std::variant<ClusterConfig, std::string> in_cluster_config(const GetEnv& getenv,
         "not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set "
         "(give --kubeconfig to run outside one)");
   ClusterConfig out;
+  // The port is checked by parse_server, so it goes in as text.
   const std::string server = host->find(':') != std::string::npos
-                                 ? fmt::format("https://[{}]:{}", *host, *port)
-                                 : fmt::format("https://{}:{}", *host, *port);
+                                 ? "https://[" + *host + "]:" + *port
+                                 : "https://" + *host + ":" + *port;
   if (auto err = parse_server(server, out))
     return fmt::format("in-cluster config: {}", *err);
   std::string error;

@@ -119,7 +119,7 @@ Task<void> Reflector::run() {
   }
 }
 
-Task<bool> Reflector::list() {
+Task<void> Reflector::list() {
   std::string cont;
   std::string rv;
   std::map<std::pair<std::string, std::string>, std::string> seen;
@@ -135,12 +135,12 @@ Task<bool> Reflector::list() {
     Response r = co_await client_.request("GET", target);
     if (!r.ok()) {
       report("list failed: " + r.describe());
-      co_return false;
+      co_return;
     }
     json page = json::parse(r.body, nullptr, false);
     if (!page.is_object() || !page.contains("items") || !page["items"].is_array()) {
       report("list failed: the answer is not a list");
-      co_return false;
+      co_return;
     }
     rv = str(page, "metadata", "resourceVersion");
     cont = str(page, "metadata", "continue");
@@ -161,7 +161,6 @@ Task<bool> Reflector::list() {
   machine_.listed(rv);
   if (handler_.synced)
     handler_.synced();
-  co_return true;
 }
 
 void Reflector::apply(const WatchEvent& event, const json& object) {

@@ -61,7 +61,7 @@ class Reflector {
   bool synced() const { return machine_.has_listed(); }
 
  private:
-  Task<bool> list();
+  Task<void> list();
   Task<void> watch(std::string resource_version);
   void apply(const WatchEvent& event, const nlohmann::json& object);
   void report(std::string cause);

@@ -30,11 +30,23 @@ int replicas(Cluster& c, const std::string& deployment, const char* field = "rep
   return d["status"].value(field, 0);
 }
 
+// The ready activator pods' IPs; they serve on 8012, metrics on 9090, h2c on 8013.
 std::vector<std::string> activators(Cluster& c) {
-  std::vector<std::string> out;
-  for (const auto& ip : c.ready_pod_ips("knative-serving", "app=activator"))
-    out.push_back(ip + ":8012");
-  return out;
+  return c.ready_pod_ips("knative-serving", "app=activator");
+}
+
+// Creates `service` and waits until its first revision is Ready with `ready_pods`.
+::testing::AssertionResult deploy(Cluster& c, const json& service, int ready_pods) {
+  const std::string name = service["metadata"]["name"];
+  if (std::string err = c.create(kServices, service); !err.empty())
+    return ::testing::AssertionFailure() << err;
+  if (!c.wait_condition(revision_path("default", name + "-00001"), "Ready", 180s))
+    return ::testing::AssertionFailure() << "revision not Ready\n" << c.logs(name);
+  if (!e2e::eventually(
+          [&] { return replicas(c, name + "-00001-deployment", "readyReplicas") == ready_pods; },
+          180s))
+    return ::testing::AssertionFailure() << "not " << ready_pods << " ready pods\n" << c.logs(name);
+  return ::testing::AssertionSuccess();
 }
 
 // The sum of every sample of `name` (any labels) in Prometheus text.
@@ -86,12 +98,12 @@ TEST_P(DataPlane, ScalesFromZeroUnderLoadAndBackToZeroWithoutAFailedRequest) {
 
   // From zero: the activator holds the request, pokes the autoscaler, and answers.
   auto cold =
-      c.curl("http://" + act[0] + "/",
+      c.curl("http://" + act[0] + ":8012/",
              "-H 'Knative-Serving-Namespace: default' -H 'Knative-Serving-Revision: hello-00001'");
   EXPECT_EQ(cold.status, 200) << cold.head << cold.body << c.logs("activator", 3000);
 
   // A load of 6 concurrent slow requests against target 1 raises the replicas.
-  Load load({act[0]}, revision_request("hello-00001", "/?delay=300"), 6, 100'000);
+  Load load({act[0] + ":8012"}, revision_request("hello-00001", "/?delay=300"), 6, 100'000);
   int most = 0;
   e2e::eventually(
       [&] {
@@ -108,11 +120,11 @@ TEST_P(DataPlane, ScalesFromZeroUnderLoadAndBackToZeroWithoutAFailedRequest) {
   EXPECT_TRUE(e2e::eventually([&] { return replicas(c, "hello-00001-deployment") == 0; }, 180s))
       << c.logs("autoscaler", 3000);
   // The activator answers Knative's activator probe (the autoscaler's) and refuses h2c clearly.
-  auto probe = c.curl("http://" + act[0] + "/", "-H 'K-Network-Probe: activator'");
+  auto probe = c.curl("http://" + act[0] + ":8012/", "-H 'K-Network-Probe: activator'");
   EXPECT_EQ(probe.body, "activator");
   if (!sluice())
     return;
-  auto h2 = c.curl("http://" + act[0].substr(0, act[0].find(':')) + ":8013/");
+  auto h2 = c.curl("http://" + act[0] + ":8013/");
   EXPECT_EQ(h2.status, 505) << h2.head << h2.body;
   EXPECT_NE(h2.body.find("port 8012"), std::string::npos);
 }
@@ -120,17 +132,12 @@ TEST_P(DataPlane, ScalesFromZeroUnderLoadAndBackToZeroWithoutAFailedRequest) {
 TEST_P(DataPlane, APodKilledUnderIdempotentLoadCostsNoRequest) {
   Cluster c(options());
   ASSERT_EQ(c.error(), "");
-  ASSERT_EQ(
-      c.create(kServices, hello_service("hello", 0, {{"autoscaling.knative.dev/min-scale", "2"}})),
-      "");
-  ASSERT_TRUE(c.wait_condition(revision_path("default", "hello-00001"), "Ready", 180s))
-      << c.logs("hello");
-  ASSERT_TRUE(e2e::eventually(
-      [&] { return replicas(c, "hello-00001-deployment", "readyReplicas") == 2; }, 180s));
+  ASSERT_TRUE(
+      deploy(c, hello_service("hello", 0, {{"autoscaling.knative.dev/min-scale", "2"}}), 2));
   const auto act = activators(c);
   ASSERT_EQ(act.size(), 1u);
 
-  Load load({act[0]}, revision_request("hello-00001", "/?delay=20"), 4, 100'000);
+  Load load({act[0] + ":8012"}, revision_request("hello-00001", "/?delay=20"), 4, 100'000);
   e2e::eventually([&] { return load.sent() > 100; }, 60s);
   // Kill one pod outright (SIGKILL to every container; the API still lists it).
   json pods = c.get(
@@ -153,36 +160,33 @@ TEST_P(DataPlane, APodKilledUnderIdempotentLoadCostsNoRequest) {
     return;
   }
   EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);
-  const std::string m = metrics_of(c, act[0].substr(0, act[0].find(':')));
+  const std::string m = metrics_of(c, act[0]);
   EXPECT_GE(metric_sum(m, "activator_pod_quarantine_entries_total"), 1) << m;  // the dead pod
 }
 
 TEST_P(DataPlane, TwoActivatorsSplitTheirPodsSoNoCC1PodEverHoldsTwoRequests) {
   Cluster c(options(json::object(), 2));
   ASSERT_EQ(c.error(), "");
-  ASSERT_EQ(c.create(kServices, hello_service("one", 1,
-                                              {{"autoscaling.knative.dev/min-scale", "4"},
-                                               {"autoscaling.knative.dev/max-scale", "4"}})),
-            "");
-  ASSERT_TRUE(c.wait_condition(revision_path("default", "one-00001"), "Ready", 180s))
-      << c.logs("one");
-  ASSERT_TRUE(e2e::eventually(
-      [&] { return replicas(c, "one-00001-deployment", "readyReplicas") == 4; }, 180s));
+  ASSERT_TRUE(deploy(c,
+                     hello_service("one", 1,
+                                   {{"autoscaling.knative.dev/min-scale", "4"},
+                                    {"autoscaling.knative.dev/max-scale", "4"}}),
+                     4));
   const auto act = activators(c);
   ASSERT_EQ(act.size(), 2u);
   // Both activators are in the revision's path (its public Endpoints) before the load.
   ASSERT_TRUE(e2e::eventually(
       [&] {
         json eps = c.get("/api/v1/namespaces/default/endpoints/one-00001");
-        return eps.is_object() &&
-               eps.dump().find(act[0].substr(0, act[0].find(':'))) != std::string::npos &&
-               eps.dump().find(act[1].substr(0, act[1].find(':'))) != std::string::npos;
+        return eps.is_object() && eps.dump().find(act[0]) != std::string::npos &&
+               eps.dump().find(act[1]) != std::string::npos;
       },
       120s))
       << c.get("/api/v1/namespaces/default/endpoints/one-00001").dump();
   {
     // Each activator gets twice what its two pods can hold at once: the rest waits in it.
-    Load load(act, revision_request("one-00001", "/?delay=100"), 8, 400);
+    Load load({act[0] + ":8012", act[1] + ":8012"}, revision_request("one-00001", "/?delay=100"), 8,
+              400);
     e2e::eventually([&] { return load.sent() >= 400; }, 300s);
     load.stop();
     EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);

@@ -628,6 +628,24 @@ TEST(ActivatorE2E, BadEndpointsFileAtStartIsRefused) {
   EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
 }
 
+// Port 8013 (h2c) until HTTP/2 lands: bound, and every client told plainly to use the
+// HTTP/1 port, an HTTP/2 client in its own framing.
+TEST(ActivatorE2E, TheH2cPortRefusesClearlyInEachProtocol) {
+  ActivatorUnderTest a;
+  const int h2c = free_port();
+  a.start(ActivatorUnderTest::revision_json({}, 1), {"--h2c-port", std::to_string(h2c)});
+  ASSERT_TRUE(wait_for_port(h2c)) << a.proc->output();
+  const std::string h2 = raw_exchange(h2c, std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+  ASSERT_GE(h2.size(), 26u) << h2;
+  EXPECT_EQ(h2.substr(0, 9), std::string("\0\0\0\x04\0\0\0\0\0", 9)) << "SETTINGS first";
+  EXPECT_EQ(h2[12], '\x07') << "then GOAWAY";
+  EXPECT_EQ(h2.substr(22, 4), std::string("\0\0\0\x0d", 4)) << "HTTP_1_1_REQUIRED";
+  EXPECT_NE(h2.find("port " + std::to_string(a.port)), std::string::npos) << h2;
+  const std::string h1 = raw_exchange(h2c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(h1.rfind("HTTP/1.1 505 ", 0), 0u) << h1;
+  EXPECT_NE(h1.find("port " + std::to_string(a.port)), std::string::npos) << h1;
+}
+
 // A second SIGTERM ends the readiness drain at once (the first one waits it out, which
 // with Knative's 45 s default is long to wait for an operator who means it).
 TEST(ActivatorE2E, ASecondSigtermStopsWithoutWaitingOutTheDrain) {

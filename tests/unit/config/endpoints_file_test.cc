@@ -131,6 +131,12 @@ TEST(EndpointsFile, HostPortForms) {
   EXPECT_FALSE(split_host_port("h:0", host, port));
   EXPECT_FALSE(split_host_port("h:70000", host, port));
   EXPECT_FALSE(split_host_port("h:12a", host, port));
+  // join is split's inverse, brackets for IPv6 included.
+  for (const char* a :
+       {"127.0.0.1:8012", "[fd00::7]:8013", "autoscaler.knative-serving.svc:8080"}) {
+    ASSERT_TRUE(split_host_port(a, host, port)) << a;
+    EXPECT_EQ(join_host_port(host, port), a);
+  }
 }
 
 }  // namespace
