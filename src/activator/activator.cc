@@ -749,9 +749,9 @@ Task<void> ActivatorImpl::report_loop() {
       opts_.listener->on_report(batch);
     std::vector<RevisionPods> pods;
     for (const auto& [key, r] : revisions_) {
-      pods.push_back(
-          {key, static_cast<uint32_t>(r->count(PodState::Healthy) + r->count(PodState::Recovering)),
-           static_cast<uint32_t>(r->pod_count())});
+      auto healthy = r->pods_in({PodState::Healthy, PodState::Recovering});
+      pods.push_back({key, static_cast<uint32_t>(healthy.size()),
+                      static_cast<uint32_t>(r->pod_count()), std::move(healthy)});
     }
     opts_.listener->on_pods(pods);
   }

@@ -18,6 +18,7 @@ struct RevisionPods {
   std::string revision;  // "ns/name"
   uint32_t healthy = 0;  // taking traffic (healthy + recovering): the autoscaler's "ready"
   uint32_t total = 0;    // every tracked pod
+  std::vector<std::string> healthy_pods;  // the `healthy` ones' addresses
 };
 
 class ActivatorListener {

@@ -271,6 +271,14 @@ size_t RevisionThrottler::count(PodState s) const {
   return n;
 }
 
+std::vector<std::string> RevisionThrottler::pods_in(std::initializer_list<PodState> states) const {
+  std::vector<std::string> out;
+  for (const auto& [address, t] : pods_)
+    if (std::find(states.begin(), states.end(), t->state()) != states.end())
+      out.push_back(address);
+  return out;
+}
+
 std::string RevisionThrottler::describe_pods() const {
   if (pods_.empty())
     return "no replicas";

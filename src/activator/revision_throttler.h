@@ -117,6 +117,8 @@ class RevisionThrottler {
   uint32_t capacity() const { return breaker_.capacity(); }
   size_t pod_count() const { return pods_.size(); }
   size_t count(PodState s) const;
+  // The addresses of the pods in any of `states`.
+  std::vector<std::string> pods_in(std::initializer_list<PodState> states) const;
   // What the pods are doing, for an error a waiting client gets: "no replicas",
   // "1 pending", "2 healthy, 1 quarantined; all busy: capacity 8".
   std::string describe_pods() const;

@@ -100,7 +100,7 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
       if (!inactive_since_)
         inactive_since_ = now;
       const auto inactive_for = now - *inactive_since_;
-      const auto proxied_for = now - proxied_since_;
+      const auto proxied_for = proxied_ ? now - proxied_since_ : core::Duration::zero();
       if (inactive_for >= std::max(spec_.scale_to_zero_grace, spec_.pod_retention)) {
         want = 0;
       } else if (spec_.pod_retention > core::Duration::zero() &&

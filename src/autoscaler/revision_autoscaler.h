@@ -67,6 +67,14 @@ class RevisionAutoscaler {
   // zero and this sample has load (Knative's Poke).
   bool wants_poke(double concurrency) const { return last_want_ == 0 && concurrency > 0; }
 
+  // Whether the activator is in the request path (Knative's SKS Proxy mode): scale to
+  // zero waits out the grace period in it. Locally it always is.
+  void set_proxied(bool proxied, core::TimePoint now) {
+    if (proxied && !proxied_)
+      proxied_since_ = now;
+    proxied_ = proxied;
+  }
+
   const ScalingSpec& spec() const { return spec_; }
   int32_t last_want() const { return last_want_; }
   double target_per_pod() const { return spec_.decider.target; }
@@ -83,6 +91,7 @@ class RevisionAutoscaler {
   std::optional<core::TimePoint> active_since_;
   std::optional<core::TimePoint> inactive_since_;
   core::TimePoint proxied_since_;  // locally the activator is always in the path
+  bool proxied_ = true;
 };
 
 }  // namespace sluice::autoscaler

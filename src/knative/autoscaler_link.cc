@@ -47,6 +47,20 @@ std::string AutoscalerLink::encode(const std::string& pod_name,
   return msgs.SerializeAsString();
 }
 
+std::string AutoscalerLink::encode_pods(const std::string& pod_name,
+                                        const std::vector<activator::RevisionPods>& pods) {
+  stats::wire::WireStatMessages msgs;
+  for (const auto& r : pods) {
+    const size_t slash = r.revision.find('/');
+    auto* p = msgs.add_sluice_pods();
+    p->set_namespace_(r.revision.substr(0, slash));
+    p->set_name(slash == std::string::npos ? r.revision : r.revision.substr(slash + 1));
+    p->set_activator(pod_name);
+    for (const auto& address : r.healthy_pods) p->add_healthy(address);
+  }
+  return msgs.SerializeAsString();
+}
+
 void AutoscalerLink::start(asio::any_io_executor executor) {
   executor_ = executor;
   wake_ = std::make_unique<asio::steady_timer>(executor);
@@ -56,7 +70,17 @@ void AutoscalerLink::start(asio::any_io_executor executor) {
 void AutoscalerLink::on_report(const std::vector<activator::RevisionConcurrency>& batch) {
   if (!executor_ || batch.empty())
     return;
-  asio::post(executor_, [this, frame = encode(pod_name_, batch)]() mutable {
+  enqueue(encode(pod_name_, batch));
+}
+
+void AutoscalerLink::on_pods(const std::vector<activator::RevisionPods>& pods) {
+  if (!executor_ || pods.empty())
+    return;
+  enqueue(encode_pods(pod_name_, pods));
+}
+
+void AutoscalerLink::enqueue(std::string frame_bytes) {
+  asio::post(executor_, [this, frame = std::move(frame_bytes)]() mutable {
     queue_.push_back(std::move(frame));
     while (queue_.size() > kMaxQueued) {
       queue_.pop_front();

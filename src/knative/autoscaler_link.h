@@ -5,7 +5,9 @@
 // ws://autoscaler.<SYSTEM_NAMESPACE>.svc.<cluster domain>:8080/, one binary frame of
 // protobuf WireStatMessages per report (every second, and at once on a revision's first
 // request: the scale-from-zero poke), each Stat carrying only pod_name,
-// average_concurrent_requests and request_count (the autoscaler stamps the time).
+// average_concurrent_requests and request_count (the autoscaler stamps the time). Every
+// second a second frame carries, in a field Knative ignores, the pods this activator
+// holds healthy (Sluice's autoscaler counts only those as capacity).
 //
 // The connection is kept forever: on any failure it reconnects with backoff (100 ms
 // doubling to 5 s), logging each distinct failure once. Reports made while it is down
@@ -40,14 +42,20 @@ class AutoscalerLink final : public activator::ActivatorListener {
   std::string where() const { return host_ + ":" + std::to_string(port_); }
 
   void on_report(const std::vector<activator::RevisionConcurrency>& batch) override;
+  // Sluice's extension: which pods this activator holds healthy, in a frame of its own
+  // (field sluice_pods, which Knative's autoscaler skips).
+  void on_pods(const std::vector<activator::RevisionPods>& pods) override;
 
   // One frame's bytes, for tests: WireStatMessages of `batch` from `pod_name`.
   static std::string encode(const std::string& pod_name,
                             const std::vector<activator::RevisionConcurrency>& batch);
+  static std::string encode_pods(const std::string& pod_name,
+                                 const std::vector<activator::RevisionPods>& pods);
 
   static constexpr size_t kMaxQueued = 32;
 
  private:
+  void enqueue(std::string frame);
   http::Task<void> run();
   http::Task<std::string> session();  // returns why it ended
 

@@ -13,9 +13,8 @@
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
+#include "config/endpoints_file.h"
 #include "http/client.h"
-#include "metrics/registry.h"
-#include "stats/stat.pb.h"
 
 namespace sluice::runtime {
 
@@ -72,20 +71,14 @@ struct LocalRuntime::Replica {
 };
 
 struct LocalRuntime::Revision {
-  Revision(service::ServiceSpec s, core::TimePoint now)
-      : spec(std::move(s)),
-        key(spec.namespace_name + "/" + spec.revision),
-        scaler(spec.scaling, now) {}
+  explicit Revision(service::ServiceSpec s)
+      : spec(std::move(s)), key(spec.namespace_name + "/" + spec.revision) {}
   service::ServiceSpec spec;
   std::string key;
-  autoscaler::RevisionAutoscaler scaler;
   std::vector<std::unique_ptr<Replica>> replicas;
   int next_index = 1;
   int32_t want = 0;
-  uint32_t healthy = 0;
   std::optional<std::string> failure;
-  autoscaler::ScaleDecision last;
-  bool scraping = false;
 };
 
 LocalRuntime::LocalRuntime(asio::io_context& io,
@@ -95,9 +88,14 @@ LocalRuntime::LocalRuntime(asio::io_context& io,
       opts_(std::move(options)),
       time_(opts_.time != nullptr ? *opts_.time : steady_),
       timer_(time_, io.get_executor()),
-      random_(core::os_seed()) {
-  const auto now = time_.now();
-  for (auto& s : services) revisions_.push_back(std::make_unique<Revision>(std::move(s), now));
+      random_(core::os_seed()),
+      scraper_(io.get_executor()),
+      loop_(time_, io.get_executor(), *this, scraper_, random_) {
+  for (auto& s : services) {
+    auto r = std::make_unique<Revision>(std::move(s));
+    loop_.add(r->key, r->spec.name, r->spec.scaling);
+    revisions_.push_back(std::move(r));
+  }
 }
 
 LocalRuntime::~LocalRuntime() = default;
@@ -119,13 +117,12 @@ void LocalRuntime::start(uint16_t activator_port) {
         s.name, s.name, s.namespace_name, opts_.activator_port, s.revision, s.container_concurrency,
         s.scaling.decider.target, s.scaling.min_scale,
         s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞");
-    r->want = r->scaler.last_want();
+    r->want = loop_.last_want(r->key);
     cap_for_fixed_port(s, r->want);
-    update_metrics(*r);
   }
   publish_endpoints();
   for (auto& r : revisions_) reconcile(*r);
-  next_scrape_ = next_decide_ = time_.now();
+  loop_.start();
   tick();
 }
 
@@ -133,25 +130,17 @@ void LocalRuntime::start(uint16_t activator_port) {
 // Activator → runtime (posted from the activator's home worker)
 
 void LocalRuntime::on_report(const std::vector<activator::RevisionConcurrency>& batch) {
-  asio::post(io_, [this, batch, now = time_.now()] {
-    for (const auto& c : batch) {
-      Revision* r = find(c.revision);
-      if (r == nullptr || stopping_)
-        continue;
-      const double concurrency = c.report.average_concurrency;
-      const bool poke = r->scaler.wants_poke(concurrency);
-      r->scaler.record(now, concurrency, c.report.request_count);
-      if (poke)
-        decide(*r, true);  // scale from zero now, not at the next 2 s tick
-    }
+  asio::post(io_, [this, batch] {
+    if (stopping_)
+      return;
+    for (const auto& c : batch)
+      loop_.stat(c.revision, c.report.average_concurrency, c.report.request_count);
   });
 }
 
 void LocalRuntime::on_pods(const std::vector<activator::RevisionPods>& pods) {
   asio::post(io_, [this, pods] {
-    for (const auto& p : pods)
-      if (Revision* r = find(p.revision))
-        r->healthy = p.healthy;
+    for (const auto& p : pods) loop_.set_healthy(p.revision, "activator", p.healthy_pods);
   });
 }
 
@@ -207,8 +196,8 @@ void LocalRuntime::tick() {
                       [](const auto& rep) { return rep->state == Replica::State::Failed; });
       if (r->failure && !any_failed && !stopping_)
         set_failure(*r, std::nullopt);
-      update_metrics(*r);
     }
+    report_ready(*r);
   }
   if (stopping_) {
     const bool all_gone = std::all_of(revisions_.begin(), revisions_.end(),
@@ -218,15 +207,10 @@ void LocalRuntime::tick() {
         std::exchange(on_stopped_, nullptr)();
       return;
     }
-  } else {
-    if (now >= next_scrape_) {
-      next_scrape_ = now + 1s;
-      for (auto& r : revisions_) scrape(*r);
-    }
-    if (now >= next_decide_) {
-      next_decide_ = now + 2s;
-      for (auto& r : revisions_) decide(*r, false);
-    }
+  }
+  if (now >= next_metrics_) {
+    next_metrics_ = now + 1s;
+    update_metrics();
   }
   timer_.expires_after(100ms);
   timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -235,71 +219,32 @@ void LocalRuntime::tick() {
   });
 }
 
-void LocalRuntime::scrape(Revision& r) {
-  // Knative's scraper: a sample of the ready replicas, scaled to the population.
-  std::vector<Replica*> ready;
-  for (auto& rep : r.replicas)
+void LocalRuntime::report_ready(const Revision& r) {
+  std::vector<std::string> targets;
+  for (const auto& rep : r.replicas)
     if (rep->state == Replica::State::Ready)
-      ready.push_back(rep.get());
-  if (ready.empty() || r.scraping)
-    return;
-  const int32_t n = autoscaler::sample_size(static_cast<int32_t>(ready.size()));
-  for (size_t i = ready.size() - 1; i > 0; --i) std::swap(ready[i], ready[random_.uniform(i + 1)]);
-  ready.resize(static_cast<size_t>(n));
-  std::vector<http::tcp::endpoint> targets;
-  for (auto* rep : ready) targets.emplace_back(asio::ip::address_v4::loopback(), rep->stats_port);
-  r.scraping = true;
-  const double population =
-      static_cast<double>(std::count_if(r.replicas.begin(), r.replicas.end(), [](const auto& rep) {
-        return rep->state == Replica::State::Ready;
-      }));
-  asio::co_spawn(io_, scrape_sample(&r, std::move(targets), population), asio::detached);
+      targets.push_back(config::join_host_port("127.0.0.1", rep->stats_port));
+  loop_.set_pods(r.key, std::move(targets));
 }
 
-// A coroutine, not a lambda: a capturing lambda's coroutine frame would outlive the
-// lambda object that holds its captures.
-http::Task<void> LocalRuntime::scrape_sample(Revision* r,
-                                             std::vector<http::tcp::endpoint> targets,
-                                             double population) {
-  double concurrency = 0, rps = 0;
-  int ok = 0;
-  for (const auto& ep : targets) {
-    const std::string request =
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/protobuf\r\n"
-        "Connection: close\r\n\r\n";
-    auto got = co_await http::fetch(io_.get_executor(), ep, request, 1s, 4096);
-    stats::wire::Stat stat;
-    if (got.status != 200 || !stat.ParseFromString(got.body))
-      continue;
-    ++ok;
-    // Requests that came through the activator are counted by its own reports.
-    concurrency += stat.average_concurrent_requests() - stat.average_proxied_concurrent_requests();
-    rps += stat.request_count() - stat.proxied_request_count();
-  }
-  r->scraping = false;
-  // Knative records nothing when the sample is incomplete.
-  if (ok == static_cast<int>(targets.size()) && ok > 0 && !stopping_) {
-    const double scale = population / ok;
-    // (the difference of two averages can come out a hair below zero)
-    r->scaler.record(time_.now(), std::max(0.0, concurrency * scale), std::max(0.0, rps * scale));
-  }
-}
-
-void LocalRuntime::decide(Revision& r, bool poke) {
-  if (stopping_)
-    return;
-  const int32_t ready = static_cast<int32_t>(r.healthy);
-  autoscaler::ScaleDecision d = r.scaler.decide(time_.now(), ready);
-  r.last = d;
-  if (cap_for_fixed_port(r.spec, d.want))
+int32_t LocalRuntime::scale(const std::string& revision,
+                            const autoscaler::ScaleDecision& decision,
+                            bool poke) {
+  Revision* r = find(revision);
+  if (r == nullptr || stopping_)
+    return 0;
+  autoscaler::ScaleDecision d = decision;
+  if (cap_for_fixed_port(r->spec, d.want))
     d.reason += ", capped at 1: the container listens on a fixed port";
-  if (d.want != r.want) {
-    spdlog::info("{}: {} → {} ({}{})", r.spec.name, r.want, d.want, poke ? "first request; " : "",
+  if (d.want != r->want) {
+    spdlog::info("{}: {} → {} ({}{})", r->spec.name, r->want, d.want, poke ? "first request; " : "",
                  d.reason);
-    r.want = d.want;
+    r->want = d.want;
   }
-  reconcile(r);
-  update_metrics(r);
+  reconcile(*r);
+  // The loop records this decision when scale() returns: render its metrics after.
+  asio::post(io_, [this] { update_metrics(); });
+  return r->want;
 }
 
 void LocalRuntime::reconcile(Revision& r) {
@@ -347,7 +292,6 @@ void LocalRuntime::reconcile(Revision& r) {
       stop_replica(r, *live[static_cast<size_t>(i)], false);
     publish_endpoints();
   }
-  update_metrics(r);
 }
 
 void LocalRuntime::publish_endpoints() {
@@ -540,7 +484,6 @@ void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what) {
                  seconds_text(backoff));
   }
   publish_endpoints();
-  update_metrics(r);
 }
 
 void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {
@@ -550,6 +493,7 @@ void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {
 
 void LocalRuntime::stop_all(std::function<void()> done) {
   stopping_ = true;
+  loop_.stop();
   on_stopped_ = std::move(done);
   const auto now = time_.now();
   for (auto& r : revisions_)
@@ -562,6 +506,7 @@ void LocalRuntime::stop_all(std::function<void()> done) {
 
 void LocalRuntime::stop_now() {
   stopping_ = true;  // no replacements while the activator winds down
+  loop_.stop();
   const auto now = time_.now();
   for (auto& r : revisions_)
     for (auto& rep : r->replicas) {
@@ -579,61 +524,15 @@ void LocalRuntime::stop_now() {
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-void LocalRuntime::update_metrics(const Revision& r) {
+void LocalRuntime::update_metrics() {
+  std::string text = loop_.metrics_text();
   std::lock_guard lock(metrics_mu_);
-  Gauges& g = gauges_[r.key];
-  g.ns = r.spec.namespace_name;
-  g.service = r.spec.name;
-  g.revision = r.spec.revision;
-  g.desired = r.want;
-  g.actual = r.healthy;
-  g.ebc = r.last.kpa.excess_burst_capacity;
-  g.stable = r.last.stable;
-  g.panic = r.last.panic;
-  g.target = r.spec.scaling.decider.target;
-  g.panic_mode = r.last.kpa.panicking ? 1 : 0;
-  g.scale_buffer = r.spec.scaling.scale_buffer;
+  metrics_text_ = std::move(text);
 }
 
 std::string LocalRuntime::metrics_text() const {
   std::lock_guard lock(metrics_mu_);
-  metrics::Registry registry;
-  registry.add([this](std::vector<prometheus::MetricFamily>& out) {
-    struct Def {
-      const char* name;
-      const char* help;
-      double Gauges::*field;
-    };
-    const Def defs[] = {
-        {"autoscaler_desired_pods", "Number of pods autoscaler wants to allocate",
-         &Gauges::desired},
-        {"autoscaler_actual_pods", "Number of pods that are allocated currently (ready)",
-         &Gauges::actual},
-        {"autoscaler_excess_burst_capacity", "Excess burst capacity observed over the panic window",
-         &Gauges::ebc},
-        {"autoscaler_stable_request_concurrency",
-         "Average of requests count per observed pod over the stable window", &Gauges::stable},
-        {"autoscaler_panic_request_concurrency",
-         "Average of requests count per observed pod over the panic window", &Gauges::panic},
-        {"autoscaler_target_concurrency_per_pod",
-         "The desired number of concurrent requests for each pod", &Gauges::target},
-        {"autoscaler_panic_mode", "1 if autoscaler is in panic mode, 0 otherwise",
-         &Gauges::panic_mode},
-        {"autoscaler_scale_buffer", "Extra replicas kept while there is traffic (fork)",
-         &Gauges::scale_buffer},
-    };
-    for (const auto& d : defs) {
-      auto f = metrics::family(d.name, d.help, prometheus::MetricType::Gauge);
-      for (const auto& [key, g] : gauges_) {
-        const metrics::Labels labels{{"namespace_name", g.ns},
-                                     {"configuration_name", g.service},
-                                     {"revision_name", g.revision}};
-        f.metric.push_back(metrics::gauge_metric(labels, g.*d.field));
-      }
-      out.push_back(std::move(f));
-    }
-  });
-  return registry.serialize();
+  return metrics_text_;
 }
 
 }  // namespace sluice::runtime

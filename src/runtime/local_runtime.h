@@ -1,13 +1,13 @@
 // runtime/local_runtime.h
 //
-// `sluice run`'s control plane on one machine: for every Service it runs replicas as
-// local processes (the user's command + a `sluice queue-proxy` in front of it, on free
-// loopback ports), feeds the embedded activator their addresses, and scales them with the
-// KPA from the activator's concurrency reports and the queue-proxies' stats.
+// `sluice run`'s replicas on one machine: for every Service it runs replicas as local
+// processes (the user's command + a `sluice queue-proxy` in front of it, on free loopback
+// ports), feeds the embedded activator their addresses, and runs as many as the scaling
+// loop (autoscaler::ScalingLoop, which it is the Scaler of) asks for.
 //
-//   activator ──reports, pod events──▶ LocalRuntime ──decide every 2 s / on poke──▶ want
-//       ▲                                  │  scrape queue-proxy stats every 1 s
-//       └──────── endpoints, failures ◀────┘  start / restart / stop processes
+//   activator ──reports, pods──▶ ScalingLoop ──scale(want)──▶ LocalRuntime
+//       ▲                            ▲ ready replicas' stat ports   │ start / restart /
+//       └──── endpoints, failures ◀──┴──────────────────────────────┘ stop processes
 //
 // Replica life: Starting ──activator says healthy──▶ Ready. A process that exits
 // unexpectedly sends the replica to Backoff: restart on fresh ports (the old ones may have
@@ -33,6 +33,7 @@
 #include "activator/activator.h"
 #include "activator/listener.h"
 #include "autoscaler/revision_autoscaler.h"
+#include "autoscaler/scaling_loop.h"
 #include "core/random.h"
 #include "core/timer.h"
 #include "http/io.h"
@@ -57,7 +58,7 @@ struct LocalOptions {
   std::chrono::milliseconds max_backoff{30'000};
 };
 
-class LocalRuntime final : public activator::ActivatorListener {
+class LocalRuntime final : public activator::ActivatorListener, public autoscaler::Scaler {
  public:
   LocalRuntime(boost::asio::io_context& io,
                std::vector<service::ServiceSpec> services,
@@ -80,6 +81,11 @@ class LocalRuntime final : public activator::ActivatorListener {
   // Autoscaler metrics (Prometheus text); any thread.
   std::string metrics_text() const;
 
+  // Scaler (io thread).
+  int32_t scale(const std::string& revision,
+                const autoscaler::ScaleDecision& d,
+                bool poke) override;
+
   // ActivatorListener (activator home worker).
   void on_report(const std::vector<activator::RevisionConcurrency>& batch) override;
   void on_pods(const std::vector<activator::RevisionPods>& pods) override;
@@ -92,12 +98,8 @@ class LocalRuntime final : public activator::ActivatorListener {
   struct Revision;
 
   void tick();
-  void scrape(Revision& r);
-  http::Task<void> scrape_sample(Revision* r,
-                                 std::vector<http::tcp::endpoint> targets,
-                                 double population);
-  void decide(Revision& r, bool poke);
   void reconcile(Revision& r);
+  void report_ready(const Revision& r);
   void publish_endpoints();
   void pick_ports(const Revision& r, Replica& rep);
   void start_replica(Revision& r, Replica& rep);
@@ -105,7 +107,7 @@ class LocalRuntime final : public activator::ActivatorListener {
   void check_processes(Revision& r, Replica& rep);
   void crashed(Revision& r, Replica& rep, const std::string& what);
   void set_failure(Revision& r, std::optional<std::string> why);
-  void update_metrics(const Revision& r);
+  void update_metrics();
   Revision* find(const std::string& key);
 
   boost::asio::io_context& io_;
@@ -116,17 +118,15 @@ class LocalRuntime final : public activator::ActivatorListener {
   core::TimeSource& time_;
   core::Timer timer_;
   core::FastRandom random_;
-  core::TimePoint next_scrape_, next_decide_;
+  autoscaler::HttpStatScraper scraper_;
+  autoscaler::ScalingLoop loop_;
+  core::TimePoint next_metrics_{};
   bool stopping_ = false;
   std::function<void()> on_stopped_;
 
+  // The loop's metrics, rendered on the io thread for the activator's metrics port.
   mutable std::mutex metrics_mu_;
-  struct Gauges {
-    std::string ns, service, revision;
-    double desired = 0, actual = 0, ebc = 0, stable = 0, panic = 0, target = 0, panic_mode = 0,
-           scale_buffer = 0;
-  };
-  std::map<std::string, Gauges> gauges_;
+  std::string metrics_text_;
 };
 
 }  // namespace sluice::runtime
