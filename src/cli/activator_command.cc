@@ -9,6 +9,7 @@
 
 #include "activator/activator.h"
 #include "activator/file_discovery.h"
+#include "cli/cluster_config.h"
 #include "cli/commands.h"
 #include "config/duration.h"
 #include "core/logging.h"
@@ -25,26 +26,12 @@ struct KubeFlags {
   std::string autoscaler;
 };
 
-std::optional<std::string> env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? std::nullopt : std::optional<std::string>(v);
-}
-
 // Started as Knative's activator Deployment starts its image: POD_NAME, POD_IP and
 // SYSTEM_NAMESPACE from the downward API, the service account for the API, the
 // autoscaler by its Service name. CONFIG_LOGGING_NAME, CONFIG_OBSERVABILITY_NAME,
 // METRICS_DOMAIN and GOGC are accepted and not needed.
 int run_in_kubernetes(activator::ActivatorOptions opts, const KubeFlags& flags) {
-  std::variant<kube::ClusterConfig, std::string> config;
-  if (!flags.kubeconfig.empty()) {
-    std::string error;
-    auto text = kube::read_whole_file(flags.kubeconfig, error);
-    config = text ? kube::parse_kubeconfig(*text, flags.kubeconfig, kube::read_whole_file)
-                  : std::variant<kube::ClusterConfig, std::string>("--kubeconfig " +
-                                                                   flags.kubeconfig + ": " + error);
-  } else {
-    config = kube::in_cluster_config(env, kube::kServiceAccountDir, kube::read_whole_file);
-  }
+  auto config = load_cluster_config(flags.kubeconfig);
   if (auto* e = std::get_if<std::string>(&config)) {
     std::fprintf(stderr, "sluice activator: no --endpoints-file, and %s\n", e->c_str());
     return 1;

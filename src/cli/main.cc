@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
                                  "Shared front door: buffers requests while a revision has no "
                                  "ready replica, throttles, load-balances, tracks pod health");
   actions[act] = sluice::cli::add_activator_command(*act);
+  auto* as = app.add_subcommand("autoscaler",
+                                "Knative's autoscaler, replaced: the KPA with the scale buffer "
+                                "and effective capacity, scaling Deployments in a cluster");
+  actions[as] = sluice::cli::add_autoscaler_command(*as);
   auto* run = app.add_subcommand(
       "run",
       "Serverless on one machine: run Knative Service YAML with local replicas, the "

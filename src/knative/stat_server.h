@@ -39,6 +39,9 @@ class StatServer {
              StatServerOptions options = {});
   ~StatServer();
 
+  // What a plain GET returns instead of "ok" (a metrics port: Prometheus text). A server
+  // without a frame handler refuses websocket upgrades.
+  void set_get_handler(std::function<std::string()> get) { on_get_ = std::move(get); }
   // Binds and starts accepting; returns the error (e.g. address in use).
   http::error_code listen(const boost::asio::ip::tcp::endpoint& endpoint);
   uint16_t port() const;
@@ -51,6 +54,7 @@ class StatServer {
 
   boost::asio::any_io_executor executor_;
   FrameHandler on_frame_;
+  std::function<std::string()> on_get_;
   StatServerOptions opts_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<size_t> open_ = std::make_shared<size_t>(0);

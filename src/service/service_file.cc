@@ -850,6 +850,48 @@ LoadResult load_service_texts(const std::vector<std::pair<std::string, std::stri
   return Loader().run(files);
 }
 
+AnnotationScaling scaling_from_annotations(const std::map<std::string, std::string>& annotations,
+                                           const std::map<std::string, std::string>& config,
+                                           uint32_t container_concurrency) {
+  // The same Loader on a synthetic input (JSON is YAML): the Service's annotations all on
+  // line 7, the ConfigMap after line 9, so each message says what it is about.
+  nlohmann::json a = nlohmann::json::object();
+  for (const auto& [k, v] : annotations)
+    if (k.starts_with(kPrefix))
+      a[k] = v;
+  const nlohmann::json data(config);
+  const std::string text = fmt::format(
+      "apiVersion: serving.knative.dev/v1\n"
+      "kind: Service\n"
+      "metadata: {{name: pa}}\n"
+      "spec:\n"
+      "  template:\n"
+      "    metadata:\n"
+      "      annotations: {}\n"
+      "    spec: {{containerConcurrency: {}, containers: [{{command: [sluice]}}]}}\n"
+      "---\n"
+      "{{apiVersion: v1, kind: ConfigMap, metadata: {{name: config-autoscaler}}, data: {}}}\n",
+      a.dump(), container_concurrency, data.dump());
+  LoadResult loaded = load_service_texts({{"PodAutoscaler", text}});
+  AnnotationScaling out;
+  if (!loaded.services.empty())
+    out.scaling = loaded.services.front().scaling;
+  for (const std::string& e : loaded.errors) {
+    if (e.starts_with("config-autoscaler: ")) {
+      out.config_errors.push_back(e);
+      continue;
+    }
+    // "PodAutoscaler:LINE: KEY: what"
+    const size_t colon = e.find(':', sizeof "PodAutoscaler");
+    const int line = colon == std::string::npos ? 0 : std::atoi(e.c_str() + sizeof "PodAutoscaler");
+    const std::string what = colon == std::string::npos ? e : e.substr(colon + 2);
+    (line >= 10 ? out.config_errors : out.errors).push_back(what);
+  }
+  if (loaded.services.empty() && out.errors.empty())
+    out.errors.push_back("annotations: not understood");
+  return out;
+}
+
 LoadResult load_service_files(const std::vector<std::string>& paths) {
   std::vector<std::pair<std::string, std::string>> files;
   LoadResult failed;

@@ -54,4 +54,17 @@ LoadResult load_service_files(const std::vector<std::string>& paths);
 // The same from text (tests); `path` names it in messages and anchors relative paths.
 LoadResult load_service_texts(const std::vector<std::pair<std::string, std::string>>& files);
 
+// A Kubernetes PodAutoscaler's scaling: its autoscaling.knative.dev/* annotations over
+// the cluster's config-autoscaler data, validated by exactly the rules (and with exactly
+// the messages, less the file position) a service file gets. `config_errors` are the
+// ConfigMap's own problems (its bad keys fall back to Knative's defaults).
+struct AnnotationScaling {
+  autoscaler::ScalingSpec scaling;
+  std::vector<std::string> errors;         // "KEY: what is wrong"
+  std::vector<std::string> config_errors;  // the same, about config-autoscaler
+};
+AnnotationScaling scaling_from_annotations(const std::map<std::string, std::string>& annotations,
+                                           const std::map<std::string, std::string>& config,
+                                           uint32_t container_concurrency);
+
 }  // namespace sluice::service

@@ -736,7 +736,10 @@ current-context: test
                    METRICS_DOMAIN='knative.dev/internal/serving')
         for name, ip in (('knative-autoscaler', AUTOSCALER_IP), ('knative-controller', CONTROLLER_IP)):
             box = Sandbox(procs, name, ip, hosts, f'{d}/{name}-sa')
-            box.run(name, [f'{bin_dir}/{name}', f'--kubeconfig={pod_kubeconfig}'],
+            argv = [f'{bin_dir}/{name}']
+            if name == 'knative-autoscaler' and args.autoscaler == 'sluice':
+                argv = [args.sluice, 'autoscaler']
+            box.run(name, argv + [f'--kubeconfig={pod_kubeconfig}'],
                     dict(env, POD_NAME=name.split('-')[1] + '-0', POD_IP=ip))
 
         activator_image = SLUICE_ACTIVATOR_IMAGE if args.activator == 'sluice' else KNATIVE_ACTIVATOR_IMAGE
@@ -756,9 +759,10 @@ current-context: test
         with open(d + '/ready.tmp', 'w') as f:
             json.dump({'apiserver': f'https://127.0.0.1:{API_PORT}', 'token': TOKEN, 'ca': d + '/ca.crt',
                        'kubeconfig': kubeconfig, 'host_ip': HOST_IP, 'activator': args.activator,
-                       'queue_proxy': args.queue_proxy}, f)
+                       'queue_proxy': args.queue_proxy, 'autoscaler': args.autoscaler}, f)
         os.replace(d + '/ready.tmp', d + '/ready')
-        log(f'cluster up after {time.time() - t0:.1f} s ({args.activator} activator, {args.queue_proxy} queue-proxy)')
+        log(f'cluster up after {time.time() - t0:.1f} s ({args.activator} activator, '
+            f'{args.queue_proxy} queue-proxy, {args.autoscaler} autoscaler)')
         while not stop.is_set():
             if restart.is_set():
                 restart.clear()
@@ -806,6 +810,8 @@ def main():
                    help='whose image the activator Deployment runs')
     u.add_argument('--queue-proxy', choices=['sluice', 'knative'], default='sluice',
                    help='whose image config-deployment names as queue-sidecar-image')
+    u.add_argument('--autoscaler', choices=['sluice', 'knative'], default='knative',
+                   help="whose autoscaler runs in the autoscaler's namespace (10.244.0.2)")
     u.add_argument('--activators', type=int, default=1)
     u.add_argument('--sluice', required=True)
     u.add_argument('--testapp', required=True)

@@ -69,6 +69,8 @@ Cluster::Cluster(Options options) {
                                             options.activator,
                                             "--queue-proxy",
                                             options.queue_proxy,
+                                            "--autoscaler",
+                                            options.autoscaler,
                                             "--activators",
                                             std::to_string(options.activators),
                                             "--sluice",

@@ -34,6 +34,7 @@ using namespace std::chrono_literals;
 struct Options {
   std::string activator = "knative";    // whose image the activator Deployment runs
   std::string queue_proxy = "knative";  // whose image config-deployment names
+  std::string autoscaler = "knative";   // whose autoscaler runs (at 10.244.0.2)
   int activators = 1;
   json config = json::object();  // ConfigMap name -> data, replacing Knative's defaults
 };

@@ -1,0 +1,542 @@
+#include "runtime/kube_autoscaler.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
+
+#include "config/endpoints_file.h"
+#include "knative/kpa.h"
+#include "knative/stat_server.h"
+#include "service/service_file.h"
+
+namespace sluice::runtime {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kPaPath = "/apis/autoscaling.internal.knative.dev/v1alpha1";
+constexpr const char* kSksPath = "/apis/networking.internal.knative.dev/v1alpha1";
+constexpr const char* kRevisionLabel = "serving.knative.dev/revision";
+constexpr std::string_view kMergePatch = "application/merge-patch+json";
+constexpr std::string_view kJsonPatch = "application/json-patch+json";
+
+std::string pa_status_url(const std::string& ns, const std::string& name) {
+  return std::string(kPaPath) + "/namespaces/" + ns + "/podautoscalers/" + name + "/status";
+}
+
+// As Knative's applyScale: a JSON patch on the Deployment itself, not on /scale.
+std::string replicas_patch(int32_t replicas) {
+  return json::array({{{"op", "replace"}, {"path", "/spec/replicas"}, {"value", replicas}}}).dump();
+}
+
+std::string key_of(const json& obj) {
+  const json& m = obj["metadata"];
+  return m.value("namespace", "") + "/" + m.value("name", "");
+}
+
+std::string str(const json& obj, std::initializer_list<const char*> path) {
+  const json* at = &obj;
+  for (const char* p : path) {
+    if (!at->is_object() || !at->contains(p))
+      return {};
+    at = &(*at)[p];
+  }
+  return at->is_string() ? at->get<std::string>() : std::string();
+}
+
+std::map<std::string, std::string> string_map(const json& j) {
+  std::map<std::string, std::string> out;
+  if (j.is_object())
+    for (const auto& [k, v] : j.items())
+      if (v.is_string())
+        out[k] = v.get<std::string>();
+  return out;
+}
+
+// Knative's GetInitialScale: the annotation, else config-autoscaler's, else 1.
+int32_t initial_scale_of(const std::map<std::string, std::string>& annotations,
+                         const std::map<std::string, std::string>& config) {
+  for (const auto& [map, key] : {std::pair{&annotations, "autoscaling.knative.dev/initial-scale"},
+                                 std::pair{&annotations, "autoscaling.knative.dev/initialScale"},
+                                 std::pair{&config, "initial-scale"}}) {
+    auto it = map->find(key);
+    if (it != map->end()) {
+      try {
+        return std::stoi(it->second);
+      } catch (...) {
+      }
+    }
+  }
+  return 1;
+}
+
+}  // namespace
+
+struct KubeAutoscaler::Pa {
+  json object;
+  std::string spec_key;  // what the ScalingSpec was made from
+  std::optional<std::string> invalid;
+  autoscaler::ScalingSpec spec;
+  int32_t initial_scale = 1;
+  autoscaler::ScaleDecision pending;
+  bool have_pending = false;
+  bool in_flight = false;
+  bool dirty = false;
+  bool invalid_written = false;
+};
+
+KubeAutoscaler::KubeAutoscaler(asio::io_context& io,
+                               kube::ClusterConfig config,
+                               core::TimeSource& time,
+                               KubeAutoscalerOptions options)
+    : io_(io),
+      time_(time),
+      opts_(std::move(options)),
+      client_(io.get_executor(), std::move(config)),
+      random_(core::os_seed()),
+      scraper_(io.get_executor()),
+      loop_(time_, io.get_executor(), *this, scraper_, random_),
+      elector_(std::make_unique<knative::LeaseElector>(opts_.identity, opts_.lease_duration)) {}
+
+KubeAutoscaler::~KubeAutoscaler() {
+  for (auto& r : reflectors_) r->stop();
+}
+
+std::optional<std::string> KubeAutoscaler::start() {
+  boost::system::error_code ec;
+  const auto bind = asio::ip::make_address(opts_.bind, ec);
+  if (ec)
+    return "bind address " + opts_.bind + ": " + ec.message();
+  stats_ = std::make_unique<knative::StatServer>(
+      io_.get_executor(), [this](const stats::wire::WireStatMessages& m) { on_frame(m); });
+  if (auto e = stats_->listen({bind, opts_.port}))
+    return fmt::format("stats websocket port {}: {}", opts_.port, e.message());
+  metrics_ = std::make_unique<knative::StatServer>(io_.get_executor(), nullptr);
+  metrics_->set_get_handler([this] { return metrics_text(); });
+  if (auto e = metrics_->listen({bind, opts_.metrics_port}))
+    return fmt::format("metrics port {}: {}", opts_.metrics_port, e.message());
+
+  auto reflect = [&](kube::Collection c, kube::ReflectorHandler h) {
+    reflectors_.push_back(
+        std::make_unique<kube::Reflector>(client_, time_, random_, std::move(c), std::move(h)));
+  };
+  reflect({std::string(kPaPath) + "/podautoscalers", "", ""},
+          {[this](const json& pa) { upsert_pa(pa); },
+           [this](const std::string& ns, const std::string& name) {
+             const std::string key = ns + "/" + name;
+             pas_.erase(key);
+             loop_.remove(key);
+           },
+           nullptr});
+  reflect({"/api/v1/pods", kRevisionLabel, ""},
+          {[this](const json& pod) {
+             const json& m = pod["metadata"];
+             const std::string rev =
+                 m.value("namespace", "") + "/" + str(m, {"labels", kRevisionLabel});
+             Pod p{rev, str(pod, {"status", "podIP"}), false};
+             if (!m.contains("deletionTimestamp") && pod.contains("status") &&
+                 pod["status"].contains("conditions"))
+               for (const auto& c : pod["status"]["conditions"])
+                 if (c.value("type", "") == "Ready" && c.value("status", "") == "True")
+                   p.ready = !p.ip.empty();
+             const std::string key = key_of(pod);
+             auto old = pods_.find(key);
+             const std::string old_rev = old == pods_.end() ? "" : old->second.revision;
+             pods_[key] = p;
+             refresh_pods(rev);
+             if (!old_rev.empty() && old_rev != rev)
+               refresh_pods(old_rev);
+           },
+           [this](const std::string& ns, const std::string& name) {
+             auto it = pods_.find(ns + "/" + name);
+             if (it == pods_.end())
+               return;
+             const std::string rev = it->second.revision;
+             pods_.erase(it);
+             refresh_pods(rev);
+           },
+           nullptr});
+  reflect({std::string(kSksPath) + "/serverlessservices", "", ""},
+          {[this](const json& s) { sks_[key_of(s)] = s; },
+           [this](const std::string& ns, const std::string& name) { sks_.erase(ns + "/" + name); },
+           nullptr});
+  reflect({"/apis/apps/v1/deployments", kRevisionLabel, ""},
+          {[this](const json& d) {
+             deployments_[key_of(d)] =
+                 d.contains("spec") ? d["spec"].value("replicas", 1) : 1;  // Kubernetes' default
+           },
+           [this](const std::string& ns, const std::string& name) {
+             deployments_.erase(ns + "/" + name);
+           },
+           nullptr});
+  reflect({"/api/v1/namespaces/" + opts_.system_namespace + "/configmaps", "",
+           "metadata.name=config-autoscaler"},
+          {[this](const json& cm) {
+             config_ = string_map(cm.value("data", json::object()));
+             config_version_ = str(cm, {"metadata", "resourceVersion"});
+             for (auto& [key, pa] : pas_) respec(*pa);
+           },
+           [this](const std::string&, const std::string&) {
+             config_.clear();
+             config_version_.clear();
+             for (auto& [key, pa] : pas_) respec(*pa);
+           },
+           nullptr});
+  for (auto& r : reflectors_) asio::co_spawn(io_, r->run(), asio::detached);
+  asio::co_spawn(io_, lease_loop(), asio::detached);
+  loop_.start();
+  spdlog::info("autoscaler {}: stats websocket on port {}, metrics on {}, lease {}/{}",
+               opts_.identity, opts_.port, opts_.metrics_port, opts_.system_namespace,
+               opts_.lease_name);
+  return std::nullopt;
+}
+
+void KubeAutoscaler::stop(std::function<void()> done) {
+  stopping_ = true;
+  loop_.stop();
+  for (auto& r : reflectors_) r->stop();
+  if (stats_)
+    stats_->stop();
+  if (metrics_)
+    metrics_->stop();
+  asio::co_spawn(io_, release_lease(std::move(done)), asio::detached);
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs
+
+void KubeAutoscaler::on_frame(const stats::wire::WireStatMessages& msgs) {
+  for (const auto& m : msgs.messages())
+    loop_.stat(m.namespace_() + "/" + m.name(), m.stat().average_concurrent_requests(),
+               m.stat().request_count());
+  for (const auto& p : msgs.sluice_pods())
+    loop_.set_healthy(p.namespace_() + "/" + p.name(), p.activator(),
+                      std::vector<std::string>(p.healthy().begin(), p.healthy().end()));
+}
+
+void KubeAutoscaler::upsert_pa(const json& object) {
+  const std::string cls = str(object, {"metadata", "annotations", "autoscaling.knative.dev/class"});
+  const std::string key = key_of(object);
+  if (!cls.empty() && cls != "kpa.autoscaling.knative.dev") {
+    pas_.erase(key);  // the HPA's, or someone else's
+    loop_.remove(key);
+    return;
+  }
+  auto& slot = pas_[key];
+  if (!slot)
+    slot = std::make_unique<Pa>();
+  slot->object = object;
+  respec(*slot);
+}
+
+void KubeAutoscaler::respec(Pa& pa) {
+  const json& o = pa.object;
+  const std::string key = key_of(o);
+  const auto annotations = string_map(o["metadata"].value("annotations", json::object()));
+  const uint32_t cc = o.contains("spec") ? o["spec"].value("containerConcurrency", 0u) : 0u;
+  const std::string spec_key =
+      json(annotations).dump() + "|" + std::to_string(cc) + "|" + config_version_;
+  if (spec_key == pa.spec_key)
+    return;
+  pa.spec_key = spec_key;
+  auto parsed = service::scaling_from_annotations(annotations, config_, cc);
+  for (const auto& e : parsed.config_errors)
+    spdlog::warn("config-autoscaler: {} (Knative's default used)", e);
+  pa.initial_scale = initial_scale_of(annotations, config_);
+  if (!parsed.errors.empty()) {
+    std::string all;
+    for (const auto& e : parsed.errors) all += (all.empty() ? "" : "; ") + e;
+    if (pa.invalid != all)
+      spdlog::error("PodAutoscaler {}: {}; not scaled until fixed", key, all);
+    pa.invalid = all;
+    pa.invalid_written = false;
+    loop_.remove(key);
+    if (leader_)
+      asio::co_spawn(io_, write_invalid(key), asio::detached);
+    return;
+  }
+  if (pa.invalid)
+    spdlog::info("PodAutoscaler {}: annotations valid again", key);
+  pa.invalid.reset();
+  pa.spec = parsed.scaling;
+  loop_.add(key, str(o, {"metadata", "labels", "serving.knative.dev/configuration"}), pa.spec);
+  refresh_pods(key);
+}
+
+void KubeAutoscaler::refresh_pods(const std::string& revision) {
+  if (!loop_.has(revision))
+    return;
+  std::vector<std::string> targets;
+  for (const auto& [key, p] : pods_)
+    if (p.revision == revision && p.ready)
+      targets.push_back(config::join_host_port(p.ip, 9090));
+  loop_.set_pods(revision, std::move(targets));
+}
+
+// ---------------------------------------------------------------------------------------
+// Scaler
+
+int32_t KubeAutoscaler::scale(const std::string& revision,
+                              const autoscaler::ScaleDecision& d,
+                              bool poke) {
+  auto it = pas_.find(revision);
+  const std::string target =
+      it == pas_.end() ? "" : str(it->second->object, {"spec", "scaleTargetRef", "name"});
+  const std::string ns = revision.substr(0, revision.find('/'));
+  auto dep = deployments_.find(ns + "/" + target);
+  const int32_t current = dep == deployments_.end() ? 0 : dep->second;
+  if (it == pas_.end() || !leader_ || stopping_)
+    return current;
+  Pa& pa = *it->second;
+  pa.pending = d;
+  pa.have_pending = true;
+  if (poke)
+    spdlog::info("{}: first request; scaling {} → {} at once", revision, current, d.want);
+  if (pa.in_flight) {
+    pa.dirty = true;
+  } else {
+    pa.in_flight = true;
+    asio::co_spawn(io_, reconcile(revision), asio::detached);
+  }
+  return d.has_data ? d.want : current;
+}
+
+http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
+  for (;;) {
+    auto it = pas_.find(revision);
+    if (it == pas_.end())
+      co_return;
+    Pa& pa = *it->second;
+    pa.dirty = false;
+    const autoscaler::ScaleDecision d = pa.pending;
+    const json object = pa.object;
+    const std::string ns = str(object, {"metadata", "namespace"});
+    const std::string name = str(object, {"metadata", "name"});
+    const std::string target = str(object, {"spec", "scaleTargetRef", "name"});
+    const int64_t generation = object["metadata"].value("generation", int64_t{0});
+    const json old_status = object.value("status", json::object());
+    const json* sks = sks_.count(revision) ? &sks_[revision] : nullptr;
+    const bool sks_ready =
+        sks != nullptr &&
+        knative::condition_is((*sks).value("status", json::object()), "Ready", "True");
+    const std::string sks_mode_now = sks == nullptr ? "" : str(*sks, {"spec", "mode"});
+    int32_t ready = 0;
+    for (const auto& [key, p] : pods_) ready += p.revision == revision && p.ready;
+    auto dep = deployments_.find(ns + "/" + target);
+    const int32_t current = dep == deployments_.end() ? -1 : dep->second;
+
+    int32_t want = d.has_data ? d.want : knative::kScaleUnknown;
+    const int32_t ebc = d.has_data ? d.kpa.excess_burst_capacity : -1;
+    const bool inactive = knative::condition_is(old_status, "Active", "False");
+    // To zero only once the activator is in the path (Knative probes it; the SKS in
+    // Proxy mode and Ready is the same fact): until then hold what runs.
+    bool apply = want >= 0;
+    if (want == 0 && !(sks_mode_now == "Proxy" && sks_ready))
+      apply = false;
+    const std::string mode = want == 0 ? "Proxy" : knative::sks_mode(want, ebc, inactive);
+    const int32_t activators = knative::num_activators(ready, pa.spec.decider.total_target,
+                                                       pa.spec.decider.target_burst_capacity);
+    loop_.set_proxied(revision, sks_mode_now == "Proxy");
+
+    if (sks == nullptr) {
+      const std::string body = knative::make_sks(object, mode, activators).dump();
+      const std::string url = std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices";
+      auto r = co_await client_.request("POST", url, body);
+      if (!r.ok() && r.status != 409)
+        spdlog::warn("{}: creating ServerlessService: {}", revision, r.describe());
+    } else if (sks_mode_now != mode || (*sks)["spec"].value("numActivators", 0) != activators) {
+      const std::string patch =
+          json{{"spec", {{"mode", mode}, {"numActivators", activators}}}}.dump();
+      const std::string url =
+          std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices/" + name;
+      auto r = co_await client_.request("PATCH", url, patch, kMergePatch);
+      if (!r.ok())
+        spdlog::warn("{}: ServerlessService mode {}: {}", revision, mode, r.describe());
+      else if (sks_mode_now != mode)
+        spdlog::info("{}: ServerlessService mode {} → {}", revision, sks_mode_now, mode);
+    }
+    if (apply && current != want && !target.empty()) {
+      const std::string patch = replicas_patch(want);
+      const std::string url = "/apis/apps/v1/namespaces/" + ns + "/deployments/" + target;
+      auto r = co_await client_.request("PATCH", url, patch, kJsonPatch);
+      if (r.ok()) {
+        spdlog::info("{}: {} → {} ({})", revision, current, want, d.reason);
+        deployments_[ns + "/" + target] = want;  // the watch confirms it
+      } else {
+        spdlog::warn("{}: scaling Deployment {} to {}: {}", revision, target, want, r.describe());
+      }
+    }
+    knative::PaObservation o;
+    o.want = apply ? want : (want == 0 ? std::max(current, 0) : want);
+    o.ready = ready;
+    o.min_scale = pa.spec.min_scale;
+    o.initial_scale = pa.initial_scale;
+    o.sks_exists = sks != nullptr;
+    o.sks_ready = sks_ready;
+    if (sks != nullptr) {
+      o.service_name = str(*sks, {"status", "serviceName"});
+      o.private_service_name = str(*sks, {"status", "privateServiceName"});
+    }
+    const json status = knative::pa_status(old_status, o, generation, now_text());
+    if (status != old_status) {
+      const std::string body = json{{"status", status}}.dump();
+      const std::string url = pa_status_url(ns, name);
+      auto r = co_await client_.request("PATCH", url, body, kMergePatch);
+      if (!r.ok())
+        spdlog::warn("{}: PodAutoscaler status: {}", revision, r.describe());
+      else if (auto again = pas_.find(revision); again != pas_.end())
+        again->second->object["status"] = status;  // until the watch says so
+    }
+    it = pas_.find(revision);
+    if (it == pas_.end())
+      co_return;
+    if (!it->second->dirty) {
+      it->second->in_flight = false;
+      co_return;
+    }
+  }
+}
+
+http::Task<void> KubeAutoscaler::write_invalid(std::string revision) {
+  auto it = pas_.find(revision);
+  if (it == pas_.end() || !it->second->invalid || it->second->invalid_written)
+    co_return;
+  Pa& pa = *it->second;
+  pa.invalid_written = true;
+  knative::PaObservation o;
+  o.invalid = pa.invalid;
+  const json& object = pa.object;
+  const json status =
+      knative::pa_status(object.value("status", json::object()), o,
+                         object["metadata"].value("generation", int64_t{0}), now_text());
+  const std::string body = json{{"status", status}}.dump();
+  const std::string url =
+      pa_status_url(str(object, {"metadata", "namespace"}), str(object, {"metadata", "name"}));
+  auto r = co_await client_.request("PATCH", url, body, kMergePatch);
+  if (!r.ok()) {
+    spdlog::warn("{}: PodAutoscaler status: {}", revision, r.describe());
+    if (auto again = pas_.find(revision); again != pas_.end())
+      again->second->invalid_written = false;  // the next leadership tick retries
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lease
+
+std::string KubeAutoscaler::now_text() const {
+  const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(time_.wall_now());
+  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06d}Z",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(secs)), (now - secs).count());
+}
+
+http::Task<void> KubeAutoscaler::lease_loop() {
+  core::Timer timer(time_, io_.get_executor());
+  const std::string path =
+      fmt::format("/apis/coordination.k8s.io/v1/namespaces/{}/leases", opts_.system_namespace);
+  core::TimePoint renewed{};
+  while (!stopping_) {
+    auto got =
+        co_await client_.request("GET", path + "/" + opts_.lease_name, {}, "application/json", 5s);
+    knative::LeaseView view;
+    json lease;
+    bool wrote = false;
+    if (got.ok()) {
+      lease = json::parse(got.body, nullptr, false);
+      view.exists = lease.is_object();
+      view.holder = str(lease, {"spec", "holderIdentity"});
+      view.renew_time = str(lease, {"spec", "renewTime"});
+      if (lease.is_object() && lease.contains("spec"))
+        view.duration_seconds = lease["spec"].value("leaseDurationSeconds", 0);
+    }
+    if (got.ok() || got.status == 404) {
+      const auto action = elector_->decide(view, time_.now());
+      const std::string now = now_text();
+      const int32_t seconds = static_cast<int32_t>(
+          std::chrono::duration_cast<std::chrono::seconds>(opts_.lease_duration).count());
+      if (action == knative::LeaseAction::Create) {
+        const json body = {
+            {"apiVersion", "coordination.k8s.io/v1"},
+            {"kind", "Lease"},
+            {"metadata", {{"name", opts_.lease_name}, {"namespace", opts_.system_namespace}}},
+            {"spec",
+             {{"holderIdentity", opts_.identity},
+              {"leaseDurationSeconds", seconds},
+              {"acquireTime", now},
+              {"renewTime", now},
+              {"leaseTransitions", 0}}}};
+        wrote = (co_await client_.request("POST", path, body.dump())).ok();
+      } else if (action != knative::LeaseAction::Wait) {
+        json& spec = lease["spec"];
+        if (action == knative::LeaseAction::Take) {
+          spec["acquireTime"] = now;
+          spec["leaseTransitions"] = spec.value("leaseTransitions", 0) + 1;
+        }
+        spec["holderIdentity"] = opts_.identity;
+        spec["leaseDurationSeconds"] = seconds;
+        spec["renewTime"] = now;
+        // resourceVersion in the body: a PUT that lost a race gets 409.
+        auto r = co_await client_.request("PUT", path + "/" + opts_.lease_name, lease.dump());
+        wrote = r.ok();
+        if (r.ok())
+          lease_version_ =
+              str(json::parse(r.body, nullptr, false), {"metadata", "resourceVersion"});
+      }
+    } else {
+      spdlog::warn("lease {}: {}", opts_.lease_name, got.describe());
+    }
+    if (wrote)
+      renewed = time_.now();
+    // Lead while the last renewal is younger than the lease (a standby waits that long).
+    const bool lead = !stopping_ && renewed != core::TimePoint{} &&
+                      time_.now() - renewed < opts_.lease_duration - opts_.lease_retry;
+    if (lead != leader_) {
+      leader_ = lead;
+      spdlog::info("autoscaler {}: {} lease {}", opts_.identity,
+                   lead ? "leading: holds" : "standby: lost", opts_.lease_name);
+      if (lead)
+        for (auto& [key, pa] : pas_)
+          if (pa->invalid)
+            asio::co_spawn(io_, write_invalid(key), asio::detached);
+    }
+    if (!wrote)
+      renewed = leader_ ? renewed : core::TimePoint{};
+    timer.expires_after(opts_.lease_retry);
+    co_await timer.async_wait(http::kUseTuple);
+  }
+}
+
+http::Task<void> KubeAutoscaler::release_lease(std::function<void()> done) {
+  if (leader_) {
+    leader_ = false;
+    const std::string url = "/apis/coordination.k8s.io/v1/namespaces/" + opts_.system_namespace +
+                            "/leases/" + opts_.lease_name;
+    auto got = co_await client_.request("GET", url, {}, "application/json", 3s);
+    json lease = got.ok() ? json::parse(got.body, nullptr, false) : json();
+    if (lease.is_object() && str(lease, {"spec", "holderIdentity"}) == opts_.identity) {
+      lease["spec"]["holderIdentity"] = "";
+      const std::string body = lease.dump();
+      auto r = co_await client_.request("PUT", url, body, "application/json", 3s);
+      spdlog::info("autoscaler {}: lease {} {}", opts_.identity, opts_.lease_name,
+                   r.ok() ? "released" : "not released: " + r.describe());
+    }
+  }
+  done();
+}
+
+std::string KubeAutoscaler::metrics_text() const {
+  return loop_.metrics_text() +
+         fmt::format(
+             "# HELP sluice_autoscaler_leader 1 while this replica holds the lease and scales\n"
+             "# TYPE sluice_autoscaler_leader gauge\nsluice_autoscaler_leader {}\n",
+             leader_ ? 1 : 0);
+}
+
+}  // namespace sluice::runtime

@@ -1,0 +1,105 @@
+// `sluice autoscaler` in place of Knative's autoscaler, with Knative's own controller
+// and Sluice's activator and queue-proxy, on the real control plane.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "cluster_fixture.h"
+
+namespace cluster {
+namespace {
+
+constexpr const char* kServices = "/apis/serving.knative.dev/v1/namespaces/default/services";
+constexpr const char* kDeployments = "/apis/apps/v1/namespaces/default/deployments/";
+constexpr const char* kPas =
+    "/apis/autoscaling.internal.knative.dev/v1alpha1/namespaces/default/podautoscalers/";
+
+int replicas(Cluster& c, const std::string& deployment, const char* field = "replicas") {
+  json d = c.get(kDeployments + deployment);
+  if (!d.is_object() || !d.contains("status"))
+    return -1;
+  return d["status"].value(field, 0);
+}
+
+Options all_sluice() {
+  return {.activator = "sluice",
+          .queue_proxy = "sluice",
+          .autoscaler = "sluice",
+          .activators = 1,
+          .config = {{"config-autoscaler",
+                      {{"stable-window", "6s"},
+                       {"scale-to-zero-grace-period", "1s"},
+                       {"scale-to-zero-pod-retention-period", "0s"},
+                       {"enable-scale-to-zero", "true"}}}}};
+}
+
+TEST(SluiceAutoscaler, ScalesFromZeroOutUnderLoadAndBackToZeroAndReportsABadAnnotation) {
+  Cluster c(all_sluice());
+  ASSERT_EQ(c.error(), "") << c.logs("autoscaler");
+  ASSERT_EQ(
+      c.create(kServices, hello_service("hello", 0, {{"autoscaling.knative.dev/target", "1"}})),
+      "");
+  ASSERT_TRUE(c.wait_condition(revision_path("default", "hello-00001"), "Ready", 180s))
+      << c.logs("controller", 2000) << c.logs("autoscaler", 3000);
+  const auto act = c.ready_pod_ips("knative-serving", "app=activator");
+  ASSERT_EQ(act.size(), 1u);
+
+  // Idle: Sluice's autoscaler takes it to zero (it scrapes the pod: no load).
+  ASSERT_TRUE(e2e::eventually([&] { return replicas(c, "hello-00001-deployment") == 0; }, 180s))
+      << c.logs("autoscaler", 3000);
+  json pa = c.get(std::string(kPas) + "hello-00001");
+  EXPECT_EQ(pa["status"].value("desiredScale", -1), 0) << pa.dump(1);
+  EXPECT_FALSE(condition_true(pa, "Active")) << pa.dump(1);
+
+  // From zero: the activator pokes the autoscaler, which scales at once.
+  auto cold =
+      c.curl("http://" + act[0] + ":8012/",
+             "-H 'Knative-Serving-Namespace: default' -H 'Knative-Serving-Revision: hello-00001'");
+  EXPECT_EQ(cold.status, 200) << cold.head << cold.body << c.logs("autoscaler", 3000);
+  EXPECT_NE(c.logs("autoscaler", 20000).find("first request"), std::string::npos)
+      << c.logs("autoscaler", 3000);
+
+  // Out under load: 6 concurrent slow requests at target 1.
+  Load load({act[0] + ":8012"}, revision_request("hello-00001", "/?delay=300"), 6, 100'000);
+  int most = 0;
+  e2e::eventually(
+      [&] {
+        most = std::max(most, replicas(c, "hello-00001-deployment", "readyReplicas"));
+        return most >= 3;
+      },
+      120s);
+  load.stop();
+  EXPECT_GE(most, 3) << c.logs("autoscaler", 3000);
+  EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);
+  EXPECT_GT(load.statuses[200], 0);
+  pa = c.get(std::string(kPas) + "hello-00001");
+  EXPECT_FALSE(pa["status"].value("serviceName", "").empty()) << pa.dump(1);
+  EXPECT_FALSE(pa["status"].value("metricsServiceName", "").empty()) << pa.dump(1);
+
+  // And back to zero.
+  EXPECT_TRUE(e2e::eventually([&] { return replicas(c, "hello-00001-deployment") == 0; }, 180s))
+      << c.logs("autoscaler", 3000);
+
+  // An invalid annotation (no webhook runs here to refuse it) shows on the PA's status
+  // with the message `sluice run` prints, and nothing crashes.
+  ASSERT_EQ(c.create(kServices,
+                     hello_service("bad", 0, {{"autoscaling.knative.dev/scale-buffer", "-1"}})),
+            "");
+  std::string message;
+  EXPECT_TRUE(e2e::eventually(
+      [&] {
+        json bad = c.get(std::string(kPas) + "bad-00001");
+        if (bad.is_object() && bad.contains("status") && bad["status"].contains("conditions"))
+          for (const auto& cond : bad["status"]["conditions"])
+            if (cond.value("type", "") == "Active")
+              message = cond.value("message", "");
+        return message.find("scale-buffer") != std::string::npos;
+      },
+      120s))
+      << message << c.logs("autoscaler", 3000);
+  EXPECT_EQ(message, "autoscaling.knative.dev/scale-buffer: -1 must be at least 0");
+  // The autoscaler is still up and still scales the good revision.
+  EXPECT_EQ(c.curl("http://10.244.0.2:8080/").status, 200) << c.logs("autoscaler", 3000);
+}
+
+}  // namespace
+}  // namespace cluster
