@@ -10,7 +10,7 @@ build_pkgs=(
   iproute2 util-linux openssl libssl-dev
   libboost1.81-dev libprotobuf-dev protobuf-compiler prometheus-cpp-dev nlohmann-json3-dev
   libyaml-dev libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
-  libbenchmark-dev clang clang-format libclang-rt-14-dev
+  libbenchmark-dev clang clang-format libclang-rt-14-dev buildah
 )
 bench_pkgs=(wrk haproxy nginx procps)
 
