@@ -58,8 +58,10 @@ CLUSTER_DOMAIN = 'cluster.local'
 
 KNATIVE_QUEUE_IMAGE = 'ko://knative.dev/serving/cmd/queue'
 KNATIVE_ACTIVATOR_IMAGE = 'ko://knative.dev/serving/cmd/activator'
-SLUICE_QUEUE_IMAGE = 'dev.local/sluice/queue-proxy'
-SLUICE_ACTIVATOR_IMAGE = 'dev.local/sluice/activator'
+# Sluice's one image (scripts/image-build.sh): entrypoint `sluice`, default args
+# `queue-proxy`. deploy/base names it; the harness runs the binary under test for it.
+SLUICE_IMAGE = 'dev.local/sluice'
+DEPLOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'deploy', 'base')
 TESTAPP_IMAGE = 'dev.local/sluice/testapp'
 
 
@@ -431,11 +433,15 @@ class Pod:
         base = image.rsplit(':', 1)[0] if ':' in image.rsplit('/', 1)[-1] else image
         if base not in self.k.images:
             raise RuntimeError(f'container {c["name"]}: no local binary for image {c["image"]}')
-        entry = list(self.k.images[base])
-        argv = list(c['command']) if c.get('command') else entry
-        if c.get('command') and not os.path.isabs(argv[0]):
-            argv[0] = entry[0] if os.path.basename(entry[0]) == argv[0] else argv[0]
-        return argv + list(c.get('args', []))
+        entry, cmd = self.k.images[base]
+        # An image's entrypoint and default args, as a container runtime combines them:
+        # `command` replaces the entrypoint (and its default args), `args` the args.
+        if c.get('command'):
+            argv = list(c['command'])
+            if not os.path.isabs(argv[0]):
+                argv[0] = entry[0] if os.path.basename(entry[0]) == argv[0] else argv[0]
+            return argv + list(c.get('args', []))
+        return list(entry) + list(c['args'] if 'args' in c else cmd)
 
     def _run_container(self, c, restarts):
         argv = self._argv(c)
@@ -697,11 +703,14 @@ current-context: test
         apply_docs(api, load(core + '/200-serviceaccount.yaml'))
         for f in sorted(glob.glob(core + '/200-roles/*.yaml')):
             apply_docs(api, load(f))
-        queue_image = SLUICE_QUEUE_IMAGE if args.queue_proxy == 'sluice' else KNATIVE_QUEUE_IMAGE
+        # Sluice's data plane as deploy/base turns a Knative install into one.
+        deploy = {(x['kind'], x['metadata']['name']): x for f in glob.glob(DEPLOY + '/*.yaml')
+                  for x in load(f) if x and 'kind' in x and x['kind'] != 'Kustomization'}
 
         def configmap(doc):
             if doc['kind'] == 'ConfigMap' and doc['metadata']['name'] == 'config-deployment':
-                doc['data'] = {'queue-sidecar-image': queue_image}
+                doc['data'] = (dict(deploy[('ConfigMap', 'config-deployment')]['data'])
+                               if args.queue_proxy == 'sluice' else {'queue-sidecar-image': KNATIVE_QUEUE_IMAGE})
             if doc['kind'] == 'ConfigMap' and doc['metadata']['name'] in args.config:
                 doc['data'] = dict(args.config[doc['metadata']['name']])
             return doc
@@ -715,12 +724,11 @@ current-context: test
             f.write('127.0.0.1 localhost\n'
                     f'{AUTOSCALER_IP} autoscaler.knative-serving.svc.{CLUSTER_DOMAIN} autoscaler.knative-serving.svc\n'
                     f'{HOST_IP} kubernetes.default.svc.{CLUSTER_DOMAIN} kubernetes.default.svc\n')
-        images = {
-            KNATIVE_QUEUE_IMAGE: [bin_dir + '/knative-queue'],
-            KNATIVE_ACTIVATOR_IMAGE: [bin_dir + '/knative-activator'],
-            SLUICE_QUEUE_IMAGE: [args.sluice, 'queue-proxy'],
-            SLUICE_ACTIVATOR_IMAGE: [args.sluice, 'activator'],
-            TESTAPP_IMAGE: [args.testapp],
+        images = {  # image -> (entrypoint, default args)
+            KNATIVE_QUEUE_IMAGE: ([bin_dir + '/knative-queue'], []),
+            KNATIVE_ACTIVATOR_IMAGE: ([bin_dir + '/knative-activator'], []),
+            SLUICE_IMAGE: ([args.sluice], ['queue-proxy']),
+            TESTAPP_IMAGE: ([args.testapp], []),
         }
         kubelet = Kubelet(api, procs, d, images, hosts)
         kubelet.register_node()
@@ -736,18 +744,28 @@ current-context: test
                    METRICS_DOMAIN='knative.dev/internal/serving')
         for name, ip in (('knative-autoscaler', AUTOSCALER_IP), ('knative-controller', CONTROLLER_IP)):
             box = Sandbox(procs, name, ip, hosts, f'{d}/{name}-sa')
+            pod_env = dict(env, POD_NAME=name.split('-')[1] + '-0', POD_IP=ip)
             argv = [f'{bin_dir}/{name}']
             if name == 'knative-autoscaler' and args.autoscaler == 'sluice':
-                argv = [args.sluice, 'autoscaler']
-            box.run(name, argv + [f'--kubeconfig={pod_kubeconfig}'],
-                    dict(env, POD_NAME=name.split('-')[1] + '-0', POD_IP=ip))
-
-        activator_image = SLUICE_ACTIVATOR_IMAGE if args.activator == 'sluice' else KNATIVE_ACTIVATOR_IMAGE
+                # Exactly what deploy/base/autoscaler.yaml's container runs with.
+                c = deploy[('Deployment', 'autoscaler')]['spec']['template']['spec']['containers'][0]
+                entry, cmd = images[c['image'].rsplit(':', 1)[0]]
+                argv = entry + list(c.get('args', cmd))
+                fields = {'metadata.name': pod_env['POD_NAME'], 'status.podIP': ip,
+                          'metadata.namespace': 'knative-serving'}
+                pod_env = dict(os.environ)
+                for e in c.get('env', []):
+                    pod_env[e['name']] = (fields[e['valueFrom']['fieldRef']['fieldPath']]
+                                          if 'valueFrom' in e else e.get('value', ''))
+            box.run(name, argv + [f'--kubeconfig={pod_kubeconfig}'], pod_env)
 
         def activator(doc):
             if doc['kind'] == 'Deployment':
+                if args.activator == 'sluice':  # deploy/base/activator.yaml as it is
+                    doc = json.loads(json.dumps(deploy[('Deployment', 'activator')]))
+                else:
+                    doc['spec']['template']['spec']['containers'][0]['image'] = KNATIVE_ACTIVATOR_IMAGE
                 doc['spec']['replicas'] = args.activators
-                doc['spec']['template']['spec']['containers'][0]['image'] = activator_image
             return doc
 
         apply_docs(api, load(core + '/deployments/activator.yaml'), activator)

@@ -66,7 +66,7 @@ TEST(SluiceQueueProxy, RunsFromThePodSpecKnativeGeneratesBehindKnativesActivator
   ASSERT_TRUE(dep.is_object());
   const json& qp = dep["spec"]["template"]["spec"]["containers"][1];
   EXPECT_EQ(qp["name"], "queue-proxy");
-  EXPECT_EQ(qp["image"], "dev.local/sluice/queue-proxy");
+  EXPECT_EQ(qp["image"], "dev.local/sluice:0.1.0") << "deploy/base/config-deployment.yaml";
   bool saw_cc = false;
   for (const auto& e : qp["env"])
     if (e["name"] == "CONTAINER_CONCURRENCY")
