@@ -49,6 +49,7 @@ Action add_autoscaler_command(CLI::App& app) {
                    "Deployment sets it from the downward API)\n");
       return 1;
     }
+    opts.pod_ip = env("POD_IP").value_or("");
     opts.identity = env("POD_NAME").value_or("");
     if (opts.identity.empty()) {
       char host[256] = {};

@@ -23,11 +23,13 @@ using http::kUseTuple;
 using http::Task;
 using http::tcp;
 
-AutoscalerLink::AutoscalerLink(std::string host,
-                               uint16_t port,
-                               std::string pod_name,
-                               core::TimeSource& time)
-    : host_(std::move(host)), port_(port), pod_name_(std::move(pod_name)), time_(time) {}
+AutoscalerLink::AutoscalerLink(
+    std::string host, uint16_t port, std::string pod_name, core::TimeSource& time, std::string path)
+    : host_(std::move(host)),
+      port_(port),
+      pod_name_(std::move(pod_name)),
+      time_(time),
+      path_(std::move(path)) {}
 
 AutoscalerLink::~AutoscalerLink() = default;
 
@@ -67,6 +69,18 @@ void AutoscalerLink::start(asio::any_io_executor executor) {
   asio::co_spawn(executor, run(), asio::detached);
 }
 
+void AutoscalerLink::stop() {
+  if (!executor_)
+    return;
+  asio::post(executor_, [self = shared_from_this()] {
+    self->stopped_ = true;
+    self->queue_.clear();
+    self->wake_->cancel();
+    if (self->close_session_)
+      self->close_session_();
+  });
+}
+
 void AutoscalerLink::on_report(const std::vector<activator::RevisionConcurrency>& batch) {
   if (!executor_ || batch.empty())
     return;
@@ -91,13 +105,16 @@ void AutoscalerLink::enqueue(std::string frame_bytes) {
 }
 
 Task<void> AutoscalerLink::run() {
+  auto self = shared_from_this();  // the loop outlives whoever started it, until stop()
   core::Timer backoff_timer(time_, executor_);
   core::Duration backoff = 100ms;
   std::string last_failure;
-  for (;;) {  // until the executor stops
+  while (!stopped_) {  // until stop() or the executor stops
     session_up_ = false;
     std::string why = co_await session();
     connected_.store(false, std::memory_order_release);
+    if (stopped_)
+      break;
     if (session_up_) {  // it was up: say so, and back off from the bottom again
       spdlog::warn("autoscaler websocket ws://{} lost: {}; reconnecting", where(), why);
       backoff = 100ms;
@@ -125,7 +142,7 @@ Task<std::string> AutoscalerLink::session() {
   auto [cec, ep] = co_await beast::get_lowest_layer(ws).async_connect(results, kUseTuple);
   if (cec)
     co_return "connect: " + cec.message();
-  auto [hec] = co_await ws.async_handshake(host_ + ":" + std::to_string(port_), "/", kUseTuple);
+  auto [hec] = co_await ws.async_handshake(host_ + ":" + std::to_string(port_), path_, kUseTuple);
   if (hec)
     co_return "handshake: " + hec.message();
   beast::get_lowest_layer(ws).expires_never();
@@ -149,7 +166,7 @@ Task<std::string> AutoscalerLink::session() {
     wake_->cancel();
   };
   auto writer = [&]() -> Task<void> {
-    while (!closed) {
+    while (!closed && !stopped_) {
       while (!queue_.empty()) {
         std::string frame = std::move(queue_.front());
         queue_.pop_front();
@@ -163,7 +180,12 @@ Task<std::string> AutoscalerLink::session() {
       co_await wake_->async_wait(kUseTuple);
     }
   };
+  close_session_ = [&ws] {
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(ws).socket().close(ignored);
+  };
   co_await (reader() || writer());
+  close_session_ = nullptr;
   co_return why;
 }
 

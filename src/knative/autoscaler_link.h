@@ -23,6 +23,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,12 +33,24 @@
 
 namespace sluice::knative {
 
-class AutoscalerLink final : public activator::ActivatorListener {
+class AutoscalerLink final : public activator::ActivatorListener,
+                             public std::enable_shared_from_this<AutoscalerLink> {
  public:
-  AutoscalerLink(std::string host, uint16_t port, std::string pod_name, core::TimeSource& time);
+  // `path`: the websocket's path ("/" as Knative's activator; a standby autoscaler
+  // forwarding to the leader says "/forwarded").
+  AutoscalerLink(std::string host,
+                 uint16_t port,
+                 std::string pod_name,
+                 core::TimeSource& time,
+                 std::string path = "/");
   ~AutoscalerLink() override;
 
+  // Owned by a shared_ptr: the connection loop holds one until stop().
   void start(boost::asio::any_io_executor executor);
+  // Ends the connection and the loop (on the executor; frames still queued are dropped).
+  void stop();
+  // Queues one frame (already WireStatMessages bytes) for the autoscaler.
+  void send(std::string frame) { enqueue(std::move(frame)); }
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   std::string where() const { return host_ + ":" + std::to_string(port_); }
 
@@ -63,6 +76,9 @@ class AutoscalerLink final : public activator::ActivatorListener {
   uint16_t port_;
   std::string pod_name_;
   core::TimeSource& time_;
+  std::string path_;
+  bool stopped_ = false;                 // executor-owned
+  std::function<void()> close_session_;  // executor-owned: ends the open session
   boost::asio::any_io_executor executor_;
   std::unique_ptr<boost::asio::steady_timer> wake_;  // cancelled when a frame is queued
   std::deque<std::string> queue_;                    // executor-owned

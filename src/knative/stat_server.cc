@@ -85,6 +85,7 @@ Task<void> StatServer::serve(tcp::socket socket) {
   if (rec)
     co_return;
   auto request = parser.release();
+  stream.expires_never();  // the head's deadline; the websocket keeps its own (below)
   if (!beast::websocket::is_upgrade(request)) {
     // The kubelet's readiness and liveness probes (Knative: GET on port 8080).
     beast::http::response<beast::http::string_body> res{beast::http::status::ok, request.version()};
@@ -96,6 +97,7 @@ Task<void> StatServer::serve(tcp::socket socket) {
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     co_return;
   }
+  const bool forwarded = request.target() == "/forwarded";
   beast::websocket::stream<beast::tcp_stream> ws(std::move(stream));
   ws.read_message_max(opts_.max_frame);
   auto [aec] = co_await ws.async_accept(request, kUseTuple);
@@ -123,7 +125,7 @@ Task<void> StatServer::serve(tcp::socket socket) {
       warned = true;
       continue;
     }
-    on_frame_(msgs);
+    on_frame_(msgs, forwarded);
   }
 }
 

@@ -3,7 +3,8 @@
 // The autoscaler's end of the activators' stat websocket, as Knative 1.18's
 // (pkg/autoscaler/statserver/server.go): port 8080, any path, binary frames of protobuf
 // WireStatMessages; a plain GET (the kubelet's probes) gets 200 while the server runs.
-// Accepts Knative's activators and Sluice's (which also fill `sluice_pods`).
+// Accepts Knative's activators and Sluice's (which also fill `sluice_pods`), and a
+// standby Sluice autoscaler relaying what its activators sent (path /forwarded).
 //
 // Bounded: at most `max_connections` at once (more are closed at accept), a request head
 // of 8 KiB, a frame of 1 MiB (a frame is a second's stats of one activator), and a
@@ -33,7 +34,9 @@ struct StatServerOptions {
 
 class StatServer {
  public:
-  using FrameHandler = std::function<void(const stats::wire::WireStatMessages&)>;
+  // `forwarded`: the frame came from a standby autoscaler (path /forwarded), not from
+  // an activator; it is never forwarded again.
+  using FrameHandler = std::function<void(const stats::wire::WireStatMessages&, bool forwarded)>;
   StatServer(boost::asio::any_io_executor executor,
              FrameHandler on_frame,
              StatServerOptions options = {});

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "config/endpoints_file.h"
+#include "knative/autoscaler_link.h"
 #include "knative/kpa.h"
 #include "knative/stat_server.h"
 #include "service/service_file.h"
@@ -24,6 +25,7 @@ namespace {
 constexpr const char* kPaPath = "/apis/autoscaling.internal.knative.dev/v1alpha1";
 constexpr const char* kSksPath = "/apis/networking.internal.knative.dev/v1alpha1";
 constexpr const char* kRevisionLabel = "serving.knative.dev/revision";
+constexpr const char* kLeaderAddress = "sluice.dev/leader-address";
 constexpr std::string_view kMergePatch = "application/merge-patch+json";
 constexpr std::string_view kJsonPatch = "application/json-patch+json";
 
@@ -115,7 +117,8 @@ std::optional<std::string> KubeAutoscaler::start() {
   if (ec)
     return "bind address " + opts_.bind + ": " + ec.message();
   stats_ = std::make_unique<knative::StatServer>(
-      io_.get_executor(), [this](const stats::wire::WireStatMessages& m) { on_frame(m); });
+      io_.get_executor(),
+      [this](const stats::wire::WireStatMessages& m, bool forwarded) { on_frame(m, forwarded); });
   if (auto e = stats_->listen({bind, opts_.port}))
     return fmt::format("stats websocket port {}: {}", opts_.port, e.message());
   metrics_ = std::make_unique<knative::StatServer>(io_.get_executor(), nullptr);
@@ -202,6 +205,8 @@ void KubeAutoscaler::stop(std::function<void()> done) {
   stopping_ = true;
   loop_.stop();
   for (auto& r : reflectors_) r->stop();
+  if (forward_)
+    std::exchange(forward_, nullptr)->stop();
   if (stats_)
     stats_->stop();
   if (metrics_)
@@ -212,7 +217,9 @@ void KubeAutoscaler::stop(std::function<void()> done) {
 // ---------------------------------------------------------------------------------------
 // Inputs
 
-void KubeAutoscaler::on_frame(const stats::wire::WireStatMessages& msgs) {
+void KubeAutoscaler::on_frame(const stats::wire::WireStatMessages& msgs, bool forwarded) {
+  if (!leader_ && !forwarded && forward_)
+    forward_->send(msgs.SerializeAsString());
   for (const auto& m : msgs.messages())
     loop_.stat(m.namespace_() + "/" + m.name(), m.stat().average_concurrent_requests(),
                m.stat().request_count());
@@ -456,22 +463,28 @@ http::Task<void> KubeAutoscaler::lease_loop() {
       if (lease.is_object() && lease.contains("spec"))
         view.duration_seconds = lease["spec"].value("leaseDurationSeconds", 0);
     }
+    const std::string my_address =
+        opts_.pod_ip.empty() ? "" : config::join_host_port(opts_.pod_ip, opts_.port);
     if (got.ok() || got.status == 404) {
       const auto action = elector_->decide(view, time_.now());
       const std::string now = now_text();
+      if (action == knative::LeaseAction::Wait)
+        follow_leader(view.holder, str(lease, {"metadata", "annotations", kLeaderAddress}));
       const int32_t seconds = static_cast<int32_t>(
           std::chrono::duration_cast<std::chrono::seconds>(opts_.lease_duration).count());
       if (action == knative::LeaseAction::Create) {
-        const json body = {
-            {"apiVersion", "coordination.k8s.io/v1"},
-            {"kind", "Lease"},
-            {"metadata", {{"name", opts_.lease_name}, {"namespace", opts_.system_namespace}}},
-            {"spec",
-             {{"holderIdentity", opts_.identity},
-              {"leaseDurationSeconds", seconds},
-              {"acquireTime", now},
-              {"renewTime", now},
-              {"leaseTransitions", 0}}}};
+        const json body = {{"apiVersion", "coordination.k8s.io/v1"},
+                           {"kind", "Lease"},
+                           {"metadata",
+                            {{"name", opts_.lease_name},
+                             {"namespace", opts_.system_namespace},
+                             {"annotations", {{kLeaderAddress, my_address}}}}},
+                           {"spec",
+                            {{"holderIdentity", opts_.identity},
+                             {"leaseDurationSeconds", seconds},
+                             {"acquireTime", now},
+                             {"renewTime", now},
+                             {"leaseTransitions", 0}}}};
         wrote = (co_await client_.request("POST", path, body.dump())).ok();
       } else if (action != knative::LeaseAction::Wait) {
         json& spec = lease["spec"];
@@ -480,6 +493,7 @@ http::Task<void> KubeAutoscaler::lease_loop() {
           spec["leaseTransitions"] = spec.value("leaseTransitions", 0) + 1;
         }
         spec["holderIdentity"] = opts_.identity;
+        lease["metadata"]["annotations"][kLeaderAddress] = my_address;
         spec["leaseDurationSeconds"] = seconds;
         spec["renewTime"] = now;
         // resourceVersion in the body: a PUT that lost a race gets 409.
@@ -497,6 +511,10 @@ http::Task<void> KubeAutoscaler::lease_loop() {
     // Lead while the last renewal is younger than the lease (a standby waits that long).
     const bool lead = !stopping_ && renewed != core::TimePoint{} &&
                       time_.now() - renewed < opts_.lease_duration - opts_.lease_retry;
+    if (lead && forward_) {
+      std::exchange(forward_, nullptr)->stop();  // we are where the stats go now
+      leader_address_.clear();
+    }
     if (lead != leader_) {
       leader_ = lead;
       spdlog::info("autoscaler {}: {} lease {}", opts_.identity,
@@ -511,6 +529,28 @@ http::Task<void> KubeAutoscaler::lease_loop() {
     timer.expires_after(opts_.lease_retry);
     co_await timer.async_wait(http::kUseTuple);
   }
+}
+
+void KubeAutoscaler::follow_leader(const std::string& holder, const std::string& address) {
+  if (address == leader_address_ || holder == opts_.identity)
+    return;
+  if (forward_)
+    std::exchange(forward_, nullptr)->stop();
+  leader_address_ = address;
+  std::string host;
+  uint16_t port = 0;
+  if (address.empty() || !config::split_host_port(address, host, port)) {
+    spdlog::warn(
+        "autoscaler {}: the leader {} publishes no address: stats sent here are not "
+        "relayed to it",
+        opts_.identity, holder);
+    return;
+  }
+  spdlog::info("autoscaler {}: standby; relaying activator stats to the leader {} at {}",
+               opts_.identity, holder, address);
+  forward_ =
+      std::make_shared<knative::AutoscalerLink>(host, port, opts_.identity, time_, "/forwarded");
+  forward_->start(io_.get_executor());
 }
 
 http::Task<void> KubeAutoscaler::release_lease(std::function<void()> done) {

@@ -12,8 +12,11 @@
 //
 // Only the holder of the Lease `lease_name` (SYSTEM_NAMESPACE) writes; a standby runs
 // the same loop on the same stats (so a takeover starts with warm windows) and writes
-// nothing. A PodAutoscaler whose annotations are invalid gets the message `sluice run`
-// would print on its status (Active/Ready False, reason InvalidAnnotation) and is not
+// nothing. The leader publishes its address on the lease (annotation
+// sluice.dev/leader-address); a standby relays every frame its activators send to it
+// there (ws path /forwarded), so the leader hears every activator wherever the
+// autoscaler Service sent it. A PodAutoscaler whose annotations are invalid gets the message
+// `sluice run` would print on its status (Active/Ready False, reason InvalidAnnotation) and is not
 // scaled.
 //
 // Threading: one io_context thread (run()); everything here lives on it.
@@ -36,6 +39,7 @@
 namespace sluice::knative {
 class StatServer;
 class LeaseElector;
+class AutoscalerLink;
 }  // namespace sluice::knative
 
 namespace sluice::runtime {
@@ -43,6 +47,9 @@ namespace sluice::runtime {
 struct KubeAutoscalerOptions {
   std::string system_namespace = "knative-serving";
   std::string identity;  // POD_NAME
+  // POD_IP: published in the lease so that standbys forward their activators' stats to
+  // the leader (the autoscaler Service may send an activator to any replica).
+  std::string pod_ip;
   std::string lease_name = "sluice-autoscaler";
   core::Duration lease_duration = std::chrono::seconds(10);
   core::Duration lease_retry = std::chrono::seconds(2);
@@ -71,7 +78,8 @@ class KubeAutoscaler final : public autoscaler::Scaler {
 
  private:
   struct Pa;
-  void on_frame(const stats::wire::WireStatMessages& msgs);
+  void on_frame(const stats::wire::WireStatMessages& msgs, bool forwarded);
+  void follow_leader(const std::string& holder, const std::string& address);
   void upsert_pa(const nlohmann::json& pa);
   void respec(Pa& pa);
   void refresh_pods(const std::string& revision);
@@ -105,7 +113,9 @@ class KubeAutoscaler final : public autoscaler::Scaler {
   std::string config_version_;
   bool leader_ = false;
   bool stopping_ = false;
-  std::string lease_version_;  // resourceVersion of the lease as we last wrote it
+  std::string lease_version_;   // resourceVersion of the lease as we last wrote it
+  std::string leader_address_;  // where a standby forwards ("ip:port"); "" when leading
+  std::shared_ptr<knative::AutoscalerLink> forward_;
 };
 
 }  // namespace sluice::runtime

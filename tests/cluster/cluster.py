@@ -720,9 +720,13 @@ current-context: test
         apply_docs(api, load(networking + '/config/config-network.yaml'), configmap)
 
         hosts = d + '/hosts'
+        # More than one autoscaler (Sluice's: one leads by a Lease): the Service's name
+        # resolves to every replica, as a Service would reach any of them.
+        autoscaler_ips = [AUTOSCALER_IP] + [f'10.244.0.{10 + i}' for i in range(1, args.autoscalers)]
         with open(hosts, 'w') as f:
             f.write('127.0.0.1 localhost\n'
-                    f'{AUTOSCALER_IP} autoscaler.knative-serving.svc.{CLUSTER_DOMAIN} autoscaler.knative-serving.svc\n'
+                    + ''.join(f'{ip} autoscaler.knative-serving.svc.{CLUSTER_DOMAIN} autoscaler.knative-serving.svc\n'
+                              for ip in autoscaler_ips) +
                     f'{HOST_IP} kubernetes.default.svc.{CLUSTER_DOMAIN} kubernetes.default.svc\n')
         images = {  # image -> (entrypoint, default args)
             KNATIVE_QUEUE_IMAGE: ([bin_dir + '/knative-queue'], []),
@@ -742,11 +746,16 @@ current-context: test
         env = dict(os.environ, SYSTEM_NAMESPACE='knative-serving',
                    CONFIG_LOGGING_NAME='config-logging', CONFIG_OBSERVABILITY_NAME='config-observability',
                    METRICS_DOMAIN='knative.dev/internal/serving')
-        for name, ip in (('knative-autoscaler', AUTOSCALER_IP), ('knative-controller', CONTROLLER_IP)):
+        replicas = {}
+        for i, ip in enumerate(autoscaler_ips):
+            replicas[f'knative-autoscaler-{i}' if i else 'knative-autoscaler'] = (ip, f'autoscaler-{i}')
+        replicas['knative-controller'] = (CONTROLLER_IP, 'controller-0')
+        autoscaler_pids = {}
+        for name, (ip, pod_name) in replicas.items():
             box = Sandbox(procs, name, ip, hosts, f'{d}/{name}-sa')
-            pod_env = dict(env, POD_NAME=name.split('-')[1] + '-0', POD_IP=ip)
-            argv = [f'{bin_dir}/{name}']
-            if name == 'knative-autoscaler' and args.autoscaler == 'sluice':
+            pod_env = dict(env, POD_NAME=pod_name, POD_IP=ip)
+            argv = [f'{bin_dir}/{name.rsplit("-", 1)[0] if name[-1].isdigit() else name}']
+            if name.startswith('knative-autoscaler') and args.autoscaler == 'sluice':
                 # Exactly what deploy/base/autoscaler.yaml's container runs with.
                 c = deploy[('Deployment', 'autoscaler')]['spec']['template']['spec']['containers'][0]
                 entry, cmd = images[c['image'].rsplit(':', 1)[0]]
@@ -757,7 +766,11 @@ current-context: test
                 for e in c.get('env', []):
                     pod_env[e['name']] = (fields[e['valueFrom']['fieldRef']['fieldPath']]
                                           if 'valueFrom' in e else e.get('value', ''))
-            box.run(name, argv + [f'--kubeconfig={pod_kubeconfig}'], pod_env)
+            p = box.run(name, argv + [f'--kubeconfig={pod_kubeconfig}'], pod_env)
+            if name.startswith('knative-autoscaler'):
+                autoscaler_pids[pod_name] = {'pid': p.pid, 'ip': ip}
+        with open(d + '/autoscalers.json', 'w') as f:  # the tests stop a replica by its pid
+            json.dump(autoscaler_pids, f)
 
         def activator(doc):
             if doc['kind'] == 'Deployment':
@@ -797,7 +810,10 @@ current-context: test
                 wait_for('apiserver /readyz after restart', lambda: api.req('GET', '/readyz')[0] == 200, 120)
                 log('kube-apiserver restarted')
             for name, p in list(procs.all):
-                if not name.startswith('pod-') and p.poll() is not None:
+                # With several autoscalers a test may stop one (its standby takes over).
+                expendable = name.startswith('pod-') or (
+                    args.autoscalers > 1 and name.startswith('knative-autoscaler') and not name.endswith('sandbox'))
+                if not expendable and p.poll() is not None:
                     raise RuntimeError(f'{name} exited {p.returncode}: see {d}/logs/{name}.log')
             stop.wait(0.5)
         return 0
@@ -830,6 +846,7 @@ def main():
                    help='whose image config-deployment names as queue-sidecar-image')
     u.add_argument('--autoscaler', choices=['sluice', 'knative'], default='knative',
                    help="whose autoscaler runs in the autoscaler's namespace (10.244.0.2)")
+    u.add_argument('--autoscalers', type=int, default=1, help="replicas of Sluice's autoscaler")
     u.add_argument('--activators', type=int, default=1)
     u.add_argument('--sluice', required=True)
     u.add_argument('--testapp', required=True)

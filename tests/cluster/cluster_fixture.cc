@@ -71,6 +71,8 @@ Cluster::Cluster(Options options) {
                                             options.queue_proxy,
                                             "--autoscaler",
                                             options.autoscaler,
+                                            "--autoscalers",
+                                            std::to_string(options.autoscalers),
                                             "--activators",
                                             std::to_string(options.activators),
                                             "--sluice",
@@ -120,7 +122,8 @@ Cluster::~Cluster() {
                       << text.substr(at > 200 ? at - 200 : 0, 3000);
     }
   }
-  if (!::testing::Test::HasFailure() && !dir_.empty())
+  if (!::testing::Test::HasFailure() && !dir_.empty() &&
+      std::getenv("SLUICE_KEEP_CLUSTER") == nullptr)
     std::filesystem::remove_all(dir_);
   else
     std::fprintf(stderr, "cluster logs kept in %s\n", dir_.c_str());
@@ -277,6 +280,14 @@ std::optional<PodProcesses> pod_processes(const Cluster& c,
   p.ip = j.value("ip", "");
   for (const auto& [name, pid] : j["pids"].items()) p.pids[name] = pid.get<int>();
   return p;
+}
+
+std::map<std::string, int> autoscaler_pids(const Cluster& c) {
+  std::map<std::string, int> out;
+  json j = json::parse(slurp(c.dir() + "/autoscalers.json"), nullptr, false);
+  if (j.is_object())
+    for (const auto& [name, v] : j.items()) out[name] = v.value("pid", -1);
+  return out;
 }
 
 json hello_service(const std::string& name, int container_concurrency, json annotations) {

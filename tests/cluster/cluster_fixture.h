@@ -35,6 +35,7 @@ struct Options {
   std::string activator = "knative";    // whose image the activator Deployment runs
   std::string queue_proxy = "knative";  // whose image config-deployment names
   std::string autoscaler = "knative";   // whose autoscaler runs (at 10.244.0.2)
+  int autoscalers = 1;                  // Sluice's: replicas (10.244.0.2, .11, .12, ...)
   int activators = 1;
   json config = json::object();  // ConfigMap name -> data, replacing Knative's defaults
 };
@@ -121,6 +122,9 @@ struct PodProcesses {
 std::optional<PodProcesses> pod_processes(const Cluster& c,
                                           const std::string& ns,
                                           const std::string& pod);
+
+// The autoscaler replicas the harness runs: pod name -> pid.
+std::map<std::string, int> autoscaler_pids(const Cluster& c);
 
 // status.conditions[type] is True.
 bool condition_true(const json& object, const std::string& type);
