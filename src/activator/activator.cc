@@ -751,7 +751,8 @@ Task<void> ActivatorImpl::report_loop() {
     for (const auto& [key, r] : revisions_) {
       auto healthy = r->pods_in({PodState::Healthy, PodState::Recovering});
       pods.push_back({key, static_cast<uint32_t>(healthy.size()),
-                      static_cast<uint32_t>(r->pod_count()), std::move(healthy)});
+                      static_cast<uint32_t>(r->pod_count()), std::move(healthy),
+                      r->pods_in({PodState::Quarantined})});
     }
     opts_.listener->on_pods(pods);
   }

@@ -18,7 +18,8 @@ struct RevisionPods {
   std::string revision;  // "ns/name"
   uint32_t healthy = 0;  // taking traffic (healthy + recovering): the autoscaler's "ready"
   uint32_t total = 0;    // every tracked pod
-  std::vector<std::string> healthy_pods;  // the `healthy` ones' addresses
+  std::vector<std::string> healthy_pods;      // the `healthy` ones' addresses
+  std::vector<std::string> quarantined_pods;  // held out of rotation after failures
 };
 
 class ActivatorListener {

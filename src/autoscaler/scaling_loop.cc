@@ -29,7 +29,7 @@ struct ScalingLoop::Revision {
   int32_t ready = 0;
   std::vector<std::string> targets;
   struct Healthy {
-    std::vector<std::string> pods;
+    std::vector<std::string> pods, quarantined;
     core::TimePoint at;
   };
   std::map<std::string, Healthy> healthy;  // by activator
@@ -79,9 +79,29 @@ void ScalingLoop::set_pods(const std::string& revision, std::vector<std::string>
 
 void ScalingLoop::set_healthy(const std::string& revision,
                               const std::string& source,
-                              std::vector<std::string> healthy_pods) {
+                              std::vector<std::string> healthy_pods,
+                              std::vector<std::string> quarantined_pods) {
   if (auto it = revisions_.find(revision); it != revisions_.end())
-    it->second->healthy[source] = {std::move(healthy_pods), time_.now()};
+    it->second->healthy[source] = {std::move(healthy_pods), std::move(quarantined_pods),
+                                   time_.now()};
+}
+
+int32_t ScalingLoop::quarantined(const std::string& revision) const {
+  auto it = revisions_.find(revision);
+  if (it == revisions_.end())
+    return 0;
+  const auto now = time_.now();
+  std::set<std::string> pods, healthy;
+  for (const auto& [source, h] : it->second->healthy) {
+    if (now - h.at > opts_.healthy_ttl)
+      continue;
+    pods.insert(h.quarantined.begin(), h.quarantined.end());
+    healthy.insert(h.pods.begin(), h.pods.end());
+  }
+  // A pod one activator quarantined and another holds healthy still serves.
+  int32_t n = 0;
+  for (const auto& p : pods) n += healthy.count(p) == 0;
+  return n;
 }
 
 void ScalingLoop::stat(const std::string& revision, double concurrency, double rps) {

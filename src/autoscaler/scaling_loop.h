@@ -93,11 +93,13 @@ class ScalingLoop {
 
   // The runtime's view: the ready pods' stat targets ("host:port").
   void set_pods(const std::string& revision, std::vector<std::string> ready_targets);
-  // The pods one activator (`source`) holds healthy (effective capacity). Several
-  // activators may hold the same pod: the revision's ready count is the union.
+  // The pods one activator (`source`) holds healthy (effective capacity) and those it
+  // holds quarantined. Several activators may hold the same pod: the revision's ready
+  // count is the union.
   void set_healthy(const std::string& revision,
                    const std::string& source,
-                   std::vector<std::string> healthy_pods);
+                   std::vector<std::string> healthy_pods,
+                   std::vector<std::string> quarantined_pods = {});
   // An activator's concurrency and requests for the last second. A revision at zero
   // with load is decided at once (Knative's poke).
   void stat(const std::string& revision, double concurrency, double rps);
@@ -114,6 +116,9 @@ class ScalingLoop {
   int32_t last_want(const std::string& revision) const;
   // The `ready` the last decision used.
   int32_t ready(const std::string& revision) const;
+  // Pods some activator holds quarantined now: running, but no capacity (a runtime
+  // starts that many more).
+  int32_t quarantined(const std::string& revision) const;
   const ScalingSpec* spec(const std::string& revision) const;
   std::vector<std::string> revisions() const;
 

@@ -59,6 +59,7 @@ std::string AutoscalerLink::encode_pods(const std::string& pod_name,
     p->set_name(slash == std::string::npos ? r.revision : r.revision.substr(slash + 1));
     p->set_activator(pod_name);
     for (const auto& address : r.healthy_pods) p->add_healthy(address);
+    for (const auto& address : r.quarantined_pods) p->add_quarantined(address);
   }
   return msgs.SerializeAsString();
 }

@@ -225,7 +225,8 @@ void KubeAutoscaler::on_frame(const stats::wire::WireStatMessages& msgs, bool fo
                m.stat().request_count());
   for (const auto& p : msgs.sluice_pods())
     loop_.set_healthy(p.namespace_() + "/" + p.name(), p.activator(),
-                      std::vector<std::string>(p.healthy().begin(), p.healthy().end()));
+                      std::vector<std::string>(p.healthy().begin(), p.healthy().end()),
+                      std::vector<std::string>(p.quarantined().begin(), p.quarantined().end()));
 }
 
 void KubeAutoscaler::upsert_pa(const json& object) {
@@ -340,6 +341,9 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
     const int32_t current = dep == deployments_.end() ? -1 : dep->second;
 
     int32_t want = d.has_data ? d.want : knative::kScaleUnknown;
+    // Effective capacity: a pod the activators hold quarantined runs but serves nothing;
+    // one more pod stands in for it while it lasts.
+    const int32_t held = want > 0 ? loop_.quarantined(revision) : 0;
     const int32_t ebc = d.has_data ? d.kpa.excess_burst_capacity : -1;
     const bool inactive = knative::condition_is(old_status, "Active", "False");
     // To zero only once the activator is in the path (Knative probes it; the SKS in
@@ -369,13 +373,14 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
       else if (sks_mode_now != mode)
         spdlog::info("{}: ServerlessService mode {} → {}", revision, sks_mode_now, mode);
     }
-    if (apply && current != want && !target.empty()) {
-      const std::string patch = replicas_patch(want);
+    if (apply && current != want + held && !target.empty()) {
+      const std::string patch = replicas_patch(want + held);
       const std::string url = "/apis/apps/v1/namespaces/" + ns + "/deployments/" + target;
       auto r = co_await client_.request("PATCH", url, patch, kJsonPatch);
       if (r.ok()) {
-        spdlog::info("{}: {} → {} ({})", revision, current, want, d.reason);
-        deployments_[ns + "/" + target] = want;  // the watch confirms it
+        spdlog::info("{}: {} → {} ({}{})", revision, current, want + held, d.reason,
+                     held > 0 ? fmt::format(" + {} for quarantined pod(s)", held) : "");
+        deployments_[ns + "/" + target] = want + held;  // the watch confirms it
       } else {
         spdlog::warn("{}: scaling Deployment {} to {}: {}", revision, target, want, r.describe());
       }

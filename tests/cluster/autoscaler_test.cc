@@ -205,5 +205,38 @@ TEST(SluiceAutoscaler, KillingTheLeaderMidLoadHandsOverWithoutAWrongScale) {
   EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);
 }
 
+TEST(SluiceAutoscaler, AScaleBufferKeepsTwoExtraPodsWhileThereIsTraffic) {
+  Cluster c(all_sluice());
+  ASSERT_EQ(c.error(), "") << c.logs("autoscaler");
+  // One slow request at a time against target 1 (0.7 at 70 % utilisation): the KPA
+  // wants 2 pods; the fork's scale buffer adds 2 while there is traffic.
+  ASSERT_EQ(c.create(kServices, hello_service("buffered", 0,
+                                              {{"autoscaling.knative.dev/target", "1"},
+                                               {"autoscaling.knative.dev/scale-buffer", "2"}})),
+            "");
+  ASSERT_TRUE(c.wait_condition(revision_path("default", "buffered-00001"), "Ready", 180s))
+      << c.logs("autoscaler", 3000);
+  const auto act = c.ready_pod_ips("knative-serving", "app=activator");
+  ASSERT_EQ(act.size(), 1u);
+  {
+    Load load({act[0] + ":8012"}, revision_request("buffered-00001", "/?delay=300"), 1, 1'000'000);
+    int settled = -1;
+    // Past the first panic, the stable window (6 s) decides: 2 + 2.
+    EXPECT_TRUE(e2e::eventually(
+        [&] {
+          settled = replicas(c, "buffered-00001-deployment", "readyReplicas");
+          return settled == 4;
+        },
+        120s))
+        << settled << "\n"
+        << c.logs("autoscaler", 3000);
+    load.stop();
+    EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);
+  }
+  // No traffic: the buffer goes with it, down to zero.
+  EXPECT_TRUE(e2e::eventually([&] { return replicas(c, "buffered-00001-deployment") == 0; }, 180s))
+      << c.logs("autoscaler", 3000);
+}
+
 }  // namespace
 }  // namespace cluster

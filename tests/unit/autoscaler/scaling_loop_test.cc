@@ -149,7 +149,11 @@ TEST_F(ScalingLoopTest, EffectiveCapacityIsTheUnionOfWhatTheActivatorsHoldHealth
   loop_.set_healthy("ns/a", "act-1", {"10.0.0.1:8012", "10.0.0.2:8012"});
   loop_.set_healthy("ns/a", "act-2", {"10.0.0.2:8012"});  // subsets overlap
   run_for(2s);
-  EXPECT_EQ(loop_.ready("ns/a"), 2) << "two pods quarantined by the activators count for nothing";
+  EXPECT_EQ(loop_.ready("ns/a"), 2)
+      << "two pods the activators do not hold healthy count for nothing";
+  EXPECT_EQ(loop_.quarantined("ns/a"), 0);
+  loop_.set_healthy("ns/a", "act-2", {"10.0.0.2:8012"}, {"10.0.0.3:8012", "10.0.0.1:8012"});
+  EXPECT_EQ(loop_.quarantined("ns/a"), 1) << "10.0.0.1 is healthy at act-1: it still serves";
   // Activators that fall silent say nothing any more: the runtime's count again.
   run_for(6s);
   EXPECT_EQ(loop_.ready("ns/a"), 4);
