@@ -55,19 +55,19 @@ bool cap_for_fixed_port(const service::ServiceSpec& s, int32_t& want) {
 }  // namespace
 
 struct LocalRuntime::Replica {
-  enum class State { Starting, Ready, Backoff, Stopping, Failed };
+  Replica(const LifecyclePolicy& policy, core::TimePoint now) : life(policy, now) {}
   std::string name;  // <revision>-<n>
   uint16_t qp_port = 0, app_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
   std::unique_ptr<Process> app, qp;
-  State state = State::Starting;
+  ReplicaLifecycle life;
   core::TimePoint since;
-  core::TimePoint restart_at, term_at, kill_at;
+  core::TimePoint term_at, kill_at;
   bool qp_termed = false, app_termed = false;
-  int crashes = 0;  // in a row, without staying ready for LocalOptions::stable_run
   std::string last_line;
   std::string address() const { return "127.0.0.1:" + std::to_string(qp_port); }
-  bool counts() const { return state != State::Stopping; }
-  bool routable() const { return state == State::Starting || state == State::Ready; }
+  bool counts() const { return life.counts(); }
+  bool routable() const { return life.routable(); }
+  bool is(ReplicaState s) const { return life.state() == s; }
 };
 
 struct LocalRuntime::Revision {
@@ -87,6 +87,8 @@ LocalRuntime::LocalRuntime(asio::io_context& io,
     : io_(io),
       opts_(std::move(options)),
       time_(opts_.time != nullptr ? *opts_.time : steady_),
+      policy_{opts_.crash_loop_after, opts_.stable_run, std::chrono::milliseconds(500),
+              opts_.max_backoff},
       timer_(time_, io.get_executor()),
       random_(core::os_seed()),
       scraper_(io.get_executor()),
@@ -156,11 +158,10 @@ void LocalRuntime::on_pod_event(const std::string& revision,
     if (it == r->replicas.end())
       return;
     Replica& rep = **it;
-    if (t.to == PodState::Healthy && rep.state == Replica::State::Starting) {
-      rep.state = Replica::State::Ready;
+    const auto started = rep.life.since();
+    if (t.to == PodState::Healthy && rep.life.healthy(time_.now())) {
       spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep.name,
-                   seconds_text(time_.now() - rep.since), rep.qp_port);
-      rep.since = time_.now();
+                   seconds_text(time_.now() - started), rep.qp_port);
       if (r->failure)
         set_failure(*r, std::nullopt);
     }
@@ -183,7 +184,7 @@ void LocalRuntime::tick() {
   for (auto& r : revisions_) {
     for (auto& rep : r->replicas) check_processes(*r, *rep);
     const auto gone = std::remove_if(r->replicas.begin(), r->replicas.end(), [&](const auto& rep) {
-      const bool done = rep->state == Replica::State::Stopping && !rep->app && !rep->qp;
+      const bool done = rep->is(ReplicaState::Stopping) && !rep->app && !rep->qp;
       if (done)
         spdlog::info("{}: replica {} stopped", r->spec.name, rep->name);
       return done;
@@ -193,7 +194,7 @@ void LocalRuntime::tick() {
       // The failure was about a replica that is gone: the next request tries afresh.
       const bool any_failed =
           std::any_of(r->replicas.begin(), r->replicas.end(),
-                      [](const auto& rep) { return rep->state == Replica::State::Failed; });
+                      [](const auto& rep) { return rep->is(ReplicaState::Failed); });
       if (r->failure && !any_failed && !stopping_)
         set_failure(*r, std::nullopt);
     }
@@ -222,7 +223,7 @@ void LocalRuntime::tick() {
 void LocalRuntime::report_ready(const Revision& r) {
   std::vector<std::string> targets;
   for (const auto& rep : r.replicas)
-    if (rep->state == Replica::State::Ready)
+    if (rep->is(ReplicaState::Ready))
       targets.push_back(config::join_host_port("127.0.0.1", rep->stats_port));
   loop_.set_pods(r.key, std::move(targets));
 }
@@ -257,11 +258,10 @@ void LocalRuntime::reconcile(Revision& r) {
   const auto count = static_cast<int32_t>(live.size());
   if (count < r.want) {
     // While a replica keeps failing, do not start more copies of a broken command.
-    const bool failing = std::any_of(live.begin(), live.end(), [](const Replica* rep) {
-      return rep->state == Replica::State::Failed;
-    });
+    const bool failing = std::any_of(
+        live.begin(), live.end(), [](const Replica* rep) { return rep->is(ReplicaState::Failed); });
     for (int32_t i = count; i < r.want && !failing; ++i) {
-      auto rep = std::make_unique<Replica>();
+      auto rep = std::make_unique<Replica>(policy_, time_.now());
       rep->name = fmt::format("{}-{}", r.spec.revision, r.next_index++);
       pick_ports(r, *rep);
       Replica& ref = *rep;
@@ -272,12 +272,12 @@ void LocalRuntime::reconcile(Revision& r) {
   } else if (count > r.want) {
     // Stop the least useful first: failed, backing off, starting, then the newest ready.
     auto rank = [](const Replica* rep) {
-      switch (rep->state) {
-        case Replica::State::Failed:
+      switch (rep->life.state()) {
+        case ReplicaState::Failed:
           return 0;
-        case Replica::State::Backoff:
+        case ReplicaState::Backoff:
           return 1;
-        case Replica::State::Starting:
+        case ReplicaState::Starting:
           return 2;
         default:
           return 3;
@@ -324,11 +324,10 @@ void LocalRuntime::pick_ports(const Revision& r, Replica& rep) {
 
 void LocalRuntime::start_replica(Revision& r, Replica& rep) {
   const auto& s = r.spec;
-  rep.state = Replica::State::Starting;
-  rep.since = time_.now();
+  rep.life.restarted(time_.now());
   rep.qp_termed = rep.app_termed = false;
   spdlog::info("{}: replica {} starting{}", s.name, rep.name,
-               rep.crashes > 0 ? fmt::format(" (restart {})", rep.crashes) : "");
+               rep.life.crashes() > 0 ? fmt::format(" (restart {})", rep.life.crashes()) : "");
   SpawnSpec app;
   app.argv = s.container.command;
   app.working_dir = s.container.working_dir;
@@ -344,8 +343,7 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
   });
   if (auto* why = std::get_if<std::string>(&started)) {
     // The command itself cannot run: no point retrying quickly.
-    rep.crashes = opts_.crash_loop_after;
-    crashed(r, rep, *why);
+    crashed(r, rep, *why, /*cannot_run=*/true);
     return;
   }
   rep.app = std::move(std::get<std::unique_ptr<Process>>(started));
@@ -402,11 +400,11 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
 }
 
 void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
-  if (rep.state == Replica::State::Stopping)
+  if (rep.is(ReplicaState::Stopping))
     return;
   spdlog::info("{}: replica {} stopping", r.spec.name, rep.name);
-  rep.state = Replica::State::Stopping;
   const auto now = time_.now();
+  rep.life.stop(now);
   // Out of the activator first (done by the caller's publish); give it a moment to stop
   // sending before the queue-proxy stops accepting.
   rep.term_at = at_once ? now : now + 100ms;
@@ -415,7 +413,7 @@ void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
 
 void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   const auto now = time_.now();
-  if (rep.state == Replica::State::Stopping) {
+  if (rep.is(ReplicaState::Stopping)) {
     // The queue-proxy drains first; the app is stopped once nothing reaches it anymore.
     if (rep.qp && !rep.qp_termed && now >= rep.term_at) {
       rep.qp->signal(SIGTERM);
@@ -438,8 +436,8 @@ void LocalRuntime::check_processes(Revision& r, Replica& rep) {
     }
     return;
   }
-  if (rep.state == Replica::State::Backoff || rep.state == Replica::State::Failed) {
-    if (now >= rep.restart_at) {
+  if (rep.is(ReplicaState::Backoff) || rep.is(ReplicaState::Failed)) {
+    if (rep.life.due(now)) {
       // Fresh ports: the old ones may have been lost to a race ("address already in use"),
       // and the activator takes the new address as a new pod.
       pick_ports(r, rep);
@@ -450,8 +448,7 @@ void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   }
   // A replica that stays up long enough has recovered: its crash history is forgiven
   // (ready alone is not enough: an app can die right after its port first answers).
-  if (rep.state == Replica::State::Ready && rep.crashes > 0 && now - rep.since >= opts_.stable_run)
-    rep.crashes = 0;
+  rep.life.tick(now);
   // Starting or Ready: any exit is a crash.
   if (rep.app && rep.app->poll()) {
     crashed(r, rep, "app " + rep.app->poll()->describe());
@@ -460,26 +457,24 @@ void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   }
 }
 
-void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what) {
+void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what, bool cannot_run) {
   // Both processes go: the replica restarts as a whole on the same ports.
   rep.app.reset();
   rep.qp.reset();
-  ++rep.crashes;
   const auto now = time_.now();
-  if (rep.crashes >= opts_.crash_loop_after) {
-    rep.state = Replica::State::Failed;
-    rep.restart_at = now + opts_.max_backoff;
-    rep.crashes = opts_.crash_loop_after - 1;  // one more failure after a retry: failed again
+  bool failed = true;
+  if (cannot_run)
+    rep.life.failed(now);
+  else
+    failed = rep.life.crashed(now);
+  if (failed) {
     std::string why = fmt::format("replica {} failed: {}", rep.name, what);
     if (!rep.last_line.empty())
       why += fmt::format(" (last output: {})", rep.last_line);
     spdlog::error("{}: {}; retrying in {}", r.spec.name, why, seconds_text(opts_.max_backoff));
     set_failure(r, why);
   } else {
-    rep.state = Replica::State::Backoff;
-    const auto backoff =
-        std::min<core::Duration>(500ms * (1 << (rep.crashes - 1)), opts_.max_backoff);
-    rep.restart_at = now + backoff;
+    const auto backoff = rep.life.restart_at() - now;
     spdlog::warn("{}: replica {} {}; restarting in {}", r.spec.name, rep.name, what,
                  seconds_text(backoff));
   }

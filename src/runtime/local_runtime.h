@@ -9,11 +9,12 @@
 //       ▲                            ▲ ready replicas' stat ports   │ start / restart /
 //       └──── endpoints, failures ◀──┴──────────────────────────────┘ stop processes
 //
-// Replica life: Starting ──activator says healthy──▶ Ready. A process that exits
-// unexpectedly sends the replica to Backoff: restart on fresh ports (the old ones may have
-// been lost to a race) after 0.5 s, 1 s, 2 s … 30 s; 10 s of staying ready clears the
-// count. After 5 crashes in a row it is Failed: its cause is handed to the activator, whose
-// waiting requests get 503 naming it; a failed replica retries every 30 s. Scale-down
+// Replica life (runtime::ReplicaLifecycle, a pure state machine): Starting ──activator
+// says healthy──▶ Ready. A process that exits unexpectedly sends the replica to Backoff:
+// restart on fresh ports (the old ones may have been lost to a race) after 0.5 s, 1 s,
+// 2 s … 30 s; 10 s of staying ready clears the count. After 5 crashes in a row it is
+// Failed: its cause is handed to the activator, whose waiting requests get 503 naming
+// it; a failed replica retries every 30 s. Scale-down
 // takes the replica out of the activator first, then SIGTERMs the queue-proxy (which
 // finishes what it holds), then the app; SIGKILL after the revision timeout.
 //
@@ -38,6 +39,7 @@
 #include "core/timer.h"
 #include "http/io.h"
 #include "runtime/process.h"
+#include "runtime/replica_lifecycle.h"
 #include "service/service_file.h"
 
 namespace sluice::runtime {
@@ -105,7 +107,7 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   void start_replica(Revision& r, Replica& rep);
   void stop_replica(Revision& r, Replica& rep, bool at_once);
   void check_processes(Revision& r, Replica& rep);
-  void crashed(Revision& r, Replica& rep, const std::string& what);
+  void crashed(Revision& r, Replica& rep, const std::string& what, bool cannot_run = false);
   void set_failure(Revision& r, std::optional<std::string> why);
   void update_metrics();
   Revision* find(const std::string& key);
@@ -116,6 +118,7 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   std::vector<std::unique_ptr<Revision>> revisions_;
   core::SteadyTimeSource steady_;
   core::TimeSource& time_;
+  LifecyclePolicy policy_;
   core::Timer timer_;
   core::FastRandom random_;
   autoscaler::HttpStatScraper scraper_;
