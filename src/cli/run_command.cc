@@ -101,7 +101,10 @@ Action add_run_command(CLI::App& app) {
       boost::asio::post(io, [&, port] { runtime.start(port); });
     };
     activator::Activator act(aopts);
-    runtime.attach(act);
+    runtime.connect({[&act](config::EndpointsFile f) { act.update_endpoints(std::move(f)); },
+                     [&act](const std::string& revision, std::optional<std::string> why) {
+                       act.set_revision_failure(revision, std::move(why));
+                     }});
 
     // Ctrl-C / SIGTERM: the activator finishes what it holds (for at most kGrace), then
     // every replica drains. A second one stops now: buffered requests get 503 naming the

@@ -308,7 +308,7 @@ void LocalRuntime::publish_endpoints() {
         e.endpoints.push_back(rep->address());
     file.revisions.push_back(std::move(e));
   }
-  activator_->update_endpoints(std::move(file));
+  sink_.endpoints(std::move(file));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what, b
 
 void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {
   r.failure = why;
-  activator_->set_revision_failure(r.key, std::move(why));
+  sink_.failure(r.key, std::move(why));
 }
 
 void LocalRuntime::stop_all(std::function<void()> done) {

@@ -31,10 +31,10 @@
 #include <string>
 #include <vector>
 
-#include "activator/activator.h"
 #include "activator/listener.h"
 #include "autoscaler/revision_autoscaler.h"
 #include "autoscaler/scaling_loop.h"
+#include "config/endpoints_file.h"
 #include "core/random.h"
 #include "core/timer.h"
 #include "http/io.h"
@@ -65,8 +65,14 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   LocalRuntime(boost::asio::io_context& io,
                std::vector<service::ServiceSpec> services,
                LocalOptions options);
-  // The activator this runtime feeds (it is this runtime's listener); before start().
-  void attach(activator::Activator& activator) { activator_ = &activator; }
+  // Where the replicas go (`sluice run` wires the embedded activator); before start().
+  // Called on the io thread.
+  struct Sink {
+    std::function<void(config::EndpointsFile)> endpoints;
+    // A revision's replicas keep failing (the cause), or recovered (nullopt).
+    std::function<void(const std::string& revision, std::optional<std::string>)> failure;
+  };
+  void connect(Sink sink) { sink_ = std::move(sink); }
   ~LocalRuntime() override;
 
   // On the io thread: registers the revisions with the activator, starts min/initial
@@ -113,7 +119,7 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   Revision* find(const std::string& key);
 
   boost::asio::io_context& io_;
-  activator::Activator* activator_ = nullptr;
+  Sink sink_;
   LocalOptions opts_;
   std::vector<std::unique_ptr<Revision>> revisions_;
   core::SteadyTimeSource steady_;
