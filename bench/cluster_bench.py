@@ -199,6 +199,32 @@ def _p99(xs):
     return xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
 
 
+def enter_own_netns():
+    """Re-executes this script under `unshare -n` (once), then refuses to go on unless the
+    namespace is a fresh one of its own: the load and the probes go to 10.244.x.y pod
+    addresses. SIGTERM/SIGINT unwind through `finally`, which stops harnesses by pid."""
+    if os.environ.get('SLUICE_BENCH_NETNS') != '1':
+        os.environ['SLUICE_BENCH_NETNS'] = '1'
+        os.execvp('unshare', ['unshare', '-n', '--', sys.executable, *sys.argv])
+    cluster.refuse_unless_own_netns()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def cluster_bin_dir():
+    """The control plane's binaries (scripts/cluster-build.sh builds them once)."""
+    return subprocess.run([os.path.join(ROOT, 'scripts/cluster-build.sh')], capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[-1]
+
+
+def print_ratio_table(rows):
+    """rows: (name, Knative's value, Sluice's value, format)."""
+    print('| | Knative 1.18 | Sluice | Sluice / Knative |')
+    print('|---|---|---|---|')
+    for name, kv, sv, fmt in rows:
+        ratio = f'{sv / kv:.2f}' if kv else '-'
+        print(f'| {name} | {fmt.format(kv)} | {fmt.format(sv)} | {ratio} |')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--trials', type=int, default=20)
@@ -208,16 +234,8 @@ def main():
     ap.add_argument('--sluice', default=os.path.join(ROOT, 'build-bench/src/cli/sluice'))
     ap.add_argument('--testapp', default=os.path.join(ROOT, 'build-bench/tools/testapp/sluice-testapp'))
     args = ap.parse_args()
-    if os.environ.get('SLUICE_BENCH_NETNS') != '1':
-        os.environ['SLUICE_BENCH_NETNS'] = '1'
-        os.execvp('unshare', ['unshare', '-n', '--', sys.executable, *sys.argv])
-    # Re-executed above: this must now be a namespace of our own (nothing but a loopback),
-    # since the load and the probes below go to 10.244.x.y pod addresses.
-    cluster.refuse_unless_own_netns()
-    # SIGTERM/SIGINT unwind through `finally`, which stops the harness by its pid.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    bin_dir = subprocess.run([os.path.join(ROOT, 'scripts/cluster-build.sh')], capture_output=True,
-                             text=True, check=True).stdout.strip().splitlines()[-1]
+    enter_own_netns()
+    bin_dir = cluster_bin_dir()
     results = {}
     for plane in args.planes.split(','):
         print(f'== {plane} data plane', file=sys.stderr, flush=True)
@@ -240,11 +258,7 @@ def main():
         ('activator RSS (MB)', k['rss']['activator'], s['rss']['activator'], '{:.1f}'),
         ('queue-proxy RSS (MB)', k['rss']['queue-proxy'], s['rss']['queue-proxy'], '{:.1f}'),
     ]
-    print('| | Knative 1.18 | Sluice | Sluice / Knative |')
-    print('|---|---|---|---|')
-    for name, kv, sv, fmt in rows:
-        ratio = sv / kv if kv else float('nan')
-        print(f'| {name} | {fmt.format(kv)} | {fmt.format(sv)} | {ratio:.2f} |')
+    print_ratio_table(rows)
     for plane, r in results.items():
         if r['bad'] or r['socket_errors']:
             print(f'{plane}: {r["bad"]} non-2xx, socket errors: {r["socket_errors"]}')

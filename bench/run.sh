@@ -5,6 +5,7 @@
 #   bench/run.sh --activator [--duration 10] [--trials 50]            activator hop, cold start
 #   bench/run.sh --run [--trials 20]                                  sluice run: cold start, reaction
 #   bench/run.sh --cluster [--trials 20] [--duration 10] [--conns 16] Knative's data plane vs Sluice's on the cluster harness
+#   bench/run.sh --autoscaler [--pokes 5] [--revisions 1000]           Knative's autoscaler vs sluice autoscaler on the harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -20,6 +21,10 @@ if [[ ! -x bench/.bin/queue ]]; then
       break
     fi
   done
+fi
+if [[ "${1:-}" == "--autoscaler" ]]; then
+  shift
+  exec python3 bench/autoscaler_bench.py "$@"
 fi
 if [[ "${1:-}" == "--cluster" ]]; then
   shift

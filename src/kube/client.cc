@@ -103,13 +103,19 @@ bhttp::request<bhttp::string_body> make_request(bhttp::verb verb,
   req.set(bhttp::field::host, config::join_host_port(config.host, config.port));
   req.set(bhttp::field::user_agent, "sluice");
   req.set(bhttp::field::accept, "application/json");
-  req.set(bhttp::field::connection, "close");
   if (!token.empty())
     req.set(bhttp::field::authorization, "Bearer " + token);
   return req;
 }
 
 }  // namespace
+
+struct Client::Idle {
+  explicit Idle(SslStream s) : stream(std::move(s)) {}
+  SslStream stream;
+};
+
+Client::~Client() = default;
 
 Task<Response> Client::request(std::string_view method,
                                std::string target,
@@ -130,25 +136,46 @@ Task<Response> Client::request(std::string_view method,
     req.body() = std::move(body);
     req.prepare_payload();
   }
-  SslStream stream(executor_, tls_);
-  beast::get_lowest_layer(stream).expires_after(timeout);
-  if (auto ec = co_await send(stream, config_, req)) {
-    out.error = ec;
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<Idle> conn;
+    const bool reused = attempt == 0 && !idle_.empty();
+    if (reused) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+      beast::get_lowest_layer(conn->stream).expires_after(timeout);
+      auto [wec, wn] = co_await bhttp::async_write(conn->stream, req, kUse);
+      if (wec)
+        continue;  // closed while idle: a fresh connection
+    } else {
+      conn = std::make_unique<Idle>(SslStream(executor_, tls_));
+      beast::get_lowest_layer(conn->stream).expires_after(timeout);
+      if (auto ec = co_await send(conn->stream, config_, req)) {
+        out.error = ec;
+        co_return out;
+      }
+    }
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(max_body);
+    parser.header_limit(64 * 1024);
+    auto [rec, rn] = co_await bhttp::async_read(conn->stream, buffer, parser, kUse);
+    if (rec) {
+      if (reused && rn == 0 && !parser.got_some())
+        continue;  // the server had closed it: nothing was answered, send afresh
+      out.error = rec;
+      co_return out;
+    }
+    out.status = static_cast<int>(parser.get().result_int());
+    const bool keep = parser.get().keep_alive() && parser.is_done() && buffer.size() == 0;
+    out.body = std::move(parser.get().body());
+    if (keep && idle_.size() < kMaxIdle) {
+      beast::get_lowest_layer(conn->stream).expires_never();
+      idle_.push_back(std::move(conn));
+    } else {
+      beast::get_lowest_layer(conn->stream).close();
+    }
     co_return out;
   }
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(max_body);
-  parser.header_limit(64 * 1024);
-  auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, kUse);
-  if (rec) {
-    out.error = rec;
-    co_return out;
-  }
-  out.status = static_cast<int>(parser.get().result_int());
-  out.body = std::move(parser.get().body());
-  beast::get_lowest_layer(stream).close();
-  co_return out;
 }
 
 Task<Response> Client::stream_lines(std::string target,
@@ -160,6 +187,7 @@ Task<Response> Client::stream_lines(std::string target,
   auto& tcp_layer = beast::get_lowest_layer(stream);
   tcp_layer.expires_after(idle_timeout);
   auto req = make_request(bhttp::verb::get, target, config_, token_.get());
+  req.set(bhttp::field::connection, "close");  // a watch holds its connection to the end
   if (auto ec = co_await send(stream, config_, req)) {
     out.error = ec;
     co_return out;

@@ -2,8 +2,10 @@
 //
 // The Kubernetes API over HTTPS: Beast on Asio SSL (OpenSSL), verifying the apiserver's
 // certificate against the configured CA (IP SANs for an address, the name otherwise)
-// and sending the current bearer token. Control traffic only (a few requests a second,
-// one connection each, `Connection: close`), so it keeps no pool.
+// and sending the current bearer token. Requests reuse a few idle keep-alive
+// connections (at most kMaxIdle): a scale from zero should not wait for a TLS handshake.
+// A request that fails on a reused connection before any answer (the server closed it
+// while idle) is sent once more on a fresh one. Watches get a connection of their own.
 //
 // Every exchange has a deadline: `request` the whole exchange, `watch` the time between
 // two reads (the apiserver sends BOOKMARKs about once a minute when asked for them, and
@@ -40,6 +42,7 @@ struct Response {
 class Client {
  public:
   Client(asio::any_io_executor executor, ClusterConfig config);
+  ~Client();
 
   Task<Response> request(std::string_view method,
                          std::string target,
@@ -57,12 +60,15 @@ class Client {
                               size_t max_line = 16 << 20);
 
   const ClusterConfig& config() const { return config_; }
+  static constexpr size_t kMaxIdle = 4;
 
  private:
+  struct Idle;
   asio::any_io_executor executor_;
   ClusterConfig config_;
   asio::ssl::context tls_;
   TokenFile token_;
+  std::vector<std::unique_ptr<Idle>> idle_;  // executor-owned
 };
 
 }  // namespace sluice::kube

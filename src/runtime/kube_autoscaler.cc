@@ -79,6 +79,34 @@ int32_t initial_scale_of(const std::map<std::string, std::string>& annotations,
   return 1;
 }
 
+// What is kept of a PodAutoscaler: what the KPA reads and writes back (a thousand
+// revisions are a thousand of these; managedFields alone would double them).
+json compact_pa(const json& pa) {
+  json out = pa;
+  json& m = out["metadata"];
+  m.erase("managedFields");
+  if (m.contains("annotations") && m["annotations"].is_object())
+    m["annotations"].erase("kubectl.kubernetes.io/last-applied-configuration");
+  return out;
+}
+
+// What is kept of a ServerlessService: its mode, activators, readiness and service names.
+json compact_sks(const json& sks) {
+  json out = {{"metadata", {{"name", str(sks, {"metadata", "name"})}}}};
+  const json spec = sks.value("spec", json::object());
+  out["spec"] = {{"mode", spec.value("mode", "")},
+                 {"numActivators", spec.value("numActivators", 0)}};
+  const json st = sks.value("status", json::object());
+  json conditions = json::array();
+  for (const auto& c : st.value("conditions", json::array()))
+    if (c.is_object() && c.value("type", "") == "Ready")
+      conditions.push_back(c);
+  out["status"] = {{"serviceName", st.value("serviceName", "")},
+                   {"privateServiceName", st.value("privateServiceName", "")},
+                   {"conditions", conditions}};
+  return out;
+}
+
 }  // namespace
 
 struct KubeAutoscaler::Pa {
@@ -167,7 +195,7 @@ std::optional<std::string> KubeAutoscaler::start() {
            },
            nullptr});
   reflect({std::string(kSksPath) + "/serverlessservices", "", ""},
-          {[this](const json& s) { sks_[key_of(s)] = s; },
+          {[this](const json& s) { sks_[key_of(s)] = compact_sks(s); },
            [this](const std::string& ns, const std::string& name) { sks_.erase(ns + "/" + name); },
            nullptr});
   reflect({"/apis/apps/v1/deployments", kRevisionLabel, ""},
@@ -240,7 +268,7 @@ void KubeAutoscaler::upsert_pa(const json& object) {
   auto& slot = pas_[key];
   if (!slot)
     slot = std::make_unique<Pa>();
-  slot->object = object;
+  slot->object = compact_pa(object);
   respec(*slot);
 }
 
@@ -330,7 +358,11 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
     const std::string target = str(object, {"spec", "scaleTargetRef", "name"});
     const int64_t generation = object["metadata"].value("generation", int64_t{0});
     const json old_status = object.value("status", json::object());
-    const json* sks = sks_.count(revision) ? &sks_[revision] : nullptr;
+    // Copies: the maps may change while a request below is in flight.
+    const std::optional<json> sks_copy =
+        sks_.count(revision) ? std::optional<json>(sks_[revision]) : std::nullopt;
+    const json* sks = sks_copy ? &*sks_copy : nullptr;
+    const int32_t min_scale = pa.spec.min_scale, initial_scale = pa.initial_scale;
     const bool sks_ready =
         sks != nullptr &&
         knative::condition_is((*sks).value("status", json::object()), "Ready", "True");
@@ -356,23 +388,7 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
                                                        pa.spec.decider.target_burst_capacity);
     loop_.set_proxied(revision, sks_mode_now == "Proxy");
 
-    if (sks == nullptr) {
-      const std::string body = knative::make_sks(object, mode, activators).dump();
-      const std::string url = std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices";
-      auto r = co_await client_.request("POST", url, body);
-      if (!r.ok() && r.status != 409)
-        spdlog::warn("{}: creating ServerlessService: {}", revision, r.describe());
-    } else if (sks_mode_now != mode || (*sks)["spec"].value("numActivators", 0) != activators) {
-      const std::string patch =
-          json{{"spec", {{"mode", mode}, {"numActivators", activators}}}}.dump();
-      const std::string url =
-          std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices/" + name;
-      auto r = co_await client_.request("PATCH", url, patch, kMergePatch);
-      if (!r.ok())
-        spdlog::warn("{}: ServerlessService mode {}: {}", revision, mode, r.describe());
-      else if (sks_mode_now != mode)
-        spdlog::info("{}: ServerlessService mode {} → {}", revision, sks_mode_now, mode);
-    }
+    // The Deployment first: a pod asked for sooner is a cold start shorter.
     if (apply && current != want + held && !target.empty()) {
       const std::string patch = replicas_patch(want + held);
       const std::string url = "/apis/apps/v1/namespaces/" + ns + "/deployments/" + target;
@@ -385,14 +401,35 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
         spdlog::warn("{}: scaling Deployment {} to {}: {}", revision, target, want, r.describe());
       }
     }
+    if (sks == nullptr) {
+      const std::string body = knative::make_sks(object, mode, activators).dump();
+      const std::string url = std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices";
+      auto r = co_await client_.request("POST", url, body);
+      if (!r.ok() && r.status != 409)
+        spdlog::warn("{}: creating ServerlessService: {}", revision, r.describe());
+    } else if (sks_mode_now != mode ||
+               sks->value("spec", json::object()).value("numActivators", 0) != activators) {
+      const std::string patch =
+          json{{"spec", {{"mode", mode}, {"numActivators", activators}}}}.dump();
+      const std::string url =
+          std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices/" + name;
+      auto r = co_await client_.request("PATCH", url, patch, kMergePatch);
+      if (!r.ok())
+        spdlog::warn("{}: ServerlessService mode {}: {}", revision, mode, r.describe());
+      else if (sks_mode_now != mode)
+        spdlog::info("{}: ServerlessService mode {} → {}", revision, sks_mode_now, mode);
+    }
     knative::PaObservation o;
     o.want = apply ? want : (want == 0 ? std::max(current, 0) : want);
     o.ready = ready;
-    o.min_scale = pa.spec.min_scale;
-    o.initial_scale = pa.initial_scale;
+    o.min_scale = min_scale;
+    o.initial_scale = initial_scale;
     o.sks_exists = sks != nullptr;
     o.sks_ready = sks_ready;
     if (sks != nullptr) {
+      for (const auto& c : sks->value("status", json::object()).value("conditions", json::array()))
+        if (c.value("type", "") == "Ready")
+          o.sks_message = c.value("message", "");
       o.service_name = str(*sks, {"status", "serviceName"});
       o.private_service_name = str(*sks, {"status", "privateServiceName"});
     }
