@@ -491,6 +491,7 @@ http::Task<void> KubeAutoscaler::lease_loop() {
   const std::string path =
       fmt::format("/apis/coordination.k8s.io/v1/namespaces/{}/leases", opts_.system_namespace);
   core::TimePoint renewed{};
+  std::string lease_failure;
   while (!stopping_) {
     auto got =
         co_await client_.request("GET", path + "/" + opts_.lease_name, {}, "application/json", 5s);
@@ -545,9 +546,13 @@ http::Task<void> KubeAutoscaler::lease_loop() {
           lease_version_ =
               str(json::parse(r.body, nullptr, false), {"metadata", "resourceVersion"});
       }
-    } else {
-      spdlog::warn("lease {}: {}", opts_.lease_name, got.describe());
+    } else if (got.describe() != lease_failure) {
+      lease_failure = got.describe();  // each distinct failure once, not every retry
+      spdlog::warn("lease {}: {}; retrying every {} s", opts_.lease_name, lease_failure,
+                   std::chrono::duration_cast<std::chrono::seconds>(opts_.lease_retry).count());
     }
+    if (got.ok() || got.status == 404)
+      lease_failure.clear();
     if (wrote)
       renewed = time_.now();
     // Lead while the last renewal is younger than the lease (a standby waits that long).
