@@ -205,7 +205,8 @@ TEST(SluiceAutoscaler, KillingTheLeaderMidLoadHandsOverWithoutAWrongScale) {
   EXPECT_EQ(load.failed(), 0) << ::testing::PrintToString(load.failures);
 }
 
-TEST(SluiceAutoscaler, AScaleBufferKeepsTwoExtraPodsWhileThereIsTraffic) {
+TEST(SluiceAutoscaler,
+     AScaleBufferKeepsTwoExtraPodsWhileThereIsTrafficAndAQuarantinedPodGetsAStandIn) {
   Cluster c(all_sluice());
   ASSERT_EQ(c.error(), "") << c.logs("autoscaler");
   // One slow request at a time against target 1 (0.7 at 70 % utilisation): the KPA
@@ -235,6 +236,35 @@ TEST(SluiceAutoscaler, AScaleBufferKeepsTwoExtraPodsWhileThereIsTraffic) {
   }
   // No traffic: the buffer goes with it, down to zero.
   EXPECT_TRUE(e2e::eventually([&] { return replicas(c, "buffered-00001-deployment") == 0; }, 180s))
+      << c.logs("autoscaler", 3000);
+
+  // Effective capacity: min-scale 2, one pod's app killed again and again (a crash
+  // loop the kubelet keeps restarting). The activators quarantine the pod; the autoscaler
+  // counts it as nothing and runs one more for as long as they hold it.
+  ASSERT_EQ(
+      c.create(kServices, hello_service("held", 0, {{"autoscaling.knative.dev/min-scale", "2"}})),
+      "");
+  ASSERT_TRUE(c.wait_condition(revision_path("default", "held-00001"), "Ready", 180s));
+  ASSERT_TRUE(e2e::eventually(
+      [&] { return replicas(c, "held-00001-deployment", "readyReplicas") == 2; }, 120s));
+  json pods = c.get(
+      "/api/v1/namespaces/default/pods?labelSelector=serving.knative.dev%2Frevision%3Dheld-00001");
+  ASSERT_TRUE(pods.is_object() && !pods["items"].empty());
+  const std::string victim = pods["items"][0]["metadata"]["name"];
+  Load held({act[0] + ":8012"}, revision_request("held-00001", "/?delay=20"), 2, 1'000'000);
+  int most = 0;
+  EXPECT_TRUE(e2e::eventually(
+      [&] {
+        if (auto procs = pod_processes(c, "default", victim);
+            procs && procs->pids.count("user-container"))
+          ::kill(procs->pids["user-container"], SIGKILL);
+        most = std::max(most, replicas(c, "held-00001-deployment"));
+        return most >= 3;
+      },
+      90s))
+      << c.logs("autoscaler", 3000) << c.logs("activator", 2000);
+  held.stop();
+  EXPECT_NE(c.logs("autoscaler", 20000).find("for quarantined pod"), std::string::npos)
       << c.logs("autoscaler", 3000);
 }
 
