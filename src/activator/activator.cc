@@ -953,6 +953,11 @@ int ActivatorImpl::run() {
       return 1;
     }
   }
+  // Signals are caught from before the ports open: a SIGTERM sent as soon as the port
+  // answers must start the drain, not kill the process with the default action.
+  std::optional<asio::signal_set> caught;
+  if (opts_.handle_signals)
+    caught.emplace(control_worker_->io(), SIGTERM, SIGINT);
   auto listen = [&](http::Server& server, uint16_t port) {
     return address ? server.listen(tcp::endpoint(*address, port)) : server.listen_on_all(port);
   };
@@ -981,7 +986,6 @@ int ActivatorImpl::run() {
   asio::co_spawn(control_worker_->io(), readiness_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), probe_loop(), asio::detached);
   asio::co_spawn(workers_.front()->io(), report_loop(), asio::detached);
-  asio::signal_set signals(control_worker_->io(), SIGTERM, SIGINT);
   std::function<void(const http::error_code&, int)> on_signal;
   on_signal = [&](const http::error_code& ec, int sig) {
     if (ec)
@@ -993,10 +997,10 @@ int ActivatorImpl::run() {
       spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       asio::co_spawn(control_worker_->io(), drain_and_stop(sig == SIGTERM), asio::detached);
     }
-    signals.async_wait(on_signal);
+    caught->async_wait(on_signal);
   };
-  if (opts_.handle_signals)
-    signals.async_wait(on_signal);
+  if (caught)
+    caught->async_wait(on_signal);
   std::vector<std::thread> threads;
   for (auto& w : workers_) threads.emplace_back([&w] { w->run(); });
   control_worker_->run();

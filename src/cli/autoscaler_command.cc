@@ -58,14 +58,15 @@ Action add_autoscaler_command(CLI::App& app) {
     }
     boost::asio::io_context io;
     core::SteadyTimeSource time;
+    // SIGTERM / Ctrl-C: give the lease up (a standby takes over at once), then exit; a
+    // second signal exits at once. Caught from before the ports open, so a signal sent as
+    // soon as they answer is handled, not fatal.
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     runtime::KubeAutoscaler autoscaler(io, std::get<kube::ClusterConfig>(config), time, opts);
     if (auto e = autoscaler.start()) {
       std::fprintf(stderr, "sluice autoscaler: %s\n", e->c_str());
       return 1;
     }
-    // SIGTERM / Ctrl-C: give the lease up (a standby takes over at once), then exit; a
-    // second signal exits at once.
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     int received = 0;
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int sig) {

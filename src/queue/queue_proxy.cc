@@ -588,6 +588,9 @@ int QueueProxyImpl::run() {
   stats_server_ = std::make_unique<http::Server>(control, stats_handler_, side_opts);
   metrics_server_ = std::make_unique<http::Server>(control, metrics_handler_, side_opts);
 
+  // Caught from before the ports open: a SIGTERM sent as soon as the port answers must
+  // start the drain, not kill the process with the default action.
+  asio::signal_set signals(control_io_, SIGTERM, SIGINT);
   struct Bind {
     http::Server* server;
     uint16_t port;
@@ -621,7 +624,6 @@ int QueueProxyImpl::run() {
   prober_.on_change([this](bool ready) { push_state(ready ? "ready" : "not-ready"); });
   prober_.start();
   asio::co_spawn(control_io_, report_stats_loop(), asio::detached);
-  asio::signal_set signals(control_io_, SIGTERM, SIGINT);
   std::function<void(const http::error_code&, int)> on_signal;
   on_signal = [&](const http::error_code& ec, int sig) {
     if (ec)
