@@ -251,7 +251,8 @@ def measure(autoscaler, args, bin_dir):
             pokes.append((watch.first_at_least(1, t0) - t0) * 1000)
             load.stop()
             print(f'  {autoscaler}: first request -> pod asked for {pokes[-1]:.0f} ms', file=sys.stderr, flush=True)
-        out['poke_p50'], out['poke_max'] = statistics.median(pokes), max(pokes)
+        if pokes:
+            out['poke_p50'], out['poke_max'] = statistics.median(pokes), max(pokes)
 
         firsts, rss_all, failed, ok, peak = [], [], 0, 0, 0
         for trial in range(args.steps):
@@ -261,8 +262,9 @@ def measure(autoscaler, args, bin_dir):
             failed, ok, peak = failed + bad, ok + good, max(peak, top)
             print(f'  {autoscaler}: step {trial + 1}/{args.steps}: first new pod serving after {f:.2f} s, '
                   f'{rsec:.0f} replica-seconds, {bad} failed of {bad + good}', file=sys.stderr, flush=True)
-        out.update(step_first_new_s=statistics.median(firsts), replica_seconds=statistics.mean(rss_all),
-                   failed=failed, ok=ok, peak=peak)
+        if firsts:
+            out.update(step_first_new_s=statistics.median(firsts), replica_seconds=statistics.mean(rss_all),
+                       failed=failed, ok=ok, peak=peak)
 
         # Many revisions: PodAutoscalers alone (no pods), as the controller writes them.
         names = [f'r{i:04d}' for i in range(args.revisions)]
@@ -280,6 +282,9 @@ def measure(autoscaler, args, bin_dir):
         time.sleep(args.window)
         out['idle_cpu_pct'] = (cpu_seconds(as_pid) - c0) / args.window * 100
         out['idle_rss'] = rss_mb(as_pid)
+        print(f'  {autoscaler}: ' + ' '.join(
+            line.split(':')[0] + '=' + line.split()[1] for line in open(f'/proc/{as_pid}/status')
+            if line.startswith(('RssAnon', 'RssFile', 'Threads'))), file=sys.stderr, flush=True)
         ws = ws_connect(cluster.AUTOSCALER_IP, 8080)
         frame = wire_stats(names, 100, 1.0)
         c0 = cpu_seconds(as_pid)

@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -62,65 +63,87 @@ std::map<std::string, std::string> string_map(const json& j) {
   return out;
 }
 
-// Knative's GetInitialScale: the annotation, else config-autoscaler's, else 1.
-int32_t initial_scale_of(const std::map<std::string, std::string>& annotations,
-                         const std::map<std::string, std::string>& config) {
-  for (const auto& [map, key] : {std::pair{&annotations, "autoscaling.knative.dev/initial-scale"},
-                                 std::pair{&annotations, "autoscaling.knative.dev/initialScale"},
-                                 std::pair{&config, "initial-scale"}}) {
-    auto it = map->find(key);
-    if (it != map->end()) {
-      try {
-        return std::stoi(it->second);
-      } catch (...) {
-      }
-    }
-  }
-  return 1;
-}
-
-// What is kept of a PodAutoscaler: what the KPA reads and writes back (a thousand
-// revisions are a thousand of these; managedFields alone would double them).
-json compact_pa(const json& pa) {
-  json out = pa;
-  json& m = out["metadata"];
-  m.erase("managedFields");
-  if (m.contains("annotations") && m["annotations"].is_object())
-    m["annotations"].erase("kubectl.kubernetes.io/last-applied-configuration");
-  return out;
-}
-
-// What is kept of a ServerlessService: its mode, activators, readiness and service names.
-json compact_sks(const json& sks) {
-  json out = {{"metadata", {{"name", str(sks, {"metadata", "name"})}}}};
-  const json spec = sks.value("spec", json::object());
-  out["spec"] = {{"mode", spec.value("mode", "")},
-                 {"numActivators", spec.value("numActivators", 0)}};
-  const json st = sks.value("status", json::object());
-  json conditions = json::array();
-  for (const auto& c : st.value("conditions", json::array()))
-    if (c.is_object() && c.value("type", "") == "Ready")
-      conditions.push_back(c);
-  out["status"] = {{"serviceName", st.value("serviceName", "")},
-                   {"privateServiceName", st.value("privateServiceName", "")},
-                   {"conditions", conditions}};
-  return out;
-}
-
 }  // namespace
 
+// What the KPA reads and writes of a PodAutoscaler, typed: a thousand revisions are a
+// thousand of these, and as parsed JSON each weighed about ten times as much.
 struct KubeAutoscaler::Pa {
-  json object;
+  std::string ns, name, uid;
+  int64_t generation = 0;
+  uint32_t cc = 0;  // spec.containerConcurrency
+  std::string target, target_api_version, target_kind, protocol;
+  std::map<std::string, std::string> labels, annotations;
+  std::string status;  // serialized; parsed only to reconcile
+
   std::string spec_key;  // what the ScalingSpec was made from
   std::optional<std::string> invalid;
   autoscaler::ScalingSpec spec;
   int32_t initial_scale = 1;
   autoscaler::ScaleDecision pending;
-  bool have_pending = false;
   bool in_flight = false;
   bool dirty = false;
   bool invalid_written = false;
+  // Bumped by every watched change that concerns the revision. A decision whose inputs
+  // (this, want, held, burst sign) match the last fully written one needs no requests.
+  uint64_t inputs = 0;
+  std::optional<Fingerprint> reconciled;
+
+  void read(const json& o) {
+    const json& m = o["metadata"];
+    ns = m.value("namespace", "");
+    name = m.value("name", "");
+    uid = m.value("uid", "");
+    generation = m.value("generation", int64_t{0});
+    labels = string_map(m.value("labels", json::object()));
+    annotations = string_map(m.value("annotations", json::object()));
+    annotations.erase("kubectl.kubernetes.io/last-applied-configuration");
+    const json spec = o.value("spec", json::object());
+    cc = spec.value("containerConcurrency", 0u);
+    protocol = spec.value("protocolType", "http1");
+    const json ref = spec.value("scaleTargetRef", json::object());
+    target = ref.value("name", "");
+    target_api_version = ref.value("apiVersion", "");
+    target_kind = ref.value("kind", "");
+    status = o.value("status", json::object()).dump();
+  }
+  json status_json() const {
+    json j = json::parse(status, nullptr, false);
+    return j.is_object() ? j : json::object();
+  }
+  // As much of the object as MakeSKS reads.
+  json object() const {
+    return {{"metadata",
+             {{"name", name},
+              {"namespace", ns},
+              {"uid", uid},
+              {"labels", labels},
+              {"annotations", annotations}}},
+            {"spec",
+             {{"scaleTargetRef",
+               {{"apiVersion", target_api_version}, {"kind", target_kind}, {"name", target}}},
+              {"protocolType", protocol}}}};
+  }
 };
+
+namespace {
+
+SksRecord sks_record(const json& sks) {
+  SksRecord out;
+  const json spec = sks.value("spec", json::object());
+  out.mode = spec.value("mode", "");
+  out.activators = spec.value("numActivators", 0);
+  const json st = sks.value("status", json::object());
+  out.service_name = st.value("serviceName", "");
+  out.private_service_name = st.value("privateServiceName", "");
+  for (const auto& c : st.value("conditions", json::array()))
+    if (c.is_object() && c.value("type", "") == "Ready") {
+      out.ready = c.value("status", "") == "True";
+      out.ready_message = c.value("message", "");
+    }
+  return out;
+}
+
+}  // namespace
 
 KubeAutoscaler::KubeAutoscaler(asio::io_context& io,
                                kube::ClusterConfig config,
@@ -180,31 +203,50 @@ std::optional<std::string> KubeAutoscaler::start() {
              const std::string key = key_of(pod);
              auto old = pods_.find(key);
              const std::string old_rev = old == pods_.end() ? "" : old->second.revision;
+             if (old != pods_.end() && old->second.ready == p.ready && old->second.ip == p.ip &&
+                 old_rev == rev)
+               return;  // a status change that does not move capacity
              pods_[key] = p;
-             refresh_pods(rev);
-             if (!old_rev.empty() && old_rev != rev)
+             revision_pods_[rev].insert(key);
+             if (!old_rev.empty() && old_rev != rev) {
+               forget_pod(old_rev, key);
                refresh_pods(old_rev);
+             }
+             refresh_pods(rev);
            },
            [this](const std::string& ns, const std::string& name) {
              auto it = pods_.find(ns + "/" + name);
              if (it == pods_.end())
                return;
              const std::string rev = it->second.revision;
+             forget_pod(rev, it->first);
              pods_.erase(it);
              refresh_pods(rev);
            },
            nullptr});
   reflect({std::string(kSksPath) + "/serverlessservices", "", ""},
-          {[this](const json& s) { sks_[key_of(s)] = compact_sks(s); },
-           [this](const std::string& ns, const std::string& name) { sks_.erase(ns + "/" + name); },
+          {[this](const json& s) {
+             const std::string key = key_of(s);
+             sks_[key] = sks_record(s);
+             touch(key);
+           },
+           [this](const std::string& ns, const std::string& name) {
+             sks_.erase(ns + "/" + name);
+             touch(ns + "/" + name);
+           },
            nullptr});
   reflect({"/apis/apps/v1/deployments", kRevisionLabel, ""},
           {[this](const json& d) {
              deployments_[key_of(d)] =
                  d.contains("spec") ? d["spec"].value("replicas", 1) : 1;  // Kubernetes' default
+             touch(str(d, {"metadata", "namespace"}) + "/" +
+                   str(d, {"metadata", "labels", kRevisionLabel}));
            },
            [this](const std::string& ns, const std::string& name) {
              deployments_.erase(ns + "/" + name);
+             for (auto& [key, pa] : pas_)
+               if (pa->ns == ns && pa->target == name)
+                 touch(key);
            },
            nullptr});
   reflect({"/api/v1/namespaces/" + opts_.system_namespace + "/configmaps", "",
@@ -222,6 +264,7 @@ std::optional<std::string> KubeAutoscaler::start() {
            nullptr});
   for (auto& r : reflectors_) asio::co_spawn(io_, r->run(), asio::detached);
   asio::co_spawn(io_, lease_loop(), asio::detached);
+  asio::co_spawn(io_, trim_loop(), asio::detached);
   loop_.start();
   spdlog::info("autoscaler {}: stats websocket on port {}, metrics on {}, lease {}/{}",
                opts_.identity, opts_.port, opts_.metrics_port, opts_.system_namespace,
@@ -268,15 +311,15 @@ void KubeAutoscaler::upsert_pa(const json& object) {
   auto& slot = pas_[key];
   if (!slot)
     slot = std::make_unique<Pa>();
-  slot->object = compact_pa(object);
+  slot->read(object);
+  ++slot->inputs;
   respec(*slot);
 }
 
 void KubeAutoscaler::respec(Pa& pa) {
-  const json& o = pa.object;
-  const std::string key = key_of(o);
-  const auto annotations = string_map(o["metadata"].value("annotations", json::object()));
-  const uint32_t cc = o.contains("spec") ? o["spec"].value("containerConcurrency", 0u) : 0u;
+  const std::string key = pa.ns + "/" + pa.name;
+  const auto& annotations = pa.annotations;
+  const uint32_t cc = pa.cc;
   const std::string spec_key =
       json(annotations).dump() + "|" + std::to_string(cc) + "|" + config_version_;
   if (spec_key == pa.spec_key)
@@ -285,7 +328,8 @@ void KubeAutoscaler::respec(Pa& pa) {
   auto parsed = service::scaling_from_annotations(annotations, config_, cc);
   for (const auto& e : parsed.config_errors)
     spdlog::warn("config-autoscaler: {} (Knative's default used)", e);
-  pa.initial_scale = initial_scale_of(annotations, config_);
+  pa.initial_scale = parsed.initial_scale;
+  ++pa.inputs;
   if (!parsed.errors.empty()) {
     std::string all;
     for (const auto& e : parsed.errors) all += (all.empty() ? "" : "; ") + e;
@@ -302,18 +346,50 @@ void KubeAutoscaler::respec(Pa& pa) {
     spdlog::info("PodAutoscaler {}: annotations valid again", key);
   pa.invalid.reset();
   pa.spec = parsed.scaling;
-  loop_.add(key, str(o, {"metadata", "labels", "serving.knative.dev/configuration"}), pa.spec);
+  auto configuration = pa.labels.find("serving.knative.dev/configuration");
+  loop_.add(key, configuration == pa.labels.end() ? "" : configuration->second, pa.spec);
   refresh_pods(key);
 }
 
+void KubeAutoscaler::forget_pod(const std::string& revision, const std::string& pod) {
+  auto it = revision_pods_.find(revision);
+  if (it == revision_pods_.end())
+    return;
+  it->second.erase(pod);
+  if (it->second.empty())
+    revision_pods_.erase(it);
+}
+
+int32_t KubeAutoscaler::ready_pods(const std::string& revision) const {
+  int32_t n = 0;
+  if (auto it = revision_pods_.find(revision); it != revision_pods_.end())
+    for (const auto& key : it->second) n += pods_.at(key).ready;
+  return n;
+}
+
+void KubeAutoscaler::touch(const std::string& revision) {
+  if (auto it = pas_.find(revision); it != pas_.end())
+    ++it->second->inputs;
+}
+
 void KubeAutoscaler::refresh_pods(const std::string& revision) {
+  touch(revision);
   if (!loop_.has(revision))
     return;
   std::vector<std::string> targets;
-  for (const auto& [key, p] : pods_)
-    if (p.revision == revision && p.ready)
-      targets.push_back(config::join_host_port(p.ip, 9090));
+  if (auto it = revision_pods_.find(revision); it != revision_pods_.end())
+    for (const auto& key : it->second)
+      if (const Pod& p = pods_.at(key); p.ready)
+        targets.push_back(config::join_host_port(p.ip, 9090));
   loop_.set_pods(revision, std::move(targets));
+}
+
+KubeAutoscaler::Fingerprint KubeAutoscaler::fingerprint(const std::string& revision,
+                                                        const Pa& pa,
+                                                        const autoscaler::ScaleDecision& d) const {
+  const int32_t want = d.has_data ? d.want : knative::kScaleUnknown;
+  return {pa.inputs, want, want > 0 ? loop_.quarantined(revision) : 0,
+          d.has_data && d.kpa.excess_burst_capacity < 0};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,8 +399,7 @@ int32_t KubeAutoscaler::scale(const std::string& revision,
                               const autoscaler::ScaleDecision& d,
                               bool poke) {
   auto it = pas_.find(revision);
-  const std::string target =
-      it == pas_.end() ? "" : str(it->second->object, {"spec", "scaleTargetRef", "name"});
+  const std::string target = it == pas_.end() ? "" : it->second->target;
   const std::string ns = revision.substr(0, revision.find('/'));
   auto dep = deployments_.find(ns + "/" + target);
   const int32_t current = dep == deployments_.end() ? 0 : dep->second;
@@ -332,12 +407,11 @@ int32_t KubeAutoscaler::scale(const std::string& revision,
     return current;
   Pa& pa = *it->second;
   pa.pending = d;
-  pa.have_pending = true;
   if (poke)
     spdlog::info("{}: first request; scaling {} → {} at once", revision, current, d.want);
   if (pa.in_flight) {
     pa.dirty = true;
-  } else {
+  } else if (pa.reconciled != fingerprint(revision, pa, d)) {
     pa.in_flight = true;
     asio::co_spawn(io_, reconcile(revision), asio::detached);
   }
@@ -352,23 +426,21 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
     Pa& pa = *it->second;
     pa.dirty = false;
     const autoscaler::ScaleDecision d = pa.pending;
-    const json object = pa.object;
-    const std::string ns = str(object, {"metadata", "namespace"});
-    const std::string name = str(object, {"metadata", "name"});
-    const std::string target = str(object, {"spec", "scaleTargetRef", "name"});
-    const int64_t generation = object["metadata"].value("generation", int64_t{0});
-    const json old_status = object.value("status", json::object());
+    const Fingerprint fp = fingerprint(revision, pa, d);
     // Copies: the maps may change while a request below is in flight.
-    const std::optional<json> sks_copy =
-        sks_.count(revision) ? std::optional<json>(sks_[revision]) : std::nullopt;
-    const json* sks = sks_copy ? &*sks_copy : nullptr;
+    const std::string ns = pa.ns, name = pa.name, target = pa.target;
+    const int64_t generation = pa.generation;
+    const json old_status = pa.status_json();
+    auto sks_it = sks_.find(revision);
+    const std::optional<SksRecord> sks_copy =
+        sks_it == sks_.end() ? std::nullopt : std::optional<SksRecord>(sks_it->second);
+    const SksRecord* sks = sks_copy ? &*sks_copy : nullptr;
     const int32_t min_scale = pa.spec.min_scale, initial_scale = pa.initial_scale;
-    const bool sks_ready =
-        sks != nullptr &&
-        knative::condition_is((*sks).value("status", json::object()), "Ready", "True");
-    const std::string sks_mode_now = sks == nullptr ? "" : str(*sks, {"spec", "mode"});
-    int32_t ready = 0;
-    for (const auto& [key, p] : pods_) ready += p.revision == revision && p.ready;
+    const bool sks_ready = sks != nullptr && sks->ready;
+    const std::string sks_mode_now = sks == nullptr ? "" : sks->mode;
+    const int32_t ready = ready_pods(revision);
+    const json owner = sks == nullptr ? pa.object() : json();  // for a new SKS
+    bool all_written = true;
     auto dep = deployments_.find(ns + "/" + target);
     const int32_t current = dep == deployments_.end() ? -1 : dep->second;
 
@@ -399,16 +471,17 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
         deployments_[ns + "/" + target] = want + held;  // the watch confirms it
       } else {
         spdlog::warn("{}: scaling Deployment {} to {}: {}", revision, target, want, r.describe());
+        all_written = false;
       }
     }
     if (sks == nullptr) {
-      const std::string body = knative::make_sks(object, mode, activators).dump();
+      const std::string body = knative::make_sks(owner, mode, activators).dump();
       const std::string url = std::string(kSksPath) + "/namespaces/" + ns + "/serverlessservices";
       auto r = co_await client_.request("POST", url, body);
       if (!r.ok() && r.status != 409)
         spdlog::warn("{}: creating ServerlessService: {}", revision, r.describe());
-    } else if (sks_mode_now != mode ||
-               sks->value("spec", json::object()).value("numActivators", 0) != activators) {
+      all_written = all_written && r.ok();
+    } else if (sks_mode_now != mode || sks->activators != activators) {
       const std::string patch =
           json{{"spec", {{"mode", mode}, {"numActivators", activators}}}}.dump();
       const std::string url =
@@ -418,6 +491,7 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
         spdlog::warn("{}: ServerlessService mode {}: {}", revision, mode, r.describe());
       else if (sks_mode_now != mode)
         spdlog::info("{}: ServerlessService mode {} → {}", revision, sks_mode_now, mode);
+      all_written = all_written && r.ok();
     }
     knative::PaObservation o;
     o.want = apply ? want : (want == 0 ? std::max(current, 0) : want);
@@ -427,11 +501,9 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
     o.sks_exists = sks != nullptr;
     o.sks_ready = sks_ready;
     if (sks != nullptr) {
-      for (const auto& c : sks->value("status", json::object()).value("conditions", json::array()))
-        if (c.value("type", "") == "Ready")
-          o.sks_message = c.value("message", "");
-      o.service_name = str(*sks, {"status", "serviceName"});
-      o.private_service_name = str(*sks, {"status", "privateServiceName"});
+      o.sks_message = sks->ready_message;
+      o.service_name = sks->service_name;
+      o.private_service_name = sks->private_service_name;
     }
     const json status = knative::pa_status(old_status, o, generation, now_text());
     if (status != old_status) {
@@ -441,11 +513,14 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
       if (!r.ok())
         spdlog::warn("{}: PodAutoscaler status: {}", revision, r.describe());
       else if (auto again = pas_.find(revision); again != pas_.end())
-        again->second->object["status"] = status;  // until the watch says so
+        again->second->status = status.dump();  // until the watch says so
+      all_written = all_written && r.ok();
     }
     it = pas_.find(revision);
     if (it == pas_.end())
       co_return;
+    // Anything unwritten is retried at the next tick.
+    it->second->reconciled = all_written ? std::optional(fp) : std::nullopt;
     if (!it->second->dirty) {
       it->second->in_flight = false;
       co_return;
@@ -461,18 +536,25 @@ http::Task<void> KubeAutoscaler::write_invalid(std::string revision) {
   pa.invalid_written = true;
   knative::PaObservation o;
   o.invalid = pa.invalid;
-  const json& object = pa.object;
-  const json status =
-      knative::pa_status(object.value("status", json::object()), o,
-                         object["metadata"].value("generation", int64_t{0}), now_text());
+  const json status = knative::pa_status(pa.status_json(), o, pa.generation, now_text());
   const std::string body = json{{"status", status}}.dump();
-  const std::string url =
-      pa_status_url(str(object, {"metadata", "namespace"}), str(object, {"metadata", "name"}));
+  const std::string url = pa_status_url(pa.ns, pa.name);
   auto r = co_await client_.request("PATCH", url, body, kMergePatch);
   if (!r.ok()) {
     spdlog::warn("{}: PodAutoscaler status: {}", revision, r.describe());
     if (auto again = pas_.find(revision); again != pas_.end())
       again->second->invalid_written = false;  // the next leadership tick retries
+  }
+}
+
+// Lists and watch events are parsed into short-lived JSON trees; glibc keeps the freed
+// pages (a list of a thousand PodAutoscalers leaves megabytes behind). Hand them back.
+http::Task<void> KubeAutoscaler::trim_loop() {
+  core::Timer timer(time_, io_.get_executor());
+  while (!stopping_) {
+    timer.expires_after(30s);
+    co_await timer.async_wait(http::kUseTuple);
+    ::malloc_trim(0);
   }
 }
 
@@ -566,10 +648,11 @@ http::Task<void> KubeAutoscaler::lease_loop() {
       leader_ = lead;
       spdlog::info("autoscaler {}: {} lease {}", opts_.identity,
                    lead ? "leading: holds" : "standby: lost", opts_.lease_name);
-      if (lead)
-        for (auto& [key, pa] : pas_)
-          if (pa->invalid)
-            asio::co_spawn(io_, write_invalid(key), asio::detached);
+      for (auto& [key, pa] : pas_) {
+        pa->reconciled.reset();  // what a leader wrote before may have moved since
+        if (lead && pa->invalid)
+          asio::co_spawn(io_, write_invalid(key), asio::detached);
+      }
     }
     if (!wrote)
       renewed = leader_ ? renewed : core::TimePoint{};

@@ -27,7 +27,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "autoscaler/scaling_loop.h"
@@ -58,6 +60,15 @@ struct KubeAutoscalerOptions {
   std::string bind = "::";
 };
 
+// What the KPA reads of a ServerlessService.
+struct SksRecord {
+  std::string mode;
+  int32_t activators = 0;
+  bool ready = false;         // its Ready condition is True
+  std::string ready_message;  // that condition's message
+  std::string service_name, private_service_name;
+};
+
 class KubeAutoscaler final : public autoscaler::Scaler {
  public:
   KubeAutoscaler(boost::asio::io_context& io,
@@ -83,6 +94,18 @@ class KubeAutoscaler final : public autoscaler::Scaler {
   void upsert_pa(const nlohmann::json& pa);
   void respec(Pa& pa);
   void refresh_pods(const std::string& revision);
+  // A watched object that concerns `revision` changed: its next decision is reconciled
+  // even if the decision itself did not change.
+  void touch(const std::string& revision);
+  void forget_pod(const std::string& revision, const std::string& pod);
+  int32_t ready_pods(const std::string& revision) const;
+  // A decision's inputs: the revision's watched-change count, want, held pods, whether
+  // burst capacity is short. Equal to the last fully written one: nothing to write.
+  using Fingerprint = std::tuple<uint64_t, int32_t, int32_t, bool>;
+  Fingerprint fingerprint(const std::string& revision,
+                          const Pa& pa,
+                          const autoscaler::ScaleDecision& d) const;
+  http::Task<void> trim_loop();
   http::Task<void> reconcile(std::string revision);
   http::Task<void> write_invalid(std::string revision);
   http::Task<void> lease_loop();
@@ -106,10 +129,11 @@ class KubeAutoscaler final : public autoscaler::Scaler {
     std::string ip;
     bool ready = false;
   };
-  std::map<std::string, Pod> pods_;             // "ns/pod"
-  std::map<std::string, nlohmann::json> sks_;   // "ns/name"
-  std::map<std::string, int32_t> deployments_;  // "ns/name" -> spec.replicas
-  std::map<std::string, std::string> config_;   // config-autoscaler data
+  std::map<std::string, Pod> pods_;                             // "ns/pod"
+  std::map<std::string, std::set<std::string>> revision_pods_;  // revision -> its pods' keys
+  std::map<std::string, SksRecord> sks_;                        // "ns/name"
+  std::map<std::string, int32_t> deployments_;                  // "ns/name" -> spec.replicas
+  std::map<std::string, std::string> config_;                   // config-autoscaler data
   std::string config_version_;
   bool leader_ = false;
   bool stopping_ = false;

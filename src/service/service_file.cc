@@ -637,6 +637,7 @@ void Loader::service(const Document& d) {
   sc.max_scale = static_cast<int32_t>(o.max_scale.value_or(as_.max_scale));
   const std::optional<int64_t> initial = o.initial_scale ? o.initial_scale : as_.initial_scale;
   sc.initial_scale = static_cast<int32_t>(initial.value_or(0));
+  s.initial_scale_declared = initial.has_value();
   sc.scale_buffer = static_cast<int32_t>(o.scale_buffer.value_or(0));
   sc.enable_scale_to_zero = as_.enable_scale_to_zero;
   sc.scale_to_zero_grace = as_.scale_to_zero_grace;
@@ -874,8 +875,11 @@ AnnotationScaling scaling_from_annotations(const std::map<std::string, std::stri
       a.dump(), container_concurrency, data.dump());
   LoadResult loaded = load_service_texts({{"PodAutoscaler", text}});
   AnnotationScaling out;
-  if (!loaded.services.empty())
-    out.scaling = loaded.services.front().scaling;
+  if (!loaded.services.empty()) {
+    const ServiceSpec& svc = loaded.services.front();
+    out.scaling = svc.scaling;
+    out.initial_scale = svc.initial_scale_declared ? svc.scaling.initial_scale : 1;
+  }
   for (const std::string& e : loaded.errors) {
     if (e.starts_with("config-autoscaler: ")) {
       out.config_errors.push_back(e);

@@ -41,6 +41,9 @@ struct ServiceSpec {
   int idle_timeout_seconds = 0;            // 0: not set
   ContainerSpec container;
   autoscaler::ScalingSpec scaling;
+  // An initial scale was given (annotation or config-autoscaler): where Sluice's local
+  // default (0) and Knative's (1) differ, the cluster needs to know.
+  bool initial_scale_declared = false;
 };
 
 struct LoadResult {
@@ -62,6 +65,8 @@ struct AnnotationScaling {
   autoscaler::ScalingSpec scaling;
   std::vector<std::string> errors;         // "KEY: what is wrong"
   std::vector<std::string> config_errors;  // the same, about config-autoscaler
+  // Knative's GetInitialScale: the annotation, else config-autoscaler's, else 1.
+  int32_t initial_scale = 1;
 };
 AnnotationScaling scaling_from_annotations(const std::map<std::string, std::string>& annotations,
                                            const std::map<std::string, std::string>& config,
