@@ -113,6 +113,24 @@ void ScalingLoop::stat(const std::string& revision, double concurrency, double r
   r.scaler.record(time_.now(), concurrency, rps);
   if (poke && running_)
     decide(r, true);  // scale from zero now, not at the next tick
+  else
+    scale_up_early(r, concurrency, rps);
+}
+
+void ScalingLoop::scale_up_early(Revision& r, double concurrency, double rps) {
+  if (!running_ || r.want <= 0)
+    return;  // at zero the poke decides
+  const double load = r.scaler.spec().metric == Metric::Rps ? rps : concurrency;
+  // Cheap test first: one source's share already exceeds what `want` pods carry.
+  if (load <= r.want * r.scaler.target_per_pod())
+    return;
+  const auto now = time_.now();
+  RevisionAutoscaler probe = r.scaler;  // decide() moves the windows' state: try on a copy
+  // Not more than what runs, nor than what was last asked for (a runtime may cap it).
+  if (probe.decide(now, effective_ready(r)).want <= std::max(r.want, r.last.want))
+    return;
+  ++early_decisions_;
+  decide(r, false);
 }
 
 void ScalingLoop::set_proxied(const std::string& revision, bool proxied) {
@@ -176,8 +194,10 @@ void ScalingLoop::scrape(Revision& r) {
       return;
     const double scale = population / got->pods;
     // (the difference of two averages can come out a hair below zero)
-    rev.scaler.record(time_.now(), std::max(0.0, got->concurrency * scale),
-                      std::max(0.0, got->rps * scale));
+    const double concurrency = std::max(0.0, got->concurrency * scale);
+    const double rps = std::max(0.0, got->rps * scale);
+    rev.scaler.record(time_.now(), concurrency, rps);
+    scale_up_early(rev, concurrency, rps);
   });
 }
 
@@ -269,6 +289,12 @@ std::string ScalingLoop::metrics_text() const {
       }
       out.push_back(std::move(f));
     }
+    auto early = metrics::family("sluice_autoscaler_early_scale_ups_total",
+                                 "Scale-ups decided between two ticks, on a sample that needed "
+                                 "more pods",
+                                 prometheus::MetricType::Counter);
+    early.metric.push_back(metrics::counter_metric({}, static_cast<double>(early_decisions_)));
+    out.push_back(std::move(early));
   });
   return registry.serialize();
 }

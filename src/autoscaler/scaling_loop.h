@@ -6,6 +6,7 @@
 //   activators ──stat(), healthy()──▶ ┐
 //   StatScraper (sample of ready pods, 1 s) ──▶ RevisionAutoscaler per revision
 //        ──2 s tick, or at once on a first request (poke)──▶ Scaler::scale(want)
+//        (or at once when a sample between ticks means more pods: see below)
 //   runtime ──set_pods(ready targets, starting)──▶ (what to scrape, how many are starting)
 //
 // Stats: queue-proxy scrapes use Knative's sample size and are scaled to the ready
@@ -13,6 +14,12 @@
 // activator proxied are subtracted from the scrape, because the activator's own reports
 // count them. Effective capacity: `ready` for a decision is what the activators hold
 // healthy when they say so (Sluice's activators carry it), else the runtime's ready pods.
+//
+// Early scale-up: Knative decides only at its 2 s tick, so a step in load waits up to
+// 2 s before anything is asked for. Here a sample that exceeds what the current want
+// carries at target is tried on a copy of the revision's autoscaler; if that decision
+// scales up, it is made now (the tick would have made the same one, later). Scale-down
+// only ever happens at a tick.
 //
 // Ports: Scaler (own replicas: set desired replicas) and StatScraper (fetch queue-proxy
 // stats) are interfaces because the local runtime, the Kubernetes scaler and the unit
@@ -130,6 +137,8 @@ class ScalingLoop {
   void tick();
   void scrape(Revision& r);
   void decide(Revision& r, bool poke);
+  // A sample between ticks that means more pods now decides at once (scale-up only).
+  void scale_up_early(Revision& r, double concurrency, double rps);
   int32_t effective_ready(const Revision& r) const;
 
   core::TimeSource& time_;
@@ -142,6 +151,7 @@ class ScalingLoop {
   std::map<std::string, std::unique_ptr<Revision>> revisions_;
   core::TimePoint next_scrape_, next_decide_;
   bool running_ = false;
+  uint64_t early_decisions_ = 0;  // scale-ups decided between ticks
   // Scrapes in flight hold this to learn whether the loop still exists.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -112,6 +112,37 @@ TEST_F(ScalingLoopTest, TheFirstRequestPokesAtOnceNotAtTheNextTick) {
   EXPECT_EQ(scaler_.calls.size(), before + 1) << "only a revision at zero is poked";
 }
 
+// Knative waits for its next 2 s tick; a sample that means more pods is acted on at once.
+TEST_F(ScalingLoopTest, LoadBeyondCapacityBetweenTicksScalesUpAtOnceAndDownOnlyAtATick) {
+  loop_.add("ns/a", "a", spec());
+  loop_.start();
+  loop_.stat("ns/a", 2, 2);  // poke: 0 -> 2
+  ASSERT_EQ(loop_.last_want("ns/a"), 2);
+  loop_.set_healthy("ns/a", "act-1", {"10.0.0.1:8012", "10.0.0.2:8012"});
+  run_for(2s);  // a tick on 2 pods carrying 2
+  ASSERT_EQ(loop_.last_want("ns/a"), 2);
+  run_for(500ms);
+  const auto calls = scaler_.calls.size();
+  loop_.stat("ns/a", 2, 2);  // what 2 pods carry: wait for the tick
+  EXPECT_EQ(scaler_.calls.size(), calls);
+  const auto at = clock_.now();
+  loop_.stat("ns/a", 20, 20);  // a step: panic, now
+  ASSERT_EQ(scaler_.calls.size(), calls + 1);
+  EXPECT_EQ(scaler_.calls.back().at, at) << "not at the next tick";
+  EXPECT_FALSE(scaler_.calls.back().poke);
+  EXPECT_GT(loop_.last_want("ns/a"), 2);
+  const int32_t stepped = loop_.last_want("ns/a");
+  loop_.stat("ns/a", 0.5, 0.5);
+  EXPECT_EQ(scaler_.calls.size(), calls + 1) << "less load never decides between ticks";
+  loop_.stat("ns/a", 1, 1);  // the same second: 21.5 in all, what was asked for covers it
+  EXPECT_EQ(scaler_.calls.size(), calls + 1);
+  run_for(2s);
+  EXPECT_GE(loop_.last_want("ns/a"), stepped) << "panic holds at the tick";
+  EXPECT_NE(loop_.metrics_text().find("sluice_autoscaler_early_scale_ups_total 1"),
+            std::string::npos)
+      << loop_.metrics_text();
+}
+
 TEST_F(ScalingLoopTest, ScrapesASampleScaledToTheReadyPopulation) {
   loop_.add("ns/a", "a", spec());
   loop_.start();
