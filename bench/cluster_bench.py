@@ -220,9 +220,10 @@ def print_ratio_table(rows):
     """rows: (name, Knative's value, Sluice's value, format)."""
     print('| | Knative 1.18 | Sluice | Sluice / Knative |')
     print('|---|---|---|---|')
-    for name, kv, sv, fmt in rows:
-        ratio = f'{sv / kv:.2f}' if kv else '-'
-        print(f'| {name} | {fmt.format(kv)} | {fmt.format(sv)} | {ratio} |')
+    for name, kv, sv, fmt in rows:  # None: not measured for that one
+        ratio = f'{sv / kv:.2f}' if kv and sv is not None else '-'
+        shown = ['-' if v is None else fmt.format(v) for v in (kv, sv)]
+        print(f'| {name} | {shown[0]} | {shown[1]} | {ratio} |')
 
 
 def main():
