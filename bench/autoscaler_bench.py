@@ -294,7 +294,10 @@ def measure(autoscaler, args, bin_dir):
                   f'{rsec:.0f} replica-seconds, {bad} failed of {bad + good}', file=sys.stderr, flush=True)
         if firsts:
             out.update(step_first_new_s=statistics.median(firsts), replica_seconds=statistics.mean(rss_all),
-                       failed=failed, ok=ok, peak=peak)
+                       failed=failed, ok=ok, peak=peak,
+                       # The clients are closed-loop: an autoscaler that adds pods sooner gets
+                       # more requests answered in the same run. This is the cost per answer.
+                       rs_per_1000=sum(rss_all) / max(1, ok) * 1000)
 
         if not args.revisions:
             return out
@@ -377,6 +380,9 @@ def main():
          '{:.0f}'),
         ('step -> first new pod serving, median (s)', k.get('step_first_new_s'), s.get('step_first_new_s'), '{:.2f}'),
         ('replica-seconds per step run, mean', k.get('replica_seconds'), s.get('replica_seconds'), '{:.0f}'),
+        ('replica-seconds per 1,000 requests answered', k.get('rs_per_1000'), s.get('rs_per_1000'), '{:.0f}'),
+        ('requests answered per step run, mean', k.get('ok', 0) / args.steps if k.get('ok') else None,
+         s.get('ok', 0) / args.steps if s.get('ok') else None, '{:.0f}'),
         ('peak replicas', k.get('peak'), s.get('peak'), '{:.0f}'),
         ('failed requests', k.get('failed'), s.get('failed'), '{:.0f}'),
         (f'autoscaler CPU, {args.revisions} revisions idle (%)', k.get('idle_cpu_pct'), s.get('idle_cpu_pct'), '{:.1f}'),
