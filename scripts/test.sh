@@ -35,6 +35,16 @@ echo "== cluster binaries"
 SLUICE_CLUSTER_BIN=$(scripts/cluster-build.sh)
 export SLUICE_CLUSTER_BIN
 
+# h2spec, the HTTP/2 conformance suite (a Go module), for the HTTP/2 end-to-end tests;
+# built once into the same cache.
+h2spec_dir=${SLUICE_H2SPEC_CACHE:-$HOME/.cache/sluice/h2spec-v2.2.1}
+if [[ ! -x "$h2spec_dir/h2spec" ]]; then
+  echo "== h2spec (one-time build)"
+  GOBIN="$h2spec_dir" GOTOOLCHAIN=local GOFLAGS=-modcacherw PATH=$PATH:/usr/local/go/bin \
+    go install 'github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible'
+fi
+export SLUICE_H2SPEC="$h2spec_dir/h2spec"
+
 build_tree() {  # dir, extra cmake args...
   local dir=$1
   shift

@@ -18,14 +18,15 @@
 
 #include "activator/activator_metrics.h"
 #include "activator/concurrency_reporter.h"
-#include "activator/h2c_refusal.h"
 #include "activator/listener.h"
 #include "activator/revision_throttler.h"
 #include "activator/routing.h"
 #include "admission/timer_waiter.h"
 #include "config/endpoints_file.h"
 #include "http/client.h"
+#include "http/connection.h"
 #include "http/forward.h"
+#include "http/h2_server.h"
 
 namespace sluice::activator {
 
@@ -95,7 +96,7 @@ class ActivatorImpl {
                               core::TimePoint deadline,
                               std::optional<core::TimePoint> arrived,
                               std::shared_ptr<admission::WaitToken> token,
-                              http::ClientConnection* client);
+                              http::Exchange* client);
   void release_on_home(RevisionThrottler* revision,
                        PodTracker* pod,
                        RequestOutcome outcome,
@@ -156,7 +157,6 @@ class ActivatorImpl {
   std::atomic<bool> not_ready_{false};
   std::shared_ptr<const std::string> not_ready_why_;  // written on control, under why_mu_
   mutable std::mutex why_mu_;  // the kubelet's probe only, every few seconds: not the request path
-  std::unique_ptr<H2cRefusal> h2c_;
   friend class Activator;
 
   http::MemberHandler<ActivatorImpl, &ActivatorImpl::handle> main_handler_{*this};
@@ -222,7 +222,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     co_await handle_push(ex);
     co_return;
   }
-  const size_t shard = ex.connection().worker().index();
+  const size_t shard = ex.worker().index();
   // Used only before the first suspension (the route and metric cells it yields are owned
   // copies or outlive it), so a reference does: no reference count shared across workers.
   const Routing& routes = *worker_routes_[shard];
@@ -262,9 +262,8 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   // not retried once sent).
   std::string body;
   bool replayable = ex.request_body_done();
-  if (auto* rq = &*ex.connection().parser(); !replayable && !rq->chunked() && !rq->upgrade() &&
-                                             rq->content_length() &&
-                                             *rq->content_length() <= kReplayableBodyBytes) {
+  if (const auto length = ex.request_content_length();
+      !replayable && !ex.upgrade() && length && *length <= kReplayableBodyBytes) {
     if (auto ec = co_await ex.read_body(body)) {
       const auto answer = http::bad_request_body_answer(ec);
       const http::ExtraHeaders bad_body{{"Sluice-Error", "malformed_body"},
@@ -311,10 +310,10 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     // worker the watch starts only if the request queues (most never do); from another
     // worker it watches the whole hop.
     if (on_home()) {
-      lease = co_await acquire_on_home(key, deadline, arrived, nullptr, &ex.connection());
+      lease = co_await acquire_on_home(key, deadline, arrived, nullptr, &ex);
     } else {
       auto token = std::make_shared<admission::WaitToken>(home());
-      http::HangupWatch watch(ex.connection(), [token] { admission::WaitToken::abandon(token); });
+      auto watch = ex.watch_hangup([token] { admission::WaitToken::abandon(token); });
       lease = co_await asio::co_spawn(
           home(), acquire_on_home(key, deadline, arrived, token, nullptr), asio::use_awaitable);
     }
@@ -505,11 +504,11 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     core::TimePoint deadline,
     std::optional<core::TimePoint> arrived,
     std::shared_ptr<admission::WaitToken> token,
-    http::ClientConnection* client) {
+    http::Exchange* client) {
   if (arrived)
     request_in_on_home(key, *arrived);
   Lease lease;
-  std::optional<http::HangupWatch> watch;  // armed here when `client` is on this worker
+  std::unique_ptr<http::HangupWatch> watch;  // armed here when `client` is on this worker
   for (;;) {
     auto it = revisions_.find(key);
     if (it == revisions_.end())
@@ -532,7 +531,7 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
     if (lease.result == admission::Breaker::Admit::Queued) {
       if (!token) {
         token = std::make_shared<admission::WaitToken>(home());
-        watch.emplace(*client, [token] { admission::WaitToken::abandon(token); });
+        watch = client->watch_hangup([token] { admission::WaitToken::abandon(token); });
       }
       waiter.timer.expires_at(deadline);
       token->waiter = &waiter;
@@ -906,8 +905,6 @@ Task<void> ActivatorImpl::drain_and_stop(bool wait, core::Duration grace) {
   }
   main_server_->stop_accepting();
   main_server_->close_idle_connections();
-  if (h2c_)
-    h2c_->stop();
   auto deadline = time_.now() + grace;
   bool forced = false;
   while (main_server_->load().active_requests.load() > 0) {
@@ -939,6 +936,7 @@ int ActivatorImpl::run() {
   http::ServerOptions main_opts;
   main_opts.name = "activator";
   main_opts.header_timeout = opts_.header_timeout;
+  main_opts.h2 = http::h2_options_like(main_opts);
   main_server_ = std::make_unique<http::Server>(worker_ptrs, main_handler_, main_opts);
   http::ServerOptions side_opts;
   side_opts.name = "activator-metrics";
@@ -971,9 +969,9 @@ int ActivatorImpl::run() {
                   ec.message());
     return 1;
   }
+  // Knative's h2c port: the same server (HTTP/2 by preface or upgrade, HTTP/1 too).
   if (opts_.h2c_port != 0) {
-    h2c_ = std::make_unique<H2cRefusal>(control_worker_->executor(), time_, main_server_->port());
-    if (auto ec = h2c_->listen(opts_.h2c_port)) {
+    if (auto ec = listen(*main_server_, opts_.h2c_port)) {
       spdlog::error("cannot listen on --h2c-port {}: {}", opts_.h2c_port, ec.message());
       return 1;
     }

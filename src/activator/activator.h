@@ -32,7 +32,7 @@ struct ActivatorOptions {
   std::string address;
   uint16_t port = 8012;
   uint16_t metrics_port = 9090;
-  // Bound and refused clearly (activator/h2c_refusal.h) until HTTP/2 lands; 0: none.
+  // Knative's h2c port: served like the main port (HTTP/2 and HTTP/1); 0: none.
   uint16_t h2c_port = 0;
   // Gates the kubelet's readiness probe besides draining (in Kubernetes: discovery has
   // listed, and the autoscaler websocket is up); false fills `why`. Control thread.

@@ -120,8 +120,9 @@ Action add_activator_command(CLI::App& app) {
                  "Kubernetes: Knative's autoscaler stats websocket HOST:PORT (default "
                  "autoscaler.$SYSTEM_NAMESPACE.svc.$CLUSTER_DOMAIN:8080)");
   auto* h2c_flag = app.add_option("--h2c-port", opts->h2c_port,
-                                  "Port bound for h2c and refused clearly until HTTP/2 lands "
-                                  "(Kubernetes default 8013; 0: none)");
+                                  "Knative's h2c port, served like --port: HTTP/2 (prior "
+                                  "knowledge or Upgrade: h2c) and HTTP/1 (Kubernetes default "
+                                  "8013; 0: none)");
   app.add_option("--id", opts->id,
                  "This activator's HOST:PORT in the file's \"activators\" list (subsetting)");
   app.add_option("--queue-depth", opts->queue_depth,

@@ -6,11 +6,14 @@
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
+
+#include "http/h2_server.h"
 
 namespace sluice::http {
 
@@ -40,6 +43,10 @@ std::string_view to_string(Rejection r) {
   return "unknown";
 }
 
+std::string_view to_string(Protocol p) {
+  return p == Protocol::Http2 ? "HTTP/2" : "HTTP/1";
+}
+
 ClientConnection::ClientConnection(Worker& worker,
                                    Stream stream,
                                    const ServerOptions& options,
@@ -48,7 +55,7 @@ ClientConnection::ClientConnection(Worker& worker,
       stream_(std::move(stream)),
       options_(options),
       load_(std::move(load)),
-      timer_(worker.time(), worker.executor()) {
+      watchdog_(worker.time(), worker.executor(), [this] { on_watchdog(); }) {
   if (auto remote = stream_.remote_endpoint()) {
     // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; it is a.b.c.d to
     // X-Forwarded-For and to the check that a pod's push comes from the pod.
@@ -64,50 +71,12 @@ ClientConnection::~ClientConnection() {
   load_->open_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void ClientConnection::watch(Watch what, core::TimePoint deadline) {
-  watch_ = what;
-  deadline_ = deadline;
-  timed_out_ = false;
-  if (!timer_armed_ || deadline < timer_at_)
-    arm_timer(deadline);
-}
-
-void ClientConnection::arm_timer(core::TimePoint at) {
-  timer_armed_ = true;
-  timer_at_ = at;
-  timer_.expires_at(at);
-  timer_.async_wait([self = shared_from_this(), at](error_code ec) {
-    // A cancelled wait, or one that fired after a re-arm, is stale.
-    if (ec || self->timer_at_ != at)
-      return;
-    self->timer_armed_ = false;
-    self->on_timer();
-  });
-}
-
-void ClientConnection::on_timer() {
-  if (watch_ == Watch::None)
-    return;
-  if (worker_.time().now() < deadline_) {
-    arm_timer(deadline_);  // the deadline moved later since this wait started
-    return;
+void ClientConnection::on_watchdog() {
+  if (watched_upstream_ != nullptr) {
+    watched_upstream_->stream.close();
+  } else {
+    stream_.close();
   }
-  timed_out_ = true;
-  switch (watch_) {
-    case Watch::CloseClient:
-      stream_.close();
-      break;
-    case Watch::AbortUpstream:
-      if (upstream_ != nullptr) {
-        upstream_->stream.close();
-      } else {
-        stream_.close();
-      }
-      break;
-    case Watch::None:
-      break;
-  }
-  watch_ = Watch::None;
 }
 
 void ClientConnection::close_gracefully() {
@@ -123,19 +92,37 @@ Task<std::pair<error_code, size_t>> ClientConnection::read_some(size_t hint) {
   co_return std::pair{ec, n};
 }
 
-Task<error_code> ClientConnection::write(std::string_view data,
-                                         const std::vector<std::string_view>* pieces) {
-  if (pieces == nullptr || pieces->empty()) {
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(data), kUseTuple);
-    co_return ec;
-  }
-  std::vector<asio::const_buffer> bufs;
-  bufs.reserve(pieces->size() + 1);
-  if (!data.empty())
-    bufs.emplace_back(data.data(), data.size());
-  for (auto p : *pieces) bufs.emplace_back(p.data(), p.size());
-  auto [ec, n] = co_await asio::async_write(stream_, bufs, kUseTuple);
+Task<error_code> ClientConnection::write(std::string_view data) {
+  auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(data), kUseTuple);
   co_return ec;
+}
+
+Task<bool> ClientConnection::starts_with_h2_preface() {
+  for (;;) {
+    const auto data = buffer_.data();
+    const std::string_view got(static_cast<const char*>(data.data()),
+                               std::min(data.size(), kH2Preface.size()));
+    if (got != kH2Preface.substr(0, got.size()))
+      co_return false;
+    if (got.size() == kH2Preface.size())
+      co_return true;
+    if (!watchdog_.armed())
+      watchdog_.arm(worker_.time().now() + options_.header_timeout);
+    idle_ = false;
+    auto [ec, n] = co_await read_some(4096);
+    if (ec)
+      co_return false;  // the HTTP/1 path sees the same end and says nothing either
+  }
+}
+
+bool ClientConnection::wants_h2c_upgrade() const {
+  if (!options_.h2 || !parser_->is_done() || head_.version != 11)
+    return false;
+  auto upgrade = head_.get(bhttp::field::upgrade);
+  if (!upgrade || !boost::beast::iequals(*upgrade, "h2c"))
+    return false;
+  // RFC 7540 §3.2: exactly one HTTP2-Settings field, named in Connection.
+  return head_.get("HTTP2-Settings").has_value();
 }
 
 // Reads until a complete request head is parsed. Answers and returns false when the
@@ -147,7 +134,7 @@ Task<bool> ClientConnection::read_head() {
   parser_->eager(false);
   bool first_byte_seen = buffer_.size() > 0;
   if (first_byte_seen)
-    watch(Watch::CloseClient, worker_.time().now() + options_.header_timeout);
+    watchdog_.arm(worker_.time().now() + options_.header_timeout);
   // Beast may take part of a head (n > 0 with need_more) and expects the rest next; the
   // head's views point into what it took, so the bytes stay in the buffer (`parsed`
   // marks how far) until the head is complete, and follow the buffer if a read moves it.
@@ -164,7 +151,7 @@ Task<bool> ClientConnection::read_head() {
       if (!ec) {
         if (parser_->is_header_done()) {
           buffer_.consume(parsed);
-          unwatch();
+          watchdog_.disarm();
           co_return true;
         }
         continue;
@@ -207,7 +194,7 @@ Task<bool> ClientConnection::read_head() {
     auto [ec, n] = co_await read_some(4096);
     head_.rebase(base, static_cast<const char*>(buffer_.data().data()));
     if (ec) {
-      if (timed_out_ && first_byte_seen) {
+      if (watchdog_.fired() && first_byte_seen) {
         if (options_.on_reject)
           options_.on_reject(worker_, Rejection::HeaderTimeout);
         spdlog::debug("{}: client {} did not finish its request head in time", options_.name,
@@ -218,7 +205,7 @@ Task<bool> ClientConnection::read_head() {
     if (!first_byte_seen) {
       first_byte_seen = true;
       idle_ = false;
-      watch(Watch::CloseClient, worker_.time().now() + options_.header_timeout);
+      watchdog_.arm(worker_.time().now() + options_.header_timeout);
     }
   }
 }
@@ -232,68 +219,162 @@ Task<void> ClientConnection::serve(Handler& handler) {
     // A request body grew the buffer; an idle keep-alive connection should not keep it.
     if (buffer_.size() == 0 && buffer_.capacity() > 8 * 1024)
       buffer_.shrink_to_fit();
-    watch(Watch::CloseClient,
-          time.now() + (first ? options_.header_timeout : options_.keepalive_idle));
+    watchdog_.arm(time.now() + (first ? options_.header_timeout : options_.keepalive_idle));
+    if (first && options_.h2 && co_await starts_with_h2_preface()) {
+      co_await serve_h2(handler, /*upgraded=*/false);
+      co_return;
+    }
     if (!co_await read_head())
       break;
     idle_ = false;
+    if (wants_h2c_upgrade()) {
+      co_await serve_h2(handler, /*upgraded=*/true);
+      co_return;
+    }
     first = false;
-    Exchange exchange(*this, time.now());
+    H1Exchange exchange(*this, time.now());
     load_->active_requests.fetch_add(1, std::memory_order_relaxed);
     co_await handler.handle(exchange);
     load_->active_requests.fetch_sub(1, std::memory_order_relaxed);
-    unwatch();
+    watchdog_.disarm();
+    watched_upstream_ = nullptr;
     if (!exchange.responded() || exchange.close_after_response() || !parser_->keep_alive() ||
         !parser_->is_done()) {
       break;
     }
   }
-  unwatch();
+  watchdog_.cancel();
   stream_.shutdown_send();
   stream_.close();
-  timer_.cancel();
   unlink();  // from the worker's connection list
 }
 
-HangupWatch::HangupWatch(ClientConnection& conn, std::function<void()> on_hangup) : conn_(conn) {
-  // A FIN that came with the head is already buffered: no readiness event will follow.
-  if (conn.stream().peek() == Stream::Peek::Closed) {
-    on_hangup();
-    return;
+Task<void> ClientConnection::serve_h2(Handler& handler, bool upgraded) {
+  watchdog_.cancel();
+  unlink();  // the session lists itself for drain
+  std::optional<H2Upgrade> upgrade;
+  if (upgraded) {
+    // RFC 9113 §3.2 (RFC 7540): 101, then the answer to this request on stream 1.
+    if (co_await write(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"))
+      co_return;
+    upgrade.emplace();
+    head_.own(head_storage_);
+    upgrade->settings = std::string(*head_.get("HTTP2-Settings"));
+    upgrade->head_storage = std::move(head_storage_);
+    upgrade->head = head_;
   }
-  conn.stream().async_wait_readable([alive = alive_, self = conn.shared_from_this(),
-                                     on_hangup = std::move(on_hangup)](const error_code& ec) {
-    if (!ec && *alive && self->stream().peek() == Stream::Peek::Closed)
+  // The preface stays in what the session reads first: nghttp2 checks it.
+  const auto pending = buffer_.data();
+  auto session = std::make_shared<H2ServerSession>(
+      worker_, std::move(stream_), *options_.h2, load_, client_ip_,
+      std::string_view(static_cast<const char*>(pending.data()), pending.size()),
+      std::move(upgrade));
+  buffer_.consume(buffer_.size());
+  co_await session->serve(handler);
+}
+
+// --- H1Exchange ------------------------------------------------------------------------
+
+namespace {
+
+class H1HangupWatch final : public HangupWatch {
+ public:
+  H1HangupWatch(ClientConnection& conn, std::function<void()> on_hangup) : conn_(conn) {
+    // A FIN that came with the head is already buffered: no readiness event will follow.
+    if (conn.stream().peek() == Stream::Peek::Closed) {
       on_hangup();
-  });
+      return;
+    }
+    conn.stream().async_wait_readable([alive = alive_, self = conn.shared_from_this(),
+                                       on_hangup = std::move(on_hangup)](const error_code& ec) {
+      if (!ec && *alive && self->stream().peek() == Stream::Peek::Closed)
+        on_hangup();
+    });
+  }
+  ~H1HangupWatch() override {
+    *alive_ = false;
+    conn_.stream().cancel();
+  }
+
+ private:
+  ClientConnection& conn_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// One direction of a tunnel: copy until EOF, then half-close the other side.
+Task<void> pump(Stream& from, Stream& to, Exchange& ex, std::chrono::milliseconds idle) {
+  std::array<char, 16 * 1024> buf;
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kUseTuple);
+    if (n > 0) {
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), kUseTuple);
+      if (wec)
+        ec = wec;
+      if (idle.count() > 0)
+        ex.set_deadline(ex.worker().time().now() + idle);
+    }
+    if (ec) {
+      if (ec == asio::error::eof) {
+        to.shutdown_send();
+      } else {
+        from.close();
+        to.close();
+      }
+      co_return;
+    }
+  }
 }
 
-HangupWatch::~HangupWatch() {
-  *alive_ = false;
-  conn_.stream().cancel();
+}  // namespace
+
+std::unique_ptr<HangupWatch> H1Exchange::watch_hangup(std::function<void()> on_hangup) {
+  return std::make_unique<H1HangupWatch>(conn_, std::move(on_hangup));
 }
 
-Task<error_code> Exchange::read_body(std::string& out) {
-  auto& rq = *conn_.parser();
-  conn_.head().own(conn_.head_storage());
+std::optional<uint64_t> H1Exchange::request_content_length() const {
+  const auto& rq = *conn_.parser_;
+  if (rq.chunked() || !rq.content_length())
+    return rq.chunked() ? std::nullopt : std::optional<uint64_t>(0);
+  return *rq.content_length();
+}
+
+bool H1Exchange::upgrade() const {
+  // A declined `Upgrade: h2c` is a plain request (the field is hop-by-hop and dropped).
+  if (!conn_.parser_->upgrade())
+    return false;
+  auto u = conn_.head_.get(bhttp::field::upgrade);
+  return !(u && boost::beast::iequals(*u, "h2c"));
+}
+
+Task<error_code> H1Exchange::send_continue_once() {
+  if (continue_sent_)
+    co_return error_code{};
+  continue_sent_ = true;
+  auto e = conn_.head_.get(bhttp::field::expect);
+  if (!e || !boost::beast::iequals(*e, "100-continue"))
+    co_return error_code{};
+  co_return co_await conn_.write("HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+Task<error_code> H1Exchange::read_body(std::string& out) {
+  auto& rq = *conn_.parser_;
+  conn_.head_.own(conn_.head_storage_);
   out.clear();
   if (rq.is_done())
     co_return error_code{};
-  if (auto e = conn_.head().get(bhttp::field::expect);
-      e && boost::beast::iequals(*e, "100-continue")) {
-    if (auto ec = co_await conn_.write("HTTP/1.1 100 Continue\r\n\r\n"))
-      co_return ec;
-  }
-  conn_.watch(ClientConnection::Watch::CloseClient,
-              conn_.worker().time().now() + conn_.options_.header_timeout);
+  if (auto ec = co_await send_continue_once())
+    co_return ec;
+  conn_.watched_upstream_ = nullptr;
+  conn_.watchdog_.arm(worker().time().now() + conn_.options_.header_timeout);
   rq.eager(true);
   error_code result;
   while (!rq.is_done()) {
     error_code ec;
     size_t n = 0;
-    if (conn_.buffer().size() > 0)
-      n = rq.put_body(conn_.buffer().data(), ec);
-    if (conn_.buffer().size() == 0 || (ec == bhttp::error::need_more && n == 0)) {
+    if (conn_.buffer_.size() > 0)
+      n = rq.put_body(conn_.buffer_.data(), ec);
+    if (conn_.buffer_.size() == 0 || (ec == bhttp::error::need_more && n == 0)) {
       auto [rec, got] = co_await conn_.read_some();
       if (rec) {
         result = rec;
@@ -305,22 +386,23 @@ Task<error_code> Exchange::read_body(std::string& out) {
       result = ec;
       break;
     }
-    for (auto piece : conn_.body().pieces) out.append(piece);
-    conn_.body().clear();
-    conn_.buffer().consume(n);
+    for (auto piece : conn_.body_.pieces) out.append(piece);
+    conn_.body_.clear();
+    conn_.buffer_.consume(n);
   }
-  conn_.unwatch();
+  conn_.watchdog_.disarm();
   if (result)
-    close_after_ = true;
+    close_after();
   co_return result;
 }
 
-Task<void> Exchange::respond(int status, std::string_view body, const ExtraHeaders& extra) {
-  auto& parser = *conn_.parser();
-  const bool close = close_after_ || conn_.closing() || !parser.keep_alive() || !parser.is_done();
+Task<void> H1Exchange::respond(int status, std::string_view body, const ExtraHeaders& extra) {
+  auto& parser = *conn_.parser_;
+  const bool close =
+      close_after_response() || conn_.closing() || !parser.keep_alive() || !parser.is_done();
   if (close)
-    close_after_ = true;
-  auto& out = conn_.scratch();
+    close_after();
+  auto& out = conn_.scratch_;
   out.clear();
   write_local_response(status, body, close, extra, out);
   if (request().method == bhttp::verb::head)
@@ -328,7 +410,109 @@ Task<void> Exchange::respond(int status, std::string_view body, const ExtraHeade
   error_code ec = co_await conn_.write(out);
   mark_responded(status);
   if (ec)
-    close_after_ = true;
+    close_after();
+}
+
+Task<Exchange::BodyRead> H1Exchange::read_request_body() {
+  using Kind = BodyRead::Kind;
+  auto& rq = *conn_.parser_;
+  if (rq.is_done())
+    co_return BodyRead{Kind::End, {}};
+  if (auto ec = co_await send_continue_once())
+    co_return BodyRead{Kind::ClientGone, ec};
+  rq.eager(true);
+  for (;;) {
+    if (conn_.buffer_.size() == 0) {
+      auto [ec, n] = co_await conn_.read_some();
+      if (ec)
+        co_return BodyRead{Kind::ClientGone, ec};
+    }
+    error_code pec;
+    const size_t n = rq.put_body(conn_.buffer_.data(), pec);
+    if (pec == bhttp::error::need_more) {
+      pec = {};
+      if (n == 0) {
+        auto [ec, m] = co_await conn_.read_some();
+        if (ec)
+          co_return BodyRead{Kind::ClientGone, ec};
+        continue;
+      }
+    }
+    if (pec)
+      co_return BodyRead{Kind::Malformed, pec};
+    pending_consume_ = n;
+    co_return BodyRead{Kind::Data, {}};
+  }
+}
+
+void H1Exchange::consume_request_body() {
+  conn_.buffer_.consume(pending_consume_);
+  pending_consume_ = 0;
+  conn_.body_.clear();
+}
+
+Task<error_code> H1Exchange::send_interim(const MessageHead& head) {
+  if (request().version < 11)
+    co_return error_code{};  // HTTP/1.0 has no interim responses
+  auto& out = conn_.scratch_;
+  out.clear();
+  write_client_response_head(head, BodyFraming::None, std::nullopt, false, false, {}, out);
+  co_return co_await conn_.write(out);
+}
+
+void H1Exchange::start_response(const MessageHead& head,
+                                const ResponseShape& shape,
+                                const ExtraHeaders& extra) {
+  const int status = head.status;
+  const bool no_body = shape.head_request || status / 100 == 1 || status == 204 || status == 304;
+  if (shape.upgraded || no_body) {
+    framing_ = BodyFraming::None;
+  } else if (shape.content_length) {
+    framing_ = BodyFraming::ContentLength;
+  } else if (request().version >= 11) {
+    framing_ = BodyFraming::Chunked;
+  } else {
+    framing_ = BodyFraming::UntilClose;
+  }
+  const bool close = close_after_response() || conn_.closing() || !conn_.parser_->keep_alive() ||
+                     framing_ == BodyFraming::UntilClose || shape.upgraded;
+  if (close)
+    close_after();
+  auto& out = conn_.scratch_;
+  out.clear();
+  write_client_response_head(head, framing_, shape.content_length, shape.upgraded,
+                             close && !shape.upgraded, extra, out);
+  mark_responded(status);
+  conn_.gather_.reset();
+  conn_.gather_.head(out);
+}
+
+Task<error_code> H1Exchange::send_body(const BodyPieces& pieces, bool last) {
+  Gather& g = conn_.gather_;
+  g.pieces(pieces, framing_);
+  if (last && framing_ == BodyFraming::Chunked)
+    g.last_chunk();
+  co_return co_await write_gather(conn_.stream_, g);
+}
+
+void H1Exchange::abort_response() {
+  close_after();
+  conn_.stream_.close();
+}
+
+Task<error_code> H1Exchange::tunnel(UpstreamConnection& upstream,
+                                    std::chrono::milliseconds idle_timeout) {
+  // Bytes the client sent right after its Upgrade request go first.
+  if (conn_.buffer_.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(upstream.stream, conn_.buffer_.data(), kUseTuple);
+    conn_.buffer_.consume(conn_.buffer_.size());
+    if (ec)
+      co_return ec;
+  }
+  using namespace asio::experimental::awaitable_operators;
+  co_await (pump(conn_.stream_, upstream.stream, *this, idle_timeout) &&
+            pump(upstream.stream, conn_.stream_, *this, idle_timeout));
+  co_return error_code{};
 }
 
 Server::Server(std::vector<Worker*> workers, Handler& handler, ServerOptions options)
@@ -352,17 +536,20 @@ error_code open_acceptor(tcp::acceptor& acceptor, const tcp::endpoint& endpoint,
 
 error_code Server::listen(const tcp::endpoint& endpoint) {
   tcp::endpoint ep = endpoint;
+  std::vector<std::shared_ptr<tcp::acceptor>> bound;
   for (Worker* w : workers_) {
     auto acceptor = std::make_shared<tcp::acceptor>(w->io());
     if (error_code ec = open_acceptor(*acceptor, ep, workers_.size() > 1))
       return ec;
     if (ep.port() == 0)
       ep.port(acceptor->local_endpoint().port());
-    acceptors_.push_back(acceptor);
+    bound.push_back(acceptor);
   }
-  port_ = ep.port();
+  if (port_ == 0)
+    port_ = ep.port();
   for (size_t i = 0; i < workers_.size(); ++i) {
-    asio::co_spawn(workers_[i]->io(), accept_loop(*workers_[i], acceptors_[i]), asio::detached);
+    acceptors_.emplace_back(workers_[i], bound[i]);
+    asio::co_spawn(workers_[i]->io(), accept_loop(*workers_[i], bound[i]), asio::detached);
   }
   return {};
 }
@@ -399,16 +586,14 @@ Task<void> Server::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> ac
 
 error_code Server::listen_on_all(uint16_t port) {
   error_code ec = listen(tcp::endpoint(asio::ip::address_v6::any(), port));
-  if (ec == asio::error::address_family_not_supported) {
-    acceptors_.clear();
+  if (ec == asio::error::address_family_not_supported)
     ec = listen(tcp::endpoint(asio::ip::address_v4::any(), port));
-  }
   return ec;
 }
 
 void Server::stop_accepting() {
-  for (size_t i = 0; i < acceptors_.size(); ++i) {
-    asio::post(workers_[i]->io(), [acc = acceptors_[i]] {
+  for (auto& [worker, acceptor] : acceptors_) {
+    asio::post(worker->io(), [acc = acceptor] {
       error_code ignored;
       acc->close(ignored);
     });

@@ -2,8 +2,9 @@
 //
 // The HTTP/1.1 server side: a Server accepts on every worker (SO_REUSEPORT), each
 // accepted socket becomes a ClientConnection that reads requests one after another and
-// hands each to a Handler as an Exchange. The handler answers locally (respond) or
-// proxies (forward, in forward.h).
+// hands each to a Handler as an H1Exchange (exchange.h). The handler answers locally
+// (respond) or proxies (forward, in forward.h). A connection that opens with the HTTP/2
+// preface, or upgrades to h2c, is handed to an HTTP/2 session instead (h2_server.h).
 //
 // Limits at the edge: heads over `max_head_bytes` → 431; a malformed head or a request
 // that frames its body ambiguously → 400, then close; a client that has not finished
@@ -25,19 +26,21 @@
 #include <vector>
 
 #include "core/timer.h"
+#include "http/exchange.h"
 #include "http/gather.h"
 #include "http/headers.h"
 #include "http/io.h"
 #include "http/parser.h"
+#include "http/watchdog.h"
 #include "http/worker.h"
 
 namespace sluice::http {
 
-using ExtraHeaders = std::vector<std::pair<std::string_view, std::string_view>>;
-
 // Why a request was refused before any handler saw it (counted by the owner).
 enum class Rejection { Malformed, HeadTooLarge, HeaderTimeout, AmbiguousFraming, Count };
 std::string_view to_string(Rejection r);
+
+struct H2Options;  // h2_server.h
 
 struct ServerOptions {
   size_t max_head_bytes = 64 * 1024;
@@ -46,27 +49,10 @@ struct ServerOptions {
   std::string_view name = "server";  // for logs
   // Called on the worker for every rejected request (metrics).
   std::function<void(Worker&, Rejection)> on_reject;
-};
-
-class Exchange;
-
-class Handler {
- public:
-  virtual ~Handler() = default;
-  // Must answer the exchange (respond or forward) before returning.
-  virtual Task<void> handle(Exchange& exchange) = 0;
-};
-
-// Serves a Handler from a member coroutine of its owner, e.g.
-//   MemberHandler<QueueProxyImpl, &QueueProxyImpl::handle_main> main_handler_{*this};
-template <typename T, Task<void> (T::*Fn)(Exchange&)>
-class MemberHandler final : public Handler {
- public:
-  explicit MemberHandler(T& owner) : owner_(owner) {}
-  Task<void> handle(Exchange& ex) override { return (owner_.*Fn)(ex); }
-
- private:
-  T& owner_;
+  // HTTP/2 on the same port: a connection that opens with the HTTP/2 preface (prior
+  // knowledge, what gRPC clients send) or asks for `Upgrade: h2c` becomes an HTTP/2
+  // session (h2_server.h). Null: HTTP/1 only.
+  std::shared_ptr<const H2Options> h2;
 };
 
 // Per-server counters the drain logic needs; updated on workers, read anywhere.
@@ -86,44 +72,29 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
 
   Task<void> serve(Handler& handler);
 
-  // Watchdog: what to do when the current deadline passes. Setting a later deadline is
-  // just a store; the timer re-arms itself lazily when it fires early.
-  enum class Watch { None, CloseClient, AbortUpstream };
-  void watch(Watch what, core::TimePoint deadline);
-  void unwatch() { watch_ = Watch::None; }
-  bool timed_out() const { return timed_out_; }
-
   // Closes the socket if idle, else asks for close after the current response.
-  void close_gracefully();
+  void close_gracefully() override;
 
   Worker& worker() { return worker_; }
   Stream& stream() { return stream_; }
-  boost::beast::flat_buffer& buffer() { return buffer_; }
-  std::optional<RequestParser>& parser() { return parser_; }
-  MessageHead& head() { return head_; }
-  BodyPieces& body() { return body_; }
-  std::string& scratch() { return scratch_; }
-  std::string& head_storage() { return head_storage_; }
-  // Storage for the upstream side of forward(), reused across requests.
-  MessageHead& upstream_head() { return up_head_; }
-  BodyPieces& upstream_body() { return up_body_; }
-  std::string& upstream_scratch() { return up_scratch_; }
-  Gather& gather() { return gather_; }
   const std::string& client_ip() const { return client_ip_; }
-  void set_upstream(UpstreamConnection* up) { upstream_ = up; }
   bool closing() const { return closing_; }
-  void set_closing() { closing_ = true; }
-
-  // Reads more bytes from the client into buffer(). Returns 0 and an error on EOF/failure.
-  Task<std::pair<error_code, size_t>> read_some(size_t hint = 16 * 1024);
-  // Writes `data` (plus optional pieces) to the client.
-  Task<error_code> write(std::string_view data,
-                         const std::vector<std::string_view>* pieces = nullptr);
 
  private:
-  void arm_timer(core::TimePoint at);
-  void on_timer();
+  friend class H1Exchange;
+  friend class H1HangupWatch;
+
+  // Reads more bytes from the client into buffer_. Returns 0 and an error on EOF/failure.
+  Task<std::pair<error_code, size_t>> read_some(size_t hint = 16 * 1024);
+  // Writes `data` to the client.
+  Task<error_code> write(std::string_view data);
   Task<bool> read_head();
+  // The connection opens with the HTTP/2 preface: true once it has been seen whole.
+  Task<bool> starts_with_h2_preface();
+  // `Upgrade: h2c` on a request without a body, and this server speaks HTTP/2.
+  bool wants_h2c_upgrade() const;
+  Task<void> serve_h2(Handler& handler, bool upgraded);
+  void on_watchdog();
 
   Worker& worker_;
   Stream stream_;
@@ -137,78 +108,53 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   BodyPieces body_;
   std::string scratch_;
   std::string head_storage_;  // head bytes for MessageHead::own
-  MessageHead up_head_;
-  BodyPieces up_body_;
-  std::string up_scratch_;
   Gather gather_;
-  std::vector<asio::const_buffer> write_buffers_;
   std::string client_ip_;
-  core::Timer timer_;
-  bool timer_armed_ = false;
-  core::TimePoint timer_at_{};
-  Watch watch_ = Watch::None;
-  core::TimePoint deadline_{};
-  bool timed_out_ = false;
+  Watchdog watchdog_;
+  UpstreamConnection* watched_upstream_ = nullptr;  // closed by the watchdog if set
   bool idle_ = true;
   bool closing_ = false;
-  UpstreamConnection* upstream_ = nullptr;
-  friend class Exchange;
 };
 
-// Watches a client socket nobody reads (its request waits in a queue) and calls
-// `on_hangup` once if the client's FIN arrives, so the request leaves the queue at once
-// instead of reaching the app later for nobody. Pipelined bytes end the watch without a
-// verdict (they are the next request's). Lives on the connection's worker; destroying it
-// stops the watch.
-class HangupWatch {
+// One request of an HTTP/1.x connection.
+class H1Exchange final : public Exchange {
  public:
-  HangupWatch(ClientConnection& conn, std::function<void()> on_hangup);
-  ~HangupWatch();
-  HangupWatch(const HangupWatch&) = delete;
-  HangupWatch& operator=(const HangupWatch&) = delete;
+  H1Exchange(ClientConnection& conn, core::TimePoint started)
+      : Exchange(conn.worker(), started), conn_(conn) {}
+
+  const MessageHead& request() const override { return conn_.head_; }
+  Protocol protocol() const override { return Protocol::Http1; }
+  std::string_view client_ip() const override { return conn_.client_ip(); }
+  bool request_body_done() const override { return conn_.parser_->is_done(); }
+  std::optional<uint64_t> request_content_length() const override;
+  bool upgrade() const override;
+  Task<error_code> read_body(std::string& out) override;
+  Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra = {}) override;
+  std::unique_ptr<HangupWatch> watch_hangup(std::function<void()> on_hangup) override;
+
+  Task<BodyRead> read_request_body() override;
+  const BodyPieces& request_pieces() const override { return conn_.body_; }
+  void consume_request_body() override;
+  Task<error_code> send_interim(const MessageHead& head) override;
+  void start_response(const MessageHead& head,
+                      const ResponseShape& shape,
+                      const ExtraHeaders& extra) override;
+  Task<error_code> send_body(const BodyPieces& pieces, bool last) override;
+  void abort_response() override;
+  Task<error_code> tunnel(UpstreamConnection& upstream,
+                          std::chrono::milliseconds idle_timeout) override;
+  void set_deadline(core::TimePoint deadline) override { conn_.watchdog_.arm(deadline); }
+  void clear_deadline() override { conn_.watchdog_.disarm(); }
+  bool timed_out() const override { return conn_.watchdog_.fired(); }
+  void watch_upstream(UpstreamConnection* upstream) override { conn_.watched_upstream_ = upstream; }
 
  private:
+  Task<error_code> send_continue_once();
+
   ClientConnection& conn_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-};
-
-// One request on a connection, handed to the Handler.
-class Exchange {
- public:
-  Exchange(ClientConnection& conn, core::TimePoint started) : conn_(conn), started_(started) {}
-
-  const MessageHead& request() const { return conn_.head(); }
-  ClientConnection& connection() { return conn_; }
-  core::TimePoint started_at() const { return started_; }
-  std::string_view client_ip() const { return conn_.client_ip(); }
-  // True once the request head (and any body) has been fully read or forwarded.
-  bool request_body_done() const { return conn_.parser()->is_done(); }
-
-  // Reads the whole request body into `out` (de-chunked), answering Expect:
-  // 100-continue first, so the request can be forwarded more than once; the head is
-  // copied out of the read buffer first. Only for a body known to fit (the caller checks
-  // Content-Length against its bound); a broken body is an error (the connection closes).
-  Task<error_code> read_body(std::string& out);
-
-  // Answers locally. A request body that was not read makes the connection close.
-  Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra = {});
-
-  bool responded() const { return responded_; }
-  int status() const { return status_; }
-  void mark_responded(int status) {
-    responded_ = true;
-    status_ = status;
-  }
-  // The connection must not be reused after this exchange.
-  void close_after() { close_after_ = true; }
-  bool close_after_response() const { return close_after_; }
-
- private:
-  ClientConnection& conn_;
-  core::TimePoint started_;
-  bool responded_ = false;
-  bool close_after_ = false;
-  int status_ = 0;
+  size_t pending_consume_ = 0;  // bytes of the read buffer the current pieces came from
+  BodyFraming framing_ = BodyFraming::None;  // of the response being sent
+  bool continue_sent_ = false;
 };
 
 // Opens, binds and listens `acceptor` on `endpoint`: `[::]` is dual-stack (IPv4 too, as
@@ -223,6 +169,8 @@ class Server {
 
   // Binds one SO_REUSEPORT acceptor per worker on `endpoint` (port 0 picks one port for
   // all) and starts accepting. Returns the error (e.g. address in use) instead of throwing.
+  // May be called again for another port served the same way (the activator's 8013);
+  // port() stays the first one.
   error_code listen(const tcp::endpoint& endpoint);
   // Every address of this host, IPv6 and IPv4 on one dual-stack socket (`[::]`), as Go's
   // ":port" does for Knative's components, so IPv6 and dual-stack pods are reachable;
@@ -242,7 +190,7 @@ class Server {
   Handler& handler_;
   ServerOptions options_;
   std::shared_ptr<ServerLoad> load_ = std::make_shared<ServerLoad>();
-  std::vector<std::shared_ptr<tcp::acceptor>> acceptors_;
+  std::vector<std::pair<Worker*, std::shared_ptr<tcp::acceptor>>> acceptors_;
   uint16_t port_ = 0;
 };
 

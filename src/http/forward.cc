@@ -1,12 +1,12 @@
 #include "http/forward.h"
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include "http/gather.h"
+#include "http/worker.h"
 
 namespace sluice::http {
 
@@ -15,60 +15,6 @@ namespace {
 using Outcome = ForwardResult::Outcome;
 
 constexpr size_t kMaxResponseHead = 64 * 1024;
-
-template <typename Stream>
-Task<error_code> write_gather(Stream& s, Gather& g) {
-  if (g.empty())
-    co_return error_code{};
-  error_code ec;
-  if (auto one = g.single()) {
-    auto [wec, n] = co_await asio::async_write(s, *one, kUseTuple);
-    ec = wec;
-  } else {
-    auto [wec, n] = co_await asio::async_write(s, g.buffers(), kUseTuple);
-    ec = wec;
-  }
-  g.reset();
-  co_return ec;
-}
-
-// One direction of a tunnel: copy until EOF, then half-close the other side.
-Task<void> pump(Stream& from, Stream& to, ClientConnection& conn, std::chrono::milliseconds idle) {
-  std::array<char, 16 * 1024> buf;
-  for (;;) {
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kUseTuple);
-    if (n > 0) {
-      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), kUseTuple);
-      if (wec)
-        ec = wec;
-      if (idle.count() > 0) {
-        conn.watch(ClientConnection::Watch::AbortUpstream, conn.worker().time().now() + idle);
-      }
-    }
-    if (ec) {
-      if (ec == asio::error::eof) {
-        to.shutdown_send();
-      } else {
-        from.close();
-        to.close();
-      }
-      co_return;
-    }
-  }
-}
-
-BodyFraming response_framing(const ResponseParser& rp,
-                             int status,
-                             bool head_request,
-                             int client_version) {
-  if (head_request || status / 100 == 1 || status == 204 || status == 304)
-    return BodyFraming::None;
-  if (rp.content_length())
-    return BodyFraming::ContentLength;
-  if (client_version >= 11)
-    return BodyFraming::Chunked;
-  return BodyFraming::UntilClose;
-}
 
 std::optional<uint64_t> to_std(const boost::optional<uint64_t>& v) {
   return v ? std::optional<uint64_t>(*v) : std::nullopt;
@@ -136,46 +82,34 @@ std::string failure_cause(const error_code& ec) {
 Task<ForwardResult> forward(Exchange& exchange,
                             const ForwardTarget& target,
                             const ForwardOptions& options) {
-  ClientConnection& conn = exchange.connection();
-  Worker& worker = conn.worker();
+  Worker& worker = exchange.worker();
   auto& time = worker.time();
-  RequestParser& rq = *conn.parser();
   ForwardResult result;
-  using Watch = ClientConnection::Watch;
+  using Kind = Exchange::BodyRead::Kind;
 
-  const bool upgrade = rq.upgrade();
-  const bool head_request = conn.head().method == bhttp::verb::head;
-  const int client_version = conn.head().version;
-  const bool expect_continue = !rq.is_done() && [&] {
-    auto e = conn.head().get(bhttp::field::expect);
-    return e && boost::beast::iequals(*e, "100-continue");
-  }();
+  const bool upgrade = exchange.upgrade();
+  const bool head_request = exchange.request().method == bhttp::verb::head;
   BodyFraming req_framing = BodyFraming::None;
-  if (rq.chunked()) {
-    req_framing = BodyFraming::Chunked;
-  } else if (rq.content_length() && *rq.content_length() > 0) {
-    req_framing = BodyFraming::ContentLength;
-  }
+  std::optional<uint64_t> req_length;
   if (options.buffered_body) {
     req_framing = options.buffered_body->empty() ? BodyFraming::None : BodyFraming::ContentLength;
+    req_length = options.buffered_body->size();
+  } else if (!exchange.request_body_done()) {
+    req_length = exchange.request_content_length();
+    req_framing = req_length ? BodyFraming::ContentLength : BodyFraming::Chunked;
   }
   const bool replayable = req_framing == BodyFraming::None || options.buffered_body;
 
-  std::string& up_head = conn.upstream_scratch();
-  up_head.clear();
-  write_upstream_request_head(conn.head(), req_framing,
-                              options.buffered_body
-                                  ? std::optional<uint64_t>(options.buffered_body->size())
-                                  : to_std(rq.content_length()),
-                              upgrade, options.rewrite, up_head);
-  // From here on the request head views may dangle (reads move the buffer).
-
-  conn.watch(Watch::AbortUpstream, options.response_start_deadline);
-  Gather& gather = conn.gather();
-  gather.reset();
+  exchange.watch_upstream(nullptr);
+  exchange.set_deadline(options.response_start_deadline);
   UpstreamConnectionPtr up;
+  UpstreamConnectionPtr stale;  // a pooled connection the upstream had closed: retried once
   std::optional<ResponseParser> rp;
-  bool sent_continue = false;
+  // Detaches the upstream from the watchdog on every way out.
+  struct Unwatch {
+    Exchange& ex;
+    ~Unwatch() { ex.watch_upstream(nullptr); }
+  } unwatch{exchange};
 
   result.connected_at = time.now();
   for (int attempt = 0;; ++attempt) {
@@ -184,76 +118,70 @@ Task<ForwardResult> forward(Exchange& exchange,
     if (!up) {
       up = std::make_shared<UpstreamConnection>(worker.new_upstream_stream());
       up->endpoint = target.endpoint;
-      conn.set_upstream(up.get());
+      exchange.watch_upstream(up.get());
       auto [ec] = co_await up->stream.async_connect(target.endpoint, kUseTuple);
       if (ec) {
-        conn.set_upstream(nullptr);
-        result.outcome = conn.timed_out() ? Outcome::TimedOut : Outcome::ConnectFailed;
+        result.outcome = exchange.timed_out() ? Outcome::TimedOut : Outcome::ConnectFailed;
         result.error = ec;
         co_return result;
       }
       result.connected_at = time.now();
     }
-    conn.set_upstream(up.get());
+    exchange.watch_upstream(up.get());
+    if (stale) {
+      up->request_head = std::move(stale->request_head);
+      stale.reset();
+    } else {
+      // Written once, while the request's views are valid (reading the body may move the
+      // client's buffer), into the connection's storage, reused across requests.
+      up->request_head.clear();
+      write_upstream_request_head(exchange.request(), req_framing, req_length, upgrade,
+                                  options.rewrite, up->request_head);
+    }
+    Gather& gather = up->gather;
+    gather.reset();
+    gather.head(up->request_head);
 
     // --- request: head, then the body as it arrives ---
-    gather.reset();
-    gather.head(up_head);
     error_code up_write_ec;
-    if (!rq.is_done()) {
-      rq.eager(true);
-      if (expect_continue && !sent_continue) {
-        sent_continue = true;
-        if (co_await conn.write("HTTP/1.1 100 Continue\r\n\r\n")) {
+    if (!exchange.request_body_done()) {
+      while (!exchange.request_body_done()) {
+        const auto read = co_await exchange.read_request_body();
+        if (read.kind == Kind::ClientGone) {
           result.outcome = Outcome::ClientGone;
-        }
-      }
-      while (result.outcome == Outcome::Completed && !rq.is_done()) {
-        if (conn.buffer().size() == 0) {
-          auto [ec, n] = co_await conn.read_some();
-          if (ec) {
-            result.outcome = Outcome::ClientGone;
-            result.error = ec;
-            break;
-          }
-        }
-        error_code pec;
-        size_t n = rq.put_body(conn.buffer().data(), pec);
-        if (pec == bhttp::error::need_more) {
-          pec = {};
-          if (n == 0) {
-            auto [ec, m] = co_await conn.read_some();
-            if (ec) {
-              result.outcome = Outcome::ClientGone;
-              result.error = ec;
-              break;
-            }
-            continue;
-          }
-        }
-        if (pec) {
-          result.outcome = Outcome::BadRequestBody;
-          result.error = pec;
+          result.error = read.error;
           break;
         }
-        gather.pieces(conn.body(), req_framing);
-        if (rq.is_done() && req_framing == BodyFraming::Chunked)
+        if (read.kind == Kind::Malformed) {
+          result.outcome = Outcome::BadRequestBody;
+          result.error = read.error;
+          break;
+        }
+        if (read.kind == Kind::End) {
+          // The end came on its own (HTTP/2: an empty DATA or trailers with END_STREAM).
+          // What is still gathered (the head, if no piece came) goes with it.
+          if (req_framing == BodyFraming::Chunked)
+            gather.last_chunk();
+          up_write_ec = co_await write_gather(up->stream, gather);
+          result.request_sent = true;
+          break;
+        }
+        gather.pieces(exchange.request_pieces(), req_framing);
+        if (exchange.request_body_done() && req_framing == BodyFraming::Chunked)
           gather.last_chunk();
         up_write_ec = co_await write_gather(up->stream, gather);
         result.request_sent = true;
-        conn.buffer().consume(n);
-        conn.body().clear();
+        exchange.consume_request_body();
         if (up_write_ec)
           break;
       }
       if (result.outcome != Outcome::Completed) {
-        conn.set_upstream(nullptr);
         exchange.close_after();
         co_return result;
       }
       // The upstream stopped reading mid-body (it may have answered early, e.g. 413):
       // read its answer, but the rest of the client's body can't be framed any more.
-      if (!rq.is_done())
+      if (!exchange.request_body_done())
         exchange.close_after();
     } else {
       if (options.buffered_body && !options.buffered_body->empty()) {
@@ -268,7 +196,7 @@ Task<ForwardResult> forward(Exchange& exchange,
     bool got_any = false;
     error_code read_ec;
     for (;;) {
-      rp.emplace(conn.upstream_head(), conn.upstream_body());
+      rp.emplace(up->head, up->body);
       rp->header_limit(static_cast<uint32_t>(kMaxResponseHead));
       rp->body_limit(boost::none);
       rp->eager(false);
@@ -301,7 +229,7 @@ Task<ForwardResult> forward(Exchange& exchange,
         auto buf = up->buffer.prepare(4 * 1024);
         auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
         up->buffer.commit(n);
-        conn.upstream_head().rebase(base, static_cast<const char*>(up->buffer.data().data()));
+        up->head.rebase(base, static_cast<const char*>(up->buffer.data().data()));
         if (n > 0)
           got_any = true;
         if (ec) {
@@ -312,30 +240,23 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (read_ec)
         break;
       up->buffer.consume(parsed);
-      const int status = conn.upstream_head().status;
+      const int status = up->head.status;
       if (status / 100 == 1 && status != 101) {
-        if (client_version >= 11) {
-          std::string& out = conn.scratch();
-          out.clear();
-          write_client_response_head(conn.upstream_head(), BodyFraming::None, std::nullopt, false,
-                                     false, {}, out);
-          if (co_await conn.write(out)) {
-            result.outcome = Outcome::ClientGone;
-            break;
-          }
+        const error_code wec = co_await exchange.send_interim(up->head);
+        if (wec) {
+          result.outcome = Outcome::ClientGone;
+          break;
         }
         continue;
       }
       break;
     }
     if (result.outcome == Outcome::ClientGone) {
-      conn.set_upstream(nullptr);
       exchange.close_after();
       co_return result;
     }
     if (read_ec) {
-      conn.set_upstream(nullptr);
-      if (conn.timed_out()) {
+      if (exchange.timed_out()) {
         result.outcome = Outcome::TimedOut;
         result.error = read_ec;
         co_return result;
@@ -343,8 +264,10 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (!got_any && is_eof_like(read_ec)) {
         // The upstream closed without answering. On a reused keep-alive connection with a
         // body-less request this is the idle-close race: retry once on a fresh connection.
-        if (attempt == 0 && up->reused && replayable)
+        if (attempt == 0 && up->reused && replayable) {
+          stale = std::move(up);
           continue;
+        }
         result.outcome = Outcome::UpstreamClosed;
         result.error = read_ec;
         co_return result;
@@ -355,69 +278,49 @@ Task<ForwardResult> forward(Exchange& exchange,
     }
     break;
   }
-
-  if (options.intercept && options.intercept(conn.upstream_head())) {
+  if (options.intercept && options.intercept(up->head)) {
     // The upstream connection carries an unread body: not reusable.
-    conn.set_upstream(nullptr);
     result.outcome = Outcome::Intercepted;
-    result.status = conn.upstream_head().status;
+    result.status = up->head.status;
     result.finished_at = time.now();
     co_return result;
   }
 
   // --- response started: head + body pieces already buffered, in one write ---
-  MessageHead& rh = conn.upstream_head();
+  MessageHead& rh = up->head;
   result.status = rh.status;
   result.response_started = true;
   result.response_started_at = time.now();
   const bool upgraded = upgrade && rh.status == 101;
-  const BodyFraming framing =
-      upgraded ? BodyFraming::None : response_framing(*rp, rh.status, head_request, client_version);
-  const bool close = exchange.close_after_response() || conn.closing() || !rq.keep_alive() ||
-                     framing == BodyFraming::UntilClose || upgraded;
-  if (close)
-    exchange.close_after();
   if (options.idle_timeout.count() > 0) {
-    conn.watch(Watch::AbortUpstream, time.now() + options.idle_timeout);
+    exchange.set_deadline(time.now() + options.idle_timeout);
   } else {
-    conn.unwatch();
+    exchange.clear_deadline();
   }
-  std::string& out = conn.scratch();
-  out.clear();
-  write_client_response_head(rh, framing, to_std(rp->content_length()), upgraded,
-                             close && !upgraded, options.response_headers, out);
-  exchange.mark_responded(rh.status);
-  gather.reset();
-  gather.head(out);
+  exchange.start_response(rh, ResponseShape{to_std(rp->content_length()), head_request, upgraded},
+                          options.response_headers);
 
   if (upgraded) {
     result.upgraded = true;
-    // Bytes either side sent right after the handshake go first.
+    // Bytes the upstream sent right after the handshake go first.
+    BodyPieces early;
     if (up->buffer.size() > 0) {
       auto d = up->buffer.data();
-      gather.pieces(
-          BodyPieces{{std::string_view(static_cast<const char*>(d.data()), d.size())}, d.size()},
-          BodyFraming::None);
+      early =
+          BodyPieces{{std::string_view(static_cast<const char*>(d.data()), d.size())}, d.size()};
     }
-    error_code ec = co_await write_gather(conn.stream(), gather);
+    error_code ec = co_await exchange.send_body(early, false);
     up->buffer.consume(up->buffer.size());
-    if (!ec && conn.buffer().size() > 0) {
-      auto [wec, n] = co_await asio::async_write(up->stream, conn.buffer().data(), kUseTuple);
-      ec = wec;
-      conn.buffer().consume(conn.buffer().size());
-    }
-    if (!ec) {
-      using namespace asio::experimental::awaitable_operators;
-      co_await (pump(conn.stream(), up->stream, conn, options.idle_timeout) &&
-                pump(up->stream, conn.stream(), conn, options.idle_timeout));
-    }
-    conn.set_upstream(nullptr);
+    if (!ec)
+      co_await exchange.tunnel(*up, options.idle_timeout);
     co_return result;
   }
 
   rp->eager(true);
-  bool client_ok = true;
-  while (true) {
+  const BodyPieces none;
+  bool head_sent = false;
+  bool ended = false;
+  while (!ended) {
     if (up->buffer.size() > 0 && !rp->is_done()) {
       error_code pec;
       size_t n = rp->put_body(up->buffer.data(), pec);
@@ -426,29 +329,31 @@ Task<ForwardResult> forward(Exchange& exchange,
         result.error = pec;
         break;
       }
-      gather.pieces(conn.upstream_body(), framing);
-      if (rp->is_done() && framing == BodyFraming::Chunked)
-        gather.last_chunk();
-      if (co_await write_gather(conn.stream(), gather)) {
-        client_ok = false;
-        result.outcome = Outcome::ClientGone;
-      }
+      ended = rp->is_done();
+      const error_code wec = co_await exchange.send_body(up->body, ended);
+      head_sent = true;
       up->buffer.consume(n);
-      conn.upstream_body().clear();
-      if (!client_ok)
+      up->body.clear();
+      if (wec) {
+        result.outcome = Outcome::ClientGone;
         break;
-      if (options.idle_timeout.count() > 0) {
-        conn.watch(Watch::AbortUpstream, time.now() + options.idle_timeout);
       }
+      if (options.idle_timeout.count() > 0)
+        exchange.set_deadline(time.now() + options.idle_timeout);
       if (n > 0)
         continue;
-    } else if (!gather.empty()) {
-      if (co_await write_gather(conn.stream(), gather)) {
+    } else if (!head_sent || rp->is_done()) {
+      // Nothing buffered: the head goes now (an event stream's first event may be long
+      // in coming), or the body ended with nothing after it.
+      head_sent = true;
+      ended = rp->is_done();
+      const error_code wec = co_await exchange.send_body(none, ended);
+      if (wec) {
         result.outcome = Outcome::ClientGone;
         break;
       }
     }
-    if (rp->is_done())
+    if (ended)
       break;
     auto buf = up->buffer.prepare(16 * 1024);
     auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
@@ -457,9 +362,8 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (ec == asio::error::eof && rp->need_eof()) {
         error_code pec;
         rp->put_eof(pec);
-        if (framing == BodyFraming::Chunked)
-          gather.last_chunk();
-        if (co_await write_gather(conn.stream(), gather))
+        const error_code wec = co_await exchange.send_body(none, true);
+        if (wec)
           result.outcome = Outcome::ClientGone;
         break;
       }
@@ -468,19 +372,19 @@ Task<ForwardResult> forward(Exchange& exchange,
       break;
     }
   }
-  conn.set_upstream(nullptr);
   result.finished_at = time.now();
   if (result.outcome != Outcome::Completed) {
     // Mid-response failure: the client must see a truncated message, not a clean one.
     exchange.close_after();
     if (result.outcome == Outcome::BrokenAfterStart)
-      conn.stream().close();
+      exchange.abort_response();
     co_return result;
   }
   if (rp->keep_alive() && rp->is_done() && !rp->need_eof() && up->buffer.size() == 0) {
     // A big body grew the buffer; an idle pooled connection should not keep that.
     if (up->buffer.capacity() > 8 * 1024)
       up->buffer.shrink_to_fit();
+    exchange.watch_upstream(nullptr);
     worker.pool().give_back(std::move(up), result.finished_at);
   }
   co_return result;

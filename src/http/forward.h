@@ -20,7 +20,8 @@
 #include <functional>
 #include <string>
 
-#include "http/connection.h"
+#include "http/exchange.h"
+#include "http/worker.h"
 
 namespace sluice::http {
 

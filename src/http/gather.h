@@ -4,12 +4,14 @@
 #pragma once
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/write.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "http/headers.h"
+#include "http/io.h"
 #include "http/parser.h"
 
 namespace sluice::http {
@@ -88,5 +90,22 @@ class Gather {
   std::vector<Part> parts_;
   std::vector<boost::asio::const_buffer> bufs_;
 };
+
+// Writes what `g` gathered to `s` and resets it.
+template <typename AsyncWriteStream>
+Task<error_code> write_gather(AsyncWriteStream& s, Gather& g) {
+  if (g.empty())
+    co_return error_code{};
+  error_code ec;
+  if (auto one = g.single()) {
+    auto [wec, n] = co_await asio::async_write(s, *one, kUseTuple);
+    ec = wec;
+  } else {
+    auto [wec, n] = co_await asio::async_write(s, g.buffers(), kUseTuple);
+    ec = wec;
+  }
+  g.reset();
+  co_return ec;
+}
 
 }  // namespace sluice::http

@@ -50,7 +50,7 @@ Worker::Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_i
 void Worker::close_connections_gracefully() {
   // close_gracefully may destroy nothing synchronously (sockets close, coroutines
   // finish later), so iterating while calling it is safe.
-  for (auto& hook : connections_) static_cast<ClientConnection&>(hook).close_gracefully();
+  for (auto& hook : connections_) hook.close_gracefully();
 }
 
 void Worker::run() {

@@ -18,14 +18,16 @@
 
 #include "core/random.h"
 #include "core/time_source.h"
+#include "http/gather.h"
 #include "http/io.h"
+#include "http/parser.h"
 #include "http/stream.h"
 
 namespace sluice::http {
 
-class ClientConnection;
-
 // A keep-alive connection to an upstream (the app, or a queue-proxy).
+// It carries the storage forward() parses and writes with, so a warm connection
+// forwards a request without allocating.
 struct UpstreamConnection {
   explicit UpstreamConnection(Stream s) : stream(std::move(s)) {}
   Stream stream;
@@ -33,6 +35,10 @@ struct UpstreamConnection {
   boost::beast::flat_buffer buffer;
   bool reused = false;
   core::TimePoint idle_since{};  // when it went back to the pool
+  MessageHead head;              // the response being read
+  BodyPieces body;
+  std::string request_head;  // the request head being written
+  Gather gather;
 };
 using UpstreamConnectionPtr = std::shared_ptr<UpstreamConnection>;
 
@@ -61,8 +67,12 @@ class UpstreamPool {
   std::unordered_map<tcp::endpoint, std::vector<UpstreamConnectionPtr>, EndpointHash> idle_;
 };
 
+// A client connection of any protocol, listed on its worker for drain.
 struct ConnectionHook
     : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+  virtual ~ConnectionHook() = default;
+  // Closes the connection if idle, else lets what is in flight finish first.
+  virtual void close_gracefully() = 0;
 };
 
 class Worker {

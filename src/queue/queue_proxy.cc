@@ -19,7 +19,9 @@
 #include "config/duration.h"
 #include "core/random.h"
 #include "http/client.h"
+#include "http/connection.h"
 #include "http/forward.h"
+#include "http/h2_server.h"
 #include "queue/probe_classifier.h"
 #include "queue/queue_metrics.h"
 #include "queue/readiness_prober.h"
@@ -73,12 +75,12 @@ class QueueProxyImpl {
                                 core::TimePoint now,
                                 core::TimePoint deadline,
                                 std::shared_ptr<admission::WaitToken> token,
-                                http::ClientConnection* client);
+                                http::Exchange* client);
   void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
   Task<Admission> enter(bool proxied,
                         core::TimePoint now,
                         core::TimePoint deadline,
-                        http::ClientConnection& client);
+                        http::Exchange& client);
   void leave(bool proxied, bool held_slot, core::TimePoint now);
 
   Task<void> report_stats_loop();
@@ -156,7 +158,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     co_await handle_probe(ex, probe);
     co_return;
   }
-  http::Worker& worker = ex.connection().worker();
+  http::Worker& worker = ex.worker();
   const size_t shard = worker.index();
   last_request_ns_.store(ex.started_at().time_since_epoch().count(), std::memory_order_relaxed);
 
@@ -197,7 +199,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   }
   const core::TimePoint deadline = ex.started_at() + start_limit;
 
-  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, ex.connection());
+  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, ex);
   using Admit = admission::Breaker::Admit;
   int status = 0;
   core::TimePoint end{};
@@ -350,7 +352,7 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
     core::TimePoint now,
     core::TimePoint deadline,
     std::shared_ptr<admission::WaitToken> token,
-    http::ClientConnection* client) {
+    http::Exchange* client) {
   using Event = stats::RequestStats::Event;
   // Recorded before the breaker: queued requests count as concurrency (Knative).
   stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
@@ -362,10 +364,10 @@ Task<QueueProxyImpl::Admission> QueueProxyImpl::enter_on_home(
   a.result = breaker_->acquire(waiter, now, deadline);
   if (a.result == admission::Breaker::Admit::Queued) {
     // On the client's worker the hang-up watch starts only now: most requests never queue.
-    std::optional<http::HangupWatch> watch;
+    std::unique_ptr<http::HangupWatch> watch;
     if (!token) {
       token = std::make_shared<admission::WaitToken>(workers_.front()->executor());
-      watch.emplace(*client, [token] { admission::WaitToken::abandon(token); });
+      watch = client->watch_hangup([token] { admission::WaitToken::abandon(token); });
     }
     metrics_.pending_requests.store(breaker_->waiting(), std::memory_order_relaxed);
     waiter.timer.expires_at(deadline);
@@ -404,15 +406,15 @@ void QueueProxyImpl::leave_on_home(bool proxied, bool held_slot, core::TimePoint
 Task<QueueProxyImpl::Admission> QueueProxyImpl::enter(bool proxied,
                                                       core::TimePoint now,
                                                       core::TimePoint deadline,
-                                                      http::ClientConnection& client) {
+                                                      http::Exchange& client) {
   if (on_home())
     co_return co_await enter_on_home(proxied, now, deadline, nullptr, &client);
   // From another worker, whichever it is, the client's hang-up reaches the queue on home
   // at once: the watch covers the whole hop.
   auto token = std::make_shared<admission::WaitToken>(workers_.front()->executor());
-  std::optional<http::HangupWatch> watch;
+  std::unique_ptr<http::HangupWatch> watch;
   if (breaker_)
-    watch.emplace(client, [token] { admission::WaitToken::abandon(token); });
+    watch = client.watch_hangup([token] { admission::WaitToken::abandon(token); });
   co_return co_await asio::co_spawn(workers_.front()->executor(),
                                     enter_on_home(proxied, now, deadline, token, nullptr),
                                     use_awaitable);
@@ -580,6 +582,7 @@ int QueueProxyImpl::run() {
   main_opts.on_reject = [this](http::Worker& w, http::Rejection r) {
     metrics_.count_rejection(w.index(), r);
   };
+  main_opts.h2 = http::h2_options_like(main_opts);
   main_server_ = std::make_unique<http::Server>(worker_ptrs, main_handler_, main_opts);
   http::ServerOptions side_opts;
   side_opts.name = "queue-proxy-admin";

@@ -628,22 +628,81 @@ TEST(ActivatorE2E, BadEndpointsFileAtStartIsRefused) {
   EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
 }
 
-// Port 8013 (h2c) until HTTP/2 lands: bound, and every client told plainly to use the
-// HTTP/1 port, an HTTP/2 client in its own framing.
-TEST(ActivatorE2E, TheH2cPortRefusesClearlyInEachProtocol) {
+// HTTP/2 on the main port and on Knative's h2c port (8013 in a cluster), each serving
+// HTTP/1 as well; through the activator and a queue-proxy to an HTTP/1 app.
+TEST(ActivatorE2E, Http2OnTheMainPortAndOnTheH2cPort) {
+  Replica r;
+  r.start(4);
   ActivatorUnderTest a;
   const int h2c = free_port();
-  a.start(ActivatorUnderTest::revision_json({}, 1), {"--h2c-port", std::to_string(h2c)});
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 4), {"--h2c-port", std::to_string(h2c)});
   ASSERT_TRUE(wait_for_port(h2c)) << a.proc->output();
-  const std::string h2 = raw_exchange(h2c, std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-  ASSERT_GE(h2.size(), 26u) << h2;
-  EXPECT_EQ(h2.substr(0, 9), std::string("\0\0\0\x04\0\0\0\0\0", 9)) << "SETTINGS first";
-  EXPECT_EQ(h2[12], '\x07') << "then GOAWAY";
-  EXPECT_EQ(h2.substr(22, 4), std::string("\0\0\0\x0d", 4)) << "HTTP_1_1_REQUIRED";
-  EXPECT_NE(h2.find("port " + std::to_string(a.port)), std::string::npos) << h2;
-  const std::string h1 = raw_exchange(h2c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-  EXPECT_EQ(h1.rfind("HTTP/1.1 505 ", 0), 0u) << h1;
-  EXPECT_NE(h1.find("port " + std::to_string(a.port)), std::string::npos) << h1;
+  const std::string host = "-H 'Host: hello.default.example.com' ";
+  for (int port : {a.port, h2c}) {
+    SCOPED_TRACE("port " + std::to_string(port));
+    auto pk = curl(port, "/echo", host + "--http2-prior-knowledge --data-binary 'over h2'");
+    EXPECT_EQ(pk.head.rfind("HTTP/2 200", 0), 0u) << pk.head << pk.body;
+    EXPECT_NE(pk.body.find("K-Proxy-Request: activator"), std::string::npos) << pk.body;
+    EXPECT_NE(pk.body.find("\n\nover h2"), std::string::npos) << pk.body;
+    auto up = curl(port, "/echo", host + "--http2");
+    EXPECT_EQ(up.head.rfind("HTTP/2 200", 0), 0u) << up.head;
+    auto h1 = curl(port, "/echo", host);
+    EXPECT_EQ(h1.head.rfind("HTTP/1.1 200", 0), 0u) << h1.head;
+    // Sluice's own answers reach an HTTP/2 client with the same status, body and headers.
+    auto miss = curl(port, "/", "-H 'Host: nope.default.example.com' --http2-prior-knowledge");
+    EXPECT_EQ(miss.head.rfind("HTTP/2 404", 0), 0u) << miss.head;
+    EXPECT_NE(miss.body.find("revision not found"), std::string::npos) << miss.body;
+  }
+}
+
+// A streamed response over HTTP/2 arrives event by event, not at the end.
+TEST(ActivatorE2E, Http2StreamsAResponseAsItIsWritten) {
+  Replica r;
+  r.start(4);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 4));
+  // Each line stamped with the time it arrived (ms).
+  auto out =
+      run("curl -sN --max-time 30 --http2-prior-knowledge -H 'Host: hello.default.example.com' "
+          "'http://127.0.0.1:" +
+          std::to_string(a.port) +
+          "/?sse=3&interval=400' | while IFS= read -r l; do [ -n \"$l\" ] && echo "
+          "\"$(($(date +%s%N)/1000000)) $l\"; done");
+  std::istringstream lines(out.out);
+  std::vector<long long> at;
+  for (std::string line; std::getline(lines, line);) at.push_back(std::atoll(line.c_str()));
+  ASSERT_EQ(at.size(), 3u) << out.out;
+  // Written 400 ms apart: buffered until the end, they would arrive together.
+  EXPECT_GE(at[2] - at[0], 600) << out.out;
+}
+
+// 1,000 streams on one connection, 100 at a time, to a revision of containerConcurrency
+// 10: each stream is a request (one breaker slot each, queued beyond that, none lost),
+// and the app never holds more than 10.
+TEST(ActivatorE2E, AThousandStreamsOnOneConnectionAreQueuedNotLost) {
+  Replica r;
+  r.start(10);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 10));
+  auto out =
+      run("timeout 120 h2load -n 1000 -c 1 -m 100 -H 'Host: hello.default.example.com' "
+          "'http://127.0.0.1:" +
+          std::to_string(a.port) + "/?delay=5' 2>&1");
+  EXPECT_NE(out.out.find("1000 succeeded, 0 failed, 0 errored"), std::string::npos) << out.out;
+  EXPECT_NE(out.out.find("status codes: 1000 2xx"), std::string::npos) << out.out;
+  auto most = curl(r.app_port, "/max-inflight");
+  EXPECT_LE(std::atoi(most.body.c_str()), 10) << most.body;
+  EXPECT_GE(std::atoi(most.body.c_str()), 2) << "the streams ran concurrently\n" << most.body;
+}
+
+// The conformance suite against the activator as an h2c server, its requests routed to
+// a revision (answered by the app, so each request body is read to its end).
+TEST(ActivatorE2E, H2specConformance) {
+  Replica r;
+  r.start(4);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 4));
+  EXPECT_EQ(h2spec_failures(a.port, "hello.default.example.com"), "");
 }
 
 // A second SIGTERM ends the readiness drain at once (the first one waits it out, which

@@ -70,6 +70,12 @@ HttpResponse curl(int port, const std::string& path, const std::string& extra = 
 // Sends raw bytes, reads until the peer closes or `timeout` passes.
 std::string raw_exchange(int port, const std::string& bytes, Millis timeout = 5s);
 
+// Runs h2spec, the HTTP/2 conformance suite ($SLUICE_H2SPEC), against 127.0.0.1:port.
+// Returns "" when every case passed (but the one a port that also serves HTTP/1 fails by
+// design), else what failed and the whole report. `host` is the authority its requests
+// carry (resolved to 127.0.0.1 for h2spec alone).
+std::string h2spec_failures(int port, const std::string& host = "127.0.0.1");
+
 // Value of the first sample of `name` in Prometheus text (-1 if absent).
 double metric_value(const std::string& text, const std::string& name);
 

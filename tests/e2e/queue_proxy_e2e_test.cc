@@ -537,5 +537,39 @@ TEST(QueueProxyE2E, ServesWithSeveralWorkerThreads) {
   for (auto& r : rs) EXPECT_EQ(r.get().status, 200);
 }
 
+// HTTP/2 cleartext on the serving port: by the connection preface (prior knowledge, what
+// gRPC clients send) and by `Upgrade: h2c`; the app behind speaks HTTP/1.1 and gets each
+// request translated, with its body framed by Content-Length when the client gave one.
+TEST(QueueProxyE2E, Http2ByPrefaceAndByUpgradeReachesAnHttp1App) {
+  QueueProxyUnderTest t;
+  t.start();
+  auto pk = curl(t.port, "/echo?via=preface", "--http2-prior-knowledge --data-binary 'hello h2'");
+  EXPECT_EQ(pk.head.rfind("HTTP/2 200", 0), 0u) << pk.head;
+  EXPECT_NE(pk.body.find("POST /echo?via=preface"), std::string::npos) << pk.body;
+  EXPECT_NE(pk.body.find("Content-Length: 8"), std::string::npos) << pk.body;
+  EXPECT_NE(pk.body.find("\n\nhello h2"), std::string::npos) << pk.body;
+  auto up = curl(t.port, "/echo?via=upgrade", "--http2");
+  EXPECT_EQ(up.head.rfind("HTTP/2 200", 0), 0u) << up.head;
+  EXPECT_NE(up.body.find("GET /echo?via=upgrade"), std::string::npos) << up.body;
+  // The upgrade's own fields are this hop's business, not the app's.
+  EXPECT_EQ(up.body.find("HTTP2-Settings"), std::string::npos) << up.body;
+  EXPECT_EQ(up.body.find("h2c"), std::string::npos) << up.body;
+  // A body without a declared length (an HTTP/2 stream) reaches the app chunked, whole.
+  auto streamed =
+      run("head -c 300000 /dev/zero | curl -s --max-time 30 --http2-prior-knowledge "
+          "-H 'Content-Length:' -T - 'http://127.0.0.1:" +
+          std::to_string(t.port) + "/echo' | wc -c");
+  EXPECT_GT(std::atoi(streamed.out.c_str()), 300000) << streamed.out;
+  // HTTP/1 on the same port is unchanged.
+  EXPECT_EQ(curl(t.port, "/").head.rfind("HTTP/1.1 200", 0), 0u);
+}
+
+// The conformance suite against the queue-proxy as an h2c server.
+TEST(QueueProxyE2E, H2specConformance) {
+  QueueProxyUnderTest t;
+  t.start();
+  EXPECT_EQ(h2spec_failures(t.port), "");
+}
+
 }  // namespace
 }  // namespace e2e

@@ -80,6 +80,19 @@ TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
   EXPECT_EQ(by_header.status, 200);
 }
 
+// `sluice run` takes HTTP/2 on its one port like HTTP/1: a cold start through HTTP/2
+// (prior knowledge, as gRPC clients connect; and Upgrade: h2c), to an HTTP/1 app.
+TEST(RunE2E, Http2ClientsReachAnHttp1AppFromZero) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("hello", "", "", /*cc=*/10));
+  const std::string host = "-H 'Host: hello.default.localhost' ";
+  const auto pk = curl(sluice.port, "/echo", host + "--http2-prior-knowledge -d 'from h2'");
+  EXPECT_EQ(pk.head.rfind("HTTP/2 200", 0), 0u) << pk.head << pk.body << sluice.proc->output();
+  EXPECT_NE(pk.body.find("\n\nfrom h2"), std::string::npos) << pk.body;
+  const auto up = curl(sluice.port, "/", host + "--http2");
+  EXPECT_EQ(up.head.rfind("HTTP/2 200", 0), 0u) << up.head;
+}
+
 // The app inherited sluice run's listening sockets; a daemon it left behind kept the
 // ports after sluice exited, and the next start failed with "Address already in use".
 TEST(RunE2E, AReplicaInheritsNoDescriptorButStdio) {

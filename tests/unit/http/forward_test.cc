@@ -98,8 +98,7 @@ class ProxyHandler final : public Handler {
     const ForwardTarget target{tcp::endpoint(), "app:8080"};
     ForwardOptions options;
     if (response_start_timeout)
-      options.response_start_deadline =
-          ex.connection().worker().time().now() + *response_start_timeout;
+      options.response_start_deadline = ex.worker().time().now() + *response_start_timeout;
     options.idle_timeout = idle_timeout;
     const ForwardResult r = co_await forward(ex, target, options);
     results.push_back(r);

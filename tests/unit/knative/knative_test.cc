@@ -2,7 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "activator/h2c_refusal.h"
 #include "knative/autoscaler_link.h"
 #include "knative/kube_discovery.h"
 #include "stats/stat.pb.h"
@@ -86,22 +85,6 @@ TEST(AutoscalerLink, FramesAreWireStatMessagesWithWhatKnativesActivatorFills) {
   EXPECT_EQ(msgs.messages(0).stat().timestamp(), 0);  // the autoscaler stamps it
   EXPECT_EQ(msgs.messages(1).namespace_(), "ml");
   EXPECT_EQ(msgs.messages(1).name(), "big-00003");
-}
-
-TEST(H2cRefusal, AnHttp2ClientGetsGoawayAndAnHttp1ClientA505) {
-  const std::string h2 = activator::H2cRefusal::answer("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 8012);
-  // SETTINGS (type 4, empty), then GOAWAY (type 7) with HTTP_1_1_REQUIRED (0xd).
-  ASSERT_GE(h2.size(), 9u + 9u + 8u);
-  EXPECT_EQ(h2.substr(0, 9), std::string("\0\0\0\x04\0\0\0\0\0", 9));
-  EXPECT_EQ(static_cast<uint8_t>(h2[9 + 3]), 0x7);
-  const size_t len = (static_cast<uint8_t>(h2[9]) << 16) | (static_cast<uint8_t>(h2[10]) << 8) |
-                     static_cast<uint8_t>(h2[11]);
-  EXPECT_EQ(h2.size(), 18 + len);
-  EXPECT_EQ(h2.substr(18, 8), std::string("\0\0\0\0\0\0\0\x0d", 8));
-  EXPECT_NE(h2.find("port 8012"), std::string::npos);
-  const std::string h1 = activator::H2cRefusal::answer("GET / HTTP/1.1\r\n", 8012);
-  EXPECT_EQ(h1.rfind("HTTP/1.1 505 ", 0), 0u);
-  EXPECT_NE(h1.find("port 8012"), std::string::npos);
 }
 
 }  // namespace
