@@ -323,19 +323,23 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       co_return;
     }
     if (lease.result == Admit::QueueFull) {
-      const http::ExtraHeaders extra{{"Retry-After", "1"}};
+      const http::ExtraHeaders extra{{"Retry-After", "1"},
+                                     {"Sluice-Error", "queue_full"},
+                                     {"Sluice-Error-Source", "activator"}};
       co_await ex.respond(503, "revision " + revision_name + ": request queue is full", extra);
       co_return;
     }
     if (lease.result == Admit::Expired) {
       // Say why no replica took it: a cold start that never became ready reads very
       // differently from a revision whose replicas are all busy.
+      const http::ExtraHeaders why{{"Sluice-Error", "no_replica_in_time"},
+                                   {"Sluice-Error-Source", "activator"}};
       co_await ex.respond(
           504,
           fmt::format("revision {}: no replica took the request within {:.1f} s (pods: {})",
                       revision_name, core::to_seconds(time_.now() - ex.started_at()),
                       lease.refused),
-          error_headers);
+          why);
       co_return;
     }
     if (lease.result != Admit::Admitted) {
@@ -400,6 +404,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::TimedOut:
       case Outcome::ClientGone:
       case Outcome::BadRequestBody:
+      case Outcome::NeedsHttp2:
         outcome = RequestOutcome::Other;
         break;
     }
@@ -424,15 +429,25 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::BrokenAfterStart:
       case Outcome::ClientGone:
         co_return;
-      case Outcome::TimedOut:
+      case Outcome::TimedOut: {
+        const http::ExtraHeaders why{{"Sluice-Error", "revision_timeout"},
+                                     {"Sluice-Error-Source", "activator"}};
         co_await ex.respond(
             504,
             fmt::format("revision {}: pod {}: no response within the revision timeout ({:.1f} s "
                         "after the request arrived)",
                         revision_name, lease.address,
                         core::to_seconds(time_.now() - ex.started_at())),
-            error_headers);
+            why);
         co_return;
+      }
+      case Outcome::NeedsHttp2: {
+        const http::ExtraHeaders why{{"Sluice-Error", "http2_required"},
+                                     {"Sluice-Error-Source", "activator"}};
+        const std::string body = fmt::format("revision {}: {}", revision_name, http::kNeedsHttp2);
+        co_await ex.respond(502, body, why);
+        co_return;
+      }
       case Outcome::BadRequestBody: {
         // (a named local: GCC 12 rejects a braced list built inside a co_await)
         const http::ExtraHeaders bad_body{{"Sluice-Error", "malformed_body"},

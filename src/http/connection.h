@@ -131,6 +131,8 @@ class H1Exchange final : public Exchange {
   Task<error_code> read_body(std::string& out) override;
   Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra = {}) override;
   std::unique_ptr<HangupWatch> watch_hangup(std::function<void()> on_hangup) override;
+  // HTTP/1 learns of a hang-up only by reading or writing (forward() does both).
+  bool client_gone() const override { return false; }
 
   Task<BodyRead> read_request_body() override;
   const BodyPieces& request_pieces() const override { return conn_.body_; }

@@ -92,6 +92,10 @@ class Exchange {
   // Answers locally.
   virtual Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra = {}) = 0;
 
+  // The client cancelled this request (an HTTP/2 RST_STREAM, or its session ended). An
+  // upstream failure after that is the cancellation's doing, not the upstream's.
+  virtual bool client_gone() const = 0;
+
   // Starts watching for the client's hang-up (see HangupWatch).
   virtual std::unique_ptr<HangupWatch> watch_hangup(std::function<void()> on_hangup) = 0;
 

@@ -6,6 +6,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include "http/gather.h"
+#include "http/grpc.h"
 #include "http/worker.h"
 
 namespace sluice::http {
@@ -48,6 +49,8 @@ std::string_view to_string(ForwardResult::Outcome o) {
       return "broken_after_start";
     case Outcome::Intercepted:
       return "intercepted";
+    case Outcome::NeedsHttp2:
+      return "needs_http2";
   }
   return "unknown";
 }
@@ -87,6 +90,12 @@ Task<ForwardResult> forward(Exchange& exchange,
   ForwardResult result;
   using Kind = Exchange::BodyRead::Kind;
 
+  // gRPC's trailers (grpc-status) have no place in HTTP/1: refuse before any byte goes.
+  // (The upstream side speaks HTTP/1 only, until the HTTP/2 client codec lands.)
+  if (is_grpc(exchange.request())) {
+    result.outcome = Outcome::NeedsHttp2;
+    co_return result;
+  }
   const bool upgrade = exchange.upgrade();
   const bool head_request = exchange.request().method == bhttp::verb::head;
   BodyFraming req_framing = BodyFraming::None;
@@ -121,7 +130,9 @@ Task<ForwardResult> forward(Exchange& exchange,
       exchange.watch_upstream(up.get());
       auto [ec] = co_await up->stream.async_connect(target.endpoint, kUseTuple);
       if (ec) {
-        result.outcome = exchange.timed_out() ? Outcome::TimedOut : Outcome::ConnectFailed;
+        result.outcome = exchange.client_gone() ? Outcome::ClientGone
+                         : exchange.timed_out() ? Outcome::TimedOut
+                                                : Outcome::ConnectFailed;
         result.error = ec;
         co_return result;
       }
@@ -256,6 +267,11 @@ Task<ForwardResult> forward(Exchange& exchange,
       co_return result;
     }
     if (read_ec) {
+      if (exchange.client_gone()) {
+        result.outcome = Outcome::ClientGone;
+        result.error = read_ec;
+        co_return result;
+      }
       if (exchange.timed_out()) {
         result.outcome = Outcome::TimedOut;
         result.error = read_ec;
@@ -367,7 +383,7 @@ Task<ForwardResult> forward(Exchange& exchange,
           result.outcome = Outcome::ClientGone;
         break;
       }
-      result.outcome = Outcome::BrokenAfterStart;
+      result.outcome = exchange.client_gone() ? Outcome::ClientGone : Outcome::BrokenAfterStart;
       result.error = ec;
       break;
     }

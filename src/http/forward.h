@@ -55,6 +55,7 @@ struct ForwardResult {
     ClientGone,        // client went away; nothing more to say
     BrokenAfterStart,  // upstream failed mid-response; client connection closed
     Intercepted,       // options.intercept took the response; nothing sent to the client
+    NeedsHttp2,        // a gRPC request and an HTTP/1 upstream: nothing sent anywhere
   };
   Outcome outcome = Outcome::Completed;
   error_code error;
@@ -81,6 +82,11 @@ struct BadBodyAnswer {
   std::string body;
 };
 BadBodyAnswer bad_request_body_answer(const error_code& ec, size_t line_limit = kDefaultLineLimit);
+
+// What a client is told for outcome NeedsHttp2 (Sluice-Error: http2_required).
+inline constexpr std::string_view kNeedsHttp2 =
+    "gRPC needs HTTP/2 on every hop, and the hop to the app speaks HTTP/1 (an app that "
+    "speaks gRPC names its container port h2c)";
 
 Task<ForwardResult> forward(Exchange& exchange,
                             const ForwardTarget& target,

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "http/grpc.h"
 #include "http/watchdog.h"
 
 namespace sluice::http {
@@ -289,6 +290,26 @@ class H2Exchange final : public Exchange {
 
   Task<void> respond(int status, std::string_view body, const ExtraHeaders& extra) override {
     MessageHead head;
+    if (is_grpc(request())) {
+      // A gRPC client reads grpc-status and grpc-message only: Trailers-Only, one HEADERS
+      // frame (http/grpc.h). The HTTP status stays visible to logs and metrics.
+      std::string_view reason;
+      for (const auto& [k, v] : extra) {
+        if (boost::beast::iequals(k, "Sluice-Error"))
+          reason = v;
+      }
+      const GrpcCode code = grpc_code_for(status, reason);
+      head.status = 200;
+      stage(head, extra, std::nullopt);
+      mark_responded(status);
+      add_field("content-type", "application/grpc");
+      add_field("grpc-status", std::to_string(static_cast<int>(code)));
+      if (!body.empty())
+        add_field("grpc-message", grpc_percent_encode(body));
+      const BodyPieces none;
+      co_await send_body(none, true);
+      co_return;
+    }
     head.status = status;
     bool has_type = false;
     for (const auto& [k, v] : extra)
@@ -315,6 +336,8 @@ class H2Exchange final : public Exchange {
     }
     return std::make_unique<Watch>(s_);
   }
+
+  bool client_gone() const override { return s_->closed && !s_->finished; }
 
   Task<BodyRead> read_request_body() override {
     using Kind = BodyRead::Kind;

@@ -274,6 +274,11 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
       case Outcome::TimedOut:
         co_await error(504, ProxyError::Timeout, "request timeout", !result.request_sent);
         break;
+      case Outcome::NeedsHttp2: {
+        const http::ExtraHeaders extra{{kErrorHeader, std::string_view("http2_required")},
+                                       {kNotForwardedHeader, std::string_view("true")}};
+        co_await ex.respond(502, http::kNeedsHttp2, extra);
+      } break;
       case Outcome::Intercepted:  // the queue-proxy sets no intercept
       case Outcome::BadRequestBody: {
         const http::ExtraHeaders extra{{kErrorHeader, std::string_view("malformed_body")}};

@@ -695,6 +695,54 @@ TEST(ActivatorE2E, AThousandStreamsOnOneConnectionAreQueuedNotLost) {
   EXPECT_GE(std::atoi(most.body.c_str()), 2) << "the streams ran concurrently\n" << most.body;
 }
 
+// A real gRPC client (Debian's python3-grpcio) gets Sluice's own answers as gRPC statuses
+// whose message names the cause, not an HTTP error it cannot read.
+TEST(ActivatorE2E, GrpcClientsGetSluicesErrorsAsGrpcStatuses) {
+  auto call = [](int port, const std::string& extra) {
+    return run("timeout 60 /usr/bin/python3 " + std::string(E2E_DIR) +
+               "/grpc_client.py 127.0.0.1:" + std::to_string(port) +
+               " hello.default.example.com /echo.Echo/Say " + extra + " 2>&1")
+        .out;
+  };
+  {
+    // No replica ever becomes ready: UNAVAILABLE (safe to retry), naming the wait.
+    ActivatorUnderTest a;
+    a.start(ActivatorUnderTest::revision_json({}, 1, /*timeout=*/1));
+    const std::string out = call(a.port, "");
+    EXPECT_EQ(out.rfind("error UNAVAILABLE revision " + std::string(kRevision) +
+                            ": no replica took the request within",
+                        0),
+              0u)
+        << out;
+  }
+  {
+    // The client's deadline passes while its call waits for a replica: grpcio resets the
+    // stream, and the request leaves the queue at once (499), not at the revision timeout.
+    ActivatorUnderTest a;
+    a.start(ActivatorUnderTest::revision_json({}, 1, /*timeout=*/60));
+    const std::string out = call(a.port, "--deadline 0.5");
+    EXPECT_EQ(out.rfind("error DEADLINE_EXCEEDED", 0), 0u) << out;
+    EXPECT_TRUE(eventually(
+        [&] {
+          const std::string m = a.metrics();
+          return m.find("response_code=\"499\"") != std::string::npos &&
+                 metric_value(m, "activator_request_concurrency") == 0;
+        },
+        20s))
+        << a.metrics() << a.proc->output();
+  }
+  {
+    // A replica whose app speaks HTTP/1: gRPC cannot cross that hop; said so at once.
+    Replica r;
+    r.start(2);
+    ActivatorUnderTest a;
+    a.start(ActivatorUnderTest::revision_json({r.address()}, 2));
+    const std::string out = call(a.port, "");
+    EXPECT_NE(out.find("error UNIMPLEMENTED"), std::string::npos) << out;
+    EXPECT_NE(out.find("gRPC needs HTTP/2 on every hop"), std::string::npos) << out;
+  }
+}
+
 // The conformance suite against the activator as an h2c server, its requests routed to
 // a revision (answered by the app, so each request body is read to its end).
 TEST(ActivatorE2E, H2specConformance) {
