@@ -349,7 +349,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     }
     if (attempt == 0)
       deadline = ex.started_at() + lease.revision->spec().timeout;
-    http::ForwardTarget target{lease.endpoint, lease.address};
+    http::ForwardTarget target{
+        lease.endpoint, lease.address,
+        lease.revision->spec().h2c ? http::Protocol::Http2 : http::Protocol::Http1};
     options.rewrite.upstream_authority = target.authority;
     options.response_start_deadline = deadline;
     const auto sent_at = time_.now();
@@ -688,6 +690,7 @@ void ActivatorImpl::apply_on_home(std::shared_ptr<const config::EndpointsFile> f
     spec.service = r.service;
     spec.container_concurrency = r.container_concurrency;
     spec.timeout = r.timeout;
+    spec.h2c = r.h2c;
     if (!r.load_balancing_policy.empty())
       spec.lb = parse_lb(r.load_balancing_policy);
     revision_metrics_[key] = metrics_.revision(r.namespace_name, r.name, r.service);

@@ -38,6 +38,7 @@ struct RevisionSpec {
   uint32_t container_concurrency = 0;
   core::Duration timeout = std::chrono::seconds(300);
   std::optional<LbKind> lb;  // nullopt: Knative's default for the CC
+  bool h2c = false;          // its queue-proxies are reached over HTTP/2
 };
 
 struct ThrottlerConfig {

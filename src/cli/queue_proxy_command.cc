@@ -19,13 +19,18 @@ Action add_queue_proxy_command(CLI::App& app) {
     uint32_t cc = 0;
     int threads = 0;
     std::string revision_timeout, readiness_probe, drain_quiet_period, header_timeout, activators,
-        startup_probe_interval;
+        startup_probe_interval, app_protocol;
   };
   auto raw = std::make_shared<Raw>();
   auto* o_port =
       app.add_option("--port", raw->port, "Serving port (QUEUE_SERVING_PORT; default 8012)");
   auto* o_user =
       app.add_option("--user-port", raw->user_port, "The app's port on 127.0.0.1 (USER_PORT)");
+  auto* o_proto =
+      app.add_option("--app-protocol", raw->app_protocol,
+                     "What the app speaks: http1 or h2c (SLUICE_APP_PROTOCOL; in a pod, default "
+                     "h2c when QUEUE_SERVING_PORT is 8013, as Knative serves a port named h2c)")
+          ->check(CLI::IsMember({"http1", "h2c"}));
   auto* o_admin =
       app.add_option("--admin-port", raw->admin_port, "Admin port: /wait-for-drain (default 8022)");
   auto* o_stats = app.add_option("--stats-port", raw->stats_port,
@@ -89,6 +94,8 @@ Action add_queue_proxy_command(CLI::App& app) {
       flags->activators = raw->activators;
     if (o_addr->count())
       flags->address = raw->address;
+    if (o_proto->count())
+      flags->app_protocol = raw->app_protocol;
 
     auto loaded = config::load_queue_proxy_config(config::process_env(), *flags);
     if (!loaded.config) {

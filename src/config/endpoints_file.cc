@@ -107,8 +107,8 @@ EndpointsParseResult parse_endpoints_file(std::string_view text) {
     return result;
   }
   static const std::set<std::string> kRevisionKeys = {
-      "namespace",           "service",  "name", "containerConcurrency", "timeoutSeconds",
-      "loadBalancingPolicy", "endpoints"};
+      "namespace",           "service",   "name",    "containerConcurrency", "timeoutSeconds",
+      "loadBalancingPolicy", "endpoints", "protocol"};
   static const std::set<std::string> kPolicies = {"random-choice-2", "first-available",
                                                   "round-robin", "least-connections"};
   std::set<std::string> names;
@@ -141,6 +141,13 @@ EndpointsParseResult parse_endpoints_file(std::string_view text) {
     str("name", rev.name, true);
     str("service", rev.service, false);
     str("loadBalancingPolicy", rev.load_balancing_policy, false);
+    std::string protocol;
+    str("protocol", protocol, false);
+    if (protocol == "h2c") {
+      rev.h2c = true;
+    } else if (!protocol.empty() && protocol != "http1") {
+      errors.push_back(path + ".protocol: \"" + protocol + "\": expected \"http1\" or \"h2c\"");
+    }
     if (!rev.load_balancing_policy.empty() && !kPolicies.count(rev.load_balancing_policy)) {
       errors.push_back(path + ".loadBalancingPolicy: \"" + rev.load_balancing_policy +
                        "\" is not one of random-choice-2, first-available, round-robin, "

@@ -5,10 +5,12 @@
 //   {"activators": ["127.0.0.1:8101", "127.0.0.1:8102"],
 //    "revisions": [{"namespace": "default", "service": "hello", "name": "hello-00001",
 //                   "containerConcurrency": 4, "timeoutSeconds": 300,
-//                   "loadBalancingPolicy": "round-robin",
+//                   "loadBalancingPolicy": "round-robin", "protocol": "h2c",
 //                   "endpoints": ["127.0.0.1:40001", "127.0.0.1:40002"]}]}
 //
-// `activators`, `service`, `timeoutSeconds` and `loadBalancingPolicy` are optional.
+// `activators`, `service`, `timeoutSeconds`, `loadBalancingPolicy` and `protocol` are
+// optional. `protocol` is what the queue-proxies speak: "http1" (default) or "h2c" (the
+// revision's app speaks HTTP/2: the activator reaches the queue-proxy over h2c too).
 // Endpoints are queue-proxy addresses (host:port, IPv4 or [IPv6]). Parsing validates
 // everything and reports each problem with its JSON path, so a typo never half-applies.
 #pragma once
@@ -29,6 +31,7 @@ struct RevisionEndpoints {
   uint32_t container_concurrency = 0;
   std::chrono::seconds timeout{300};
   std::string load_balancing_policy;  // empty: Knative's default for the CC
+  bool h2c = false;                   // "protocol": "h2c"
   std::vector<std::string> endpoints;
   // The activators that share this revision's pods, when they differ per revision (in
   // Kubernetes: the revision's public Endpoints); unset: the file's `activators`. Not

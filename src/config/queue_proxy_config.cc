@@ -204,6 +204,22 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
             0, 3600);
   r.string("TRACING_CONFIG_BACKEND", c.tracing_backend);
 
+  std::optional<std::string> app_protocol = flags.app_protocol;
+  if (!app_protocol)
+    app_protocol = env("SLUICE_APP_PROTOCOL");
+  if (app_protocol && !app_protocol->empty()) {
+    if (*app_protocol == "h2c") {
+      c.app_h2c = true;
+    } else if (*app_protocol != "http1") {
+      errors.push_back("app protocol (--app-protocol / SLUICE_APP_PROTOCOL) \"" + *app_protocol +
+                       "\": expected h2c or http1");
+    }
+  } else {
+    // Knative's controller serves an h2c revision's queue-proxy on 8013
+    // (networking.BackendHTTP2Port) and every other on 8012.
+    c.app_h2c = !c.local_mode && c.port == 8013;
+  }
+
   if (flags.port)
     c.port = *flags.port;
   if (flags.user_port)
@@ -308,7 +324,9 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
     }
   }
   if (c.http2_autodetect)
-    c.notices.push_back("ENABLE_HTTP2_AUTO_DETECTION: HTTP/1.1 is used");
+    c.notices.push_back(std::string("ENABLE_HTTP2_AUTO_DETECTION: the app is reached over ") +
+                        (c.app_h2c ? "h2c" : "HTTP/1.1") +
+                        " (SLUICE_APP_PROTOCOL chooses; no detection)");
   // Knative always sets the template; it matters only when the request log is on.
   if (c.request_log && !c.request_log_template.empty()) {
     c.notices.push_back(

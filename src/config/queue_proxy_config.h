@@ -68,6 +68,11 @@ struct QueueProxyConfig {
   bool enable_profiling = false;
   bool full_duplex = false;
   bool http2_autodetect = false;
+  // The app speaks HTTP/2 cleartext: every request reaches it as a stream of a shared
+  // h2c session (gRPC needs this). SLUICE_APP_PROTOCOL / --app-protocol (h2c, http1);
+  // unset in a pod: h2c when QUEUE_SERVING_PORT is 8013, the port Knative's controller
+  // gives the queue-proxy of a revision whose first container port is named h2c.
+  bool app_h2c = false;
   bool multi_container_probes = false;
   std::string tracing_backend;
 
@@ -89,8 +94,9 @@ struct QueueProxyFlags {
   std::optional<std::string> startup_probe_interval;
   std::optional<std::string> header_timeout;
   std::optional<int> threads;
-  std::optional<std::string> activators;  // comma-separated HOST:PORT list
-  std::optional<std::string> address;     // listen address; absent: every address
+  std::optional<std::string> activators;    // comma-separated HOST:PORT list
+  std::optional<std::string> address;       // listen address; absent: every address
+  std::optional<std::string> app_protocol;  // "h2c" or "http1"
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

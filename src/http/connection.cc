@@ -73,7 +73,7 @@ ClientConnection::~ClientConnection() {
 
 void ClientConnection::on_watchdog() {
   if (watched_upstream_ != nullptr) {
-    watched_upstream_->stream.close();
+    watched_upstream_->abort();
   } else {
     stream_.close();
   }
@@ -493,6 +493,11 @@ Task<error_code> H1Exchange::send_body(const BodyPieces& pieces, bool last) {
   if (last && framing_ == BodyFraming::Chunked)
     g.last_chunk();
   co_return co_await write_gather(conn_.stream_, g);
+}
+
+Task<error_code> H1Exchange::send_trailers(const MessageHead&) {
+  const BodyPieces none;
+  co_return co_await send_body(none, true);
 }
 
 void H1Exchange::abort_response() {

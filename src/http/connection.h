@@ -31,6 +31,7 @@
 #include "http/headers.h"
 #include "http/io.h"
 #include "http/parser.h"
+#include "http/upstream.h"
 #include "http/watchdog.h"
 #include "http/worker.h"
 
@@ -111,7 +112,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   Gather gather_;
   std::string client_ip_;
   Watchdog watchdog_;
-  UpstreamConnection* watched_upstream_ = nullptr;  // closed by the watchdog if set
+  UpstreamStream* watched_upstream_ = nullptr;  // aborted by the watchdog if set
   bool idle_ = true;
   bool closing_ = false;
 };
@@ -137,18 +138,23 @@ class H1Exchange final : public Exchange {
   Task<BodyRead> read_request_body() override;
   const BodyPieces& request_pieces() const override { return conn_.body_; }
   void consume_request_body() override;
+  void cancel_request_body() override {
+    close_after();
+    conn_.stream_.cancel();
+  }
   Task<error_code> send_interim(const MessageHead& head) override;
   void start_response(const MessageHead& head,
                       const ResponseShape& shape,
                       const ExtraHeaders& extra) override;
   Task<error_code> send_body(const BodyPieces& pieces, bool last) override;
+  Task<error_code> send_trailers(const MessageHead& trailers) override;
   void abort_response() override;
   Task<error_code> tunnel(UpstreamConnection& upstream,
                           std::chrono::milliseconds idle_timeout) override;
   void set_deadline(core::TimePoint deadline) override { conn_.watchdog_.arm(deadline); }
   void clear_deadline() override { conn_.watchdog_.disarm(); }
   bool timed_out() const override { return conn_.watchdog_.fired(); }
-  void watch_upstream(UpstreamConnection* upstream) override { conn_.watched_upstream_ = upstream; }
+  void watch_upstream(UpstreamStream* upstream) override { conn_.watched_upstream_ = upstream; }
 
  private:
   Task<error_code> send_continue_once();

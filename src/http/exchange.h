@@ -40,6 +40,7 @@ namespace sluice::http {
 class Worker;
 class Stream;
 struct UpstreamConnection;
+class UpstreamStream;
 
 using ExtraHeaders = std::vector<std::pair<std::string_view, std::string_view>>;
 
@@ -120,6 +121,9 @@ class Exchange {
   virtual const BodyPieces& request_pieces() const = 0;
   // The pieces were passed on: the codec may read (or let the client send) more.
   virtual void consume_request_body() = 0;
+  // The response is over while the request body still flows: a pending or later
+  // read_request_body() ends (ClientGone), and the rest of the body is not wanted.
+  virtual void cancel_request_body() = 0;
 
   // An interim (1xx) response head, passed on where the client's protocol can carry it.
   virtual Task<error_code> send_interim(const MessageHead& head) = 0;
@@ -130,6 +134,10 @@ class Exchange {
   // Writes the staged head (if any) and `pieces`; `last` ends the response. Completes
   // when the codec has room for more.
   virtual Task<error_code> send_body(const BodyPieces& pieces, bool last) = 0;
+  // Ends the response with trailer fields (gRPC's grpc-status). HTTP/2 sends them as a
+  // HEADERS frame; HTTP/1 ends the chunked body and drops them (no client of ours reads
+  // HTTP/1 trailers, and gRPC never crosses HTTP/1).
+  virtual Task<error_code> send_trailers(const MessageHead& trailers) = 0;
   // The response cannot be completed (the upstream broke after it started): the client
   // must see a truncated message, not a clean end (HTTP/1 closes, HTTP/2 resets).
   virtual void abort_response() = 0;
@@ -144,8 +152,9 @@ class Exchange {
   virtual void set_deadline(core::TimePoint deadline) = 0;
   virtual void clear_deadline() = 0;
   virtual bool timed_out() const = 0;
-  // What the watchdog closes: the upstream being talked to, or nullptr.
-  virtual void watch_upstream(UpstreamConnection* upstream) = 0;
+  // What the watchdog (and, on HTTP/2, the client's RST_STREAM) aborts: the upstream
+  // being talked to, or nullptr.
+  virtual void watch_upstream(UpstreamStream* upstream) = 0;
 
  private:
   Worker& worker_;

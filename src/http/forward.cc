@@ -1,12 +1,17 @@
 #include "http/forward.h"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include "http/gather.h"
 #include "http/grpc.h"
+#include "http/h1_upstream.h"
+#include "http/h2_client.h"
+#include "http/h2_wire.h"
 #include "http/worker.h"
 
 namespace sluice::http {
@@ -14,12 +19,6 @@ namespace sluice::http {
 namespace {
 
 using Outcome = ForwardResult::Outcome;
-
-constexpr size_t kMaxResponseHead = 64 * 1024;
-
-std::optional<uint64_t> to_std(const boost::optional<uint64_t>& v) {
-  return v ? std::optional<uint64_t>(*v) : std::nullopt;
-}
 
 bool is_eof_like(const error_code& ec) {
   return ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -82,53 +81,114 @@ std::string failure_cause(const error_code& ec) {
   return ec.message();
 }
 
-Task<ForwardResult> forward(Exchange& exchange,
-                            const ForwardTarget& target,
-                            const ForwardOptions& options) {
+namespace {
+
+// The upstream exchange for `target`, not yet connected: an HTTP/1 connection from the
+// pool (unless `fresh`), or a stream of an HTTP/2 session (h2_client.h).
+std::unique_ptr<UpstreamStream> make_upstream(Worker& worker,
+                                              const ForwardTarget& target,
+                                              bool fresh) {
+  if (target.protocol == Protocol::Http2)
+    return worker.h2_pool().stream(target.endpoint, fresh);
+  return std::make_unique<H1Upstream>(worker, target.endpoint, fresh);
+}
+
+}  // namespace
+
+// The request body, relayed while the response is relayed too (an HTTP/2 upstream: a
+// bidirectional gRPC stream must see the app's answers before its request ends).
+struct DuplexPump {
+  explicit DuplexPump(asio::any_io_executor ex) : finished(std::move(ex)) {}
+  bool running = false;
+  size_t consumed = 0;  // request body bytes taken from the client
+  ForwardResult::Outcome outcome = ForwardResult::Outcome::Completed;
+  error_code error;
+  Signal finished;
+};
+
+// Moves the request body from the client to the upstream, piece by piece, until it ends
+// or either side fails. Returns Completed, ClientGone or BadRequestBody.
+Task<std::pair<ForwardResult::Outcome, error_code>> pump_request_body(Exchange& exchange,
+                                                                      UpstreamStream& up,
+                                                                      size_t& consumed) {
+  using Kind = Exchange::BodyRead::Kind;
+  const BodyPieces none;
+  while (!exchange.request_body_done()) {
+    const auto read = co_await exchange.read_request_body();
+    if (read.kind == Kind::ClientGone)
+      co_return std::pair{Outcome::ClientGone, read.error};
+    if (read.kind == Kind::Malformed)
+      co_return std::pair{Outcome::BadRequestBody, read.error};
+    if (read.kind == Kind::End) {
+      // The end came on its own (HTTP/2: an empty DATA or trailers with END_STREAM);
+      // what is still staged (the head, if no piece came) goes with it.
+      co_await up.send_body(none, true);
+      break;
+    }
+    consumed += exchange.request_pieces().bytes;
+    const error_code ec =
+        co_await up.send_body(exchange.request_pieces(), exchange.request_body_done());
+    exchange.consume_request_body();
+    if (ec)
+      break;  // the upstream stopped reading; its answer (if any) still counts
+  }
+  co_return std::pair{Outcome::Completed, error_code{}};
+}
+
+Task<void> run_duplex_pump(Exchange& exchange, UpstreamStream& up, DuplexPump& pump) {
+  auto [outcome, error] = co_await pump_request_body(exchange, up, pump.consumed);
+  pump.outcome = outcome;
+  pump.error = error;
+  if (outcome != Outcome::Completed)
+    up.abort();
+  pump.running = false;
+  pump.finished.notify();
+}
+
+Task<ForwardResult> forward_on(Exchange& exchange,
+                               const ForwardTarget& target,
+                               const ForwardOptions& options,
+                               std::unique_ptr<UpstreamStream>& up,
+                               DuplexPump& pump) {
   Worker& worker = exchange.worker();
   auto& time = worker.time();
   ForwardResult result;
-  using Kind = Exchange::BodyRead::Kind;
+  using UpKind = UpstreamStream::BodyRead::Kind;
 
   // gRPC's trailers (grpc-status) have no place in HTTP/1: refuse before any byte goes.
-  // (The upstream side speaks HTTP/1 only, until the HTTP/2 client codec lands.)
-  if (is_grpc(exchange.request())) {
+  if (target.protocol != Protocol::Http2 && is_grpc(exchange.request())) {
     result.outcome = Outcome::NeedsHttp2;
     co_return result;
   }
-  const bool upgrade = exchange.upgrade();
   const bool head_request = exchange.request().method == bhttp::verb::head;
-  BodyFraming req_framing = BodyFraming::None;
-  std::optional<uint64_t> req_length;
+  RequestShape shape;
+  shape.upgrade = exchange.upgrade() && target.protocol == Protocol::Http1;
   if (options.buffered_body) {
-    req_framing = options.buffered_body->empty() ? BodyFraming::None : BodyFraming::ContentLength;
-    req_length = options.buffered_body->size();
+    shape.framing = options.buffered_body->empty() ? BodyFraming::None : BodyFraming::ContentLength;
+    shape.content_length = options.buffered_body->size();
   } else if (!exchange.request_body_done()) {
-    req_length = exchange.request_content_length();
-    req_framing = req_length ? BodyFraming::ContentLength : BodyFraming::Chunked;
+    shape.content_length = exchange.request_content_length();
+    shape.framing = shape.content_length ? BodyFraming::ContentLength : BodyFraming::Chunked;
   }
-  const bool replayable = req_framing == BodyFraming::None || options.buffered_body;
+  const bool replayable = shape.framing == BodyFraming::None || options.buffered_body;
 
   exchange.watch_upstream(nullptr);
   exchange.set_deadline(options.response_start_deadline);
-  UpstreamConnectionPtr up;
-  UpstreamConnectionPtr stale;  // a pooled connection the upstream had closed: retried once
-  std::optional<ResponseParser> rp;
-  // Detaches the upstream from the watchdog on every way out.
+  // Detaches the upstream from the watchdog on every way out (before `up` goes).
   struct Unwatch {
     Exchange& ex;
     ~Unwatch() { ex.watch_upstream(nullptr); }
-  } unwatch{exchange};
+  };
 
   result.connected_at = time.now();
   for (int attempt = 0;; ++attempt) {
-    // A retry (stale pooled connection) always dials fresh.
-    up = attempt == 0 ? worker.pool().take(target.endpoint) : nullptr;
-    if (!up) {
-      up = std::make_shared<UpstreamConnection>(worker.new_upstream_stream());
-      up->endpoint = target.endpoint;
+    Unwatch unwatch{exchange};
+    {
+      // A retry (a stale pooled connection, a refused stream) always dials fresh. The
+      // watchdog watches the connect too: a deadline that passes aborts it.
+      up = make_upstream(worker, target, attempt > 0);
       exchange.watch_upstream(up.get());
-      auto [ec] = co_await up->stream.async_connect(target.endpoint, kUseTuple);
+      const error_code ec = co_await up->connect();
       if (ec) {
         result.outcome = exchange.client_gone() ? Outcome::ClientGone
                          : exchange.timed_out() ? Outcome::TimedOut
@@ -136,58 +196,33 @@ Task<ForwardResult> forward(Exchange& exchange,
         result.error = ec;
         co_return result;
       }
-      result.connected_at = time.now();
+      if (!up->reused())
+        result.connected_at = time.now();
     }
     exchange.watch_upstream(up.get());
-    if (stale) {
-      up->request_head = std::move(stale->request_head);
-      stale.reset();
-    } else {
-      // Written once, while the request's views are valid (reading the body may move the
-      // client's buffer), into the connection's storage, reused across requests.
-      up->request_head.clear();
-      write_upstream_request_head(exchange.request(), req_framing, req_length, upgrade,
-                                  options.rewrite, up->request_head);
-    }
-    Gather& gather = up->gather;
-    gather.reset();
-    gather.head(up->request_head);
+    // The head's views are valid here: on a retry the request had no body, or its body
+    // was read whole first (which owns the head).
+    up->start_request(exchange.request(), shape, options.rewrite);
 
     // --- request: head, then the body as it arrives ---
     error_code up_write_ec;
-    if (!exchange.request_body_done()) {
-      while (!exchange.request_body_done()) {
-        const auto read = co_await exchange.read_request_body();
-        if (read.kind == Kind::ClientGone) {
-          result.outcome = Outcome::ClientGone;
-          result.error = read.error;
-          break;
-        }
-        if (read.kind == Kind::Malformed) {
-          result.outcome = Outcome::BadRequestBody;
-          result.error = read.error;
-          break;
-        }
-        if (read.kind == Kind::End) {
-          // The end came on its own (HTTP/2: an empty DATA or trailers with END_STREAM).
-          // What is still gathered (the head, if no piece came) goes with it.
-          if (req_framing == BodyFraming::Chunked)
-            gather.last_chunk();
-          up_write_ec = co_await write_gather(up->stream, gather);
-          result.request_sent = true;
-          break;
-        }
-        gather.pieces(exchange.request_pieces(), req_framing);
-        if (exchange.request_body_done() && req_framing == BodyFraming::Chunked)
-          gather.last_chunk();
-        up_write_ec = co_await write_gather(up->stream, gather);
-        result.request_sent = true;
-        exchange.consume_request_body();
-        if (up_write_ec)
-          break;
+    if (!exchange.request_body_done() && up->protocol() == Protocol::Http2) {
+      // Full duplex: the head goes now, the body flows while the answer comes back.
+      const BodyPieces none;
+      up_write_ec = co_await up->send_body(none, false);
+      result.request_sent = true;
+      if (!up_write_ec) {
+        pump.running = true;
+        asio::co_spawn(worker.executor(), run_duplex_pump(exchange, *up, pump), asio::detached);
       }
-      if (result.outcome != Outcome::Completed) {
+    } else if (!exchange.request_body_done()) {
+      result.request_sent = true;
+      auto [outcome, error] = co_await pump_request_body(exchange, *up, pump.consumed);
+      if (outcome != Outcome::Completed) {
+        result.outcome = outcome;
+        result.error = error;
         exchange.close_after();
+        up->abort();
         co_return result;
       }
       // The upstream stopped reading mid-body (it may have answered early, e.g. 413):
@@ -195,65 +230,22 @@ Task<ForwardResult> forward(Exchange& exchange,
       if (!exchange.request_body_done())
         exchange.close_after();
     } else {
-      if (options.buffered_body && !options.buffered_body->empty()) {
-        gather.pieces(BodyPieces{{*options.buffered_body}, options.buffered_body->size()},
-                      BodyFraming::ContentLength);
-      }
-      up_write_ec = co_await write_gather(up->stream, gather);
+      BodyPieces body;
+      if (options.buffered_body && !options.buffered_body->empty())
+        body = BodyPieces{{*options.buffered_body}, options.buffered_body->size()};
+      up_write_ec = co_await up->send_body(body, true);
       result.request_sent = !up_write_ec;
     }
 
     // --- response head (skipping 1xx interim answers other than 101) ---
-    bool got_any = false;
-    error_code read_ec;
+    UpstreamStream::HeadRead head_read;
     for (;;) {
-      rp.emplace(up->head, up->body);
-      rp->header_limit(static_cast<uint32_t>(kMaxResponseHead));
-      rp->body_limit(boost::none);
-      rp->eager(false);
-      if (head_request)
-        rp->skip(true);
-      // As for request heads (ClientConnection::read_head): bytes Beast took stay in the
-      // buffer until the head is complete, and the views follow the buffer if it moves.
-      size_t parsed = 0;
-      while (!rp->is_header_done()) {
-        if (up->buffer.size() > parsed) {
-          error_code pec;
-          const auto data = up->buffer.data();
-          const size_t n =
-              rp->put(asio::const_buffer(static_cast<const char*>(data.data()) + parsed,
-                                         data.size() - parsed),
-                      pec);
-          if (!pec || pec == bhttp::error::need_more)
-            parsed += n;
-          if (!pec || (pec == bhttp::error::need_more && n > 0))
-            continue;
-          if (pec == bhttp::error::need_more && up->buffer.size() > kMaxResponseHead)
-            pec = bhttp::error::header_limit;  // checked whole: Beast sees only each part
-          if (pec != bhttp::error::need_more) {
-            read_ec = pec;
-            break;
-          }
-        }
-        // 4 KiB holds most heads and small bodies, and keeps pooled buffers small.
-        const char* base = static_cast<const char*>(up->buffer.data().data());
-        auto buf = up->buffer.prepare(4 * 1024);
-        auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
-        up->buffer.commit(n);
-        up->head.rebase(base, static_cast<const char*>(up->buffer.data().data()));
-        if (n > 0)
-          got_any = true;
-        if (ec) {
-          read_ec = ec;
-          break;
-        }
-      }
-      if (read_ec)
+      head_read = co_await up->read_head(head_request);
+      if (head_read.error)
         break;
-      up->buffer.consume(parsed);
-      const int status = up->head.status;
+      const int status = up->head().status;
       if (status / 100 == 1 && status != 101) {
-        const error_code wec = co_await exchange.send_interim(up->head);
+        const error_code wec = co_await exchange.send_interim(up->head());
         if (wec) {
           result.outcome = Outcome::ClientGone;
           break;
@@ -264,9 +256,12 @@ Task<ForwardResult> forward(Exchange& exchange,
     }
     if (result.outcome == Outcome::ClientGone) {
       exchange.close_after();
+      up->abort();
       co_return result;
     }
-    if (read_ec) {
+    if (head_read.error) {
+      const error_code read_ec = head_read.error;
+      up->abort();
       if (exchange.client_gone()) {
         result.outcome = Outcome::ClientGone;
         result.error = read_ec;
@@ -277,131 +272,148 @@ Task<ForwardResult> forward(Exchange& exchange,
         result.error = read_ec;
         co_return result;
       }
-      if (!got_any && is_eof_like(read_ec)) {
+      // Refused by an HTTP/2 upstream (REFUSED_STREAM, beyond a GOAWAY, its session gone
+      // before our HEADERS left): it never saw the request. Retried once on a fresh
+      // session if the body can be sent again; else the caller may try another pod.
+      if (head_read.refused) {
+        if (attempt == 0 && replayable && !pump.running && pump.consumed == 0)
+          continue;
+        if (pump.consumed == 0) {
+          result.outcome = Outcome::ConnectFailed;
+          result.error = asio::error::connection_refused;
+          co_return result;
+        }
+      }
+      if (!head_read.got_any && is_eof_like(read_ec)) {
         // The upstream closed without answering. On a reused keep-alive connection with a
         // body-less request this is the idle-close race: retry once on a fresh connection.
-        if (attempt == 0 && up->reused && replayable) {
-          stale = std::move(up);
+        if (attempt == 0 && up->reused() && replayable)
           continue;
-        }
         result.outcome = Outcome::UpstreamClosed;
         result.error = read_ec;
         co_return result;
       }
-      result.outcome = Outcome::BadResponse;
+      result.outcome = head_read.refused ? Outcome::UpstreamClosed : Outcome::BadResponse;
       result.error = read_ec;
       co_return result;
     }
     break;
   }
-  if (options.intercept && options.intercept(up->head)) {
+  Unwatch unwatch{exchange};
+  exchange.watch_upstream(up.get());
+
+  if (options.intercept && options.intercept(up->head())) {
     // The upstream connection carries an unread body: not reusable.
     result.outcome = Outcome::Intercepted;
-    result.status = up->head.status;
+    result.status = up->head().status;
     result.finished_at = time.now();
+    up->abort();
     co_return result;
   }
 
   // --- response started: head + body pieces already buffered, in one write ---
-  MessageHead& rh = up->head;
+  const MessageHead& rh = up->head();
   result.status = rh.status;
   result.response_started = true;
   result.response_started_at = time.now();
-  const bool upgraded = upgrade && rh.status == 101;
+  const bool upgraded = shape.upgrade && rh.status == 101 && up->tunnel() != nullptr;
   if (options.idle_timeout.count() > 0) {
     exchange.set_deadline(time.now() + options.idle_timeout);
   } else {
     exchange.clear_deadline();
   }
-  exchange.start_response(rh, ResponseShape{to_std(rp->content_length()), head_request, upgraded},
+  exchange.start_response(rh, ResponseShape{up->content_length(), head_request, upgraded},
                           options.response_headers);
 
   if (upgraded) {
     result.upgraded = true;
+    UpstreamConnection& conn = *up->tunnel();
     // Bytes the upstream sent right after the handshake go first.
     BodyPieces early;
-    if (up->buffer.size() > 0) {
-      auto d = up->buffer.data();
+    if (conn.buffer.size() > 0) {
+      auto d = conn.buffer.data();
       early =
           BodyPieces{{std::string_view(static_cast<const char*>(d.data()), d.size())}, d.size()};
     }
     error_code ec = co_await exchange.send_body(early, false);
-    up->buffer.consume(up->buffer.size());
+    conn.buffer.consume(conn.buffer.size());
     if (!ec)
-      co_await exchange.tunnel(*up, options.idle_timeout);
+      co_await exchange.tunnel(conn, options.idle_timeout);
     co_return result;
   }
 
-  rp->eager(true);
   const BodyPieces none;
   bool head_sent = false;
   bool ended = false;
   while (!ended) {
-    if (up->buffer.size() > 0 && !rp->is_done()) {
-      error_code pec;
-      size_t n = rp->put_body(up->buffer.data(), pec);
-      if (pec && pec != bhttp::error::need_more) {
-        result.outcome = Outcome::BrokenAfterStart;
-        result.error = pec;
-        break;
-      }
-      ended = rp->is_done();
-      const error_code wec = co_await exchange.send_body(up->body, ended);
-      head_sent = true;
-      up->buffer.consume(n);
-      up->body.clear();
-      if (wec) {
-        result.outcome = Outcome::ClientGone;
-        break;
-      }
-      if (options.idle_timeout.count() > 0)
-        exchange.set_deadline(time.now() + options.idle_timeout);
-      if (n > 0)
-        continue;
-    } else if (!head_sent || rp->is_done()) {
+    if (!head_sent && !up->body_ready()) {
       // Nothing buffered: the head goes now (an event stream's first event may be long
-      // in coming), or the body ended with nothing after it.
+      // in coming).
       head_sent = true;
-      ended = rp->is_done();
-      const error_code wec = co_await exchange.send_body(none, ended);
+      const error_code wec = co_await exchange.send_body(none, false);
       if (wec) {
         result.outcome = Outcome::ClientGone;
         break;
       }
     }
-    if (ended)
-      break;
-    auto buf = up->buffer.prepare(16 * 1024);
-    auto [ec, n] = co_await up->stream.async_read_some(buf, kUseTuple);
-    up->buffer.commit(n);
-    if (ec) {
-      if (ec == asio::error::eof && rp->need_eof()) {
-        error_code pec;
-        rp->put_eof(pec);
-        const error_code wec = co_await exchange.send_body(none, true);
-        if (wec)
-          result.outcome = Outcome::ClientGone;
-        break;
-      }
+    const auto read = co_await up->read_body();
+    if (read.kind == UpKind::Error) {
       result.outcome = exchange.client_gone() ? Outcome::ClientGone : Outcome::BrokenAfterStart;
-      result.error = ec;
+      result.error = read.error;
       break;
     }
+    error_code wec;
+    if (read.kind == UpKind::Trailers) {
+      ended = true;
+      wec = co_await exchange.send_trailers(up->trailers());
+    } else if (read.kind == UpKind::End) {
+      ended = true;
+      wec = co_await exchange.send_body(none, true);
+    } else {
+      // The last piece ends the response unless trailers follow (HTTP/2 only).
+      ended = read.last && up->protocol() == Protocol::Http1;
+      wec = co_await exchange.send_body(up->pieces(), ended);
+      up->consume();
+    }
+    head_sent = true;
+    if (wec) {
+      result.outcome = Outcome::ClientGone;
+      break;
+    }
+    if (options.idle_timeout.count() > 0)
+      exchange.set_deadline(time.now() + options.idle_timeout);
   }
   result.finished_at = time.now();
   if (result.outcome != Outcome::Completed) {
     // Mid-response failure: the client must see a truncated message, not a clean one.
     exchange.close_after();
+    up->abort();
     if (result.outcome == Outcome::BrokenAfterStart)
       exchange.abort_response();
     co_return result;
   }
-  if (rp->keep_alive() && rp->is_done() && !rp->need_eof() && up->buffer.size() == 0) {
-    // A big body grew the buffer; an idle pooled connection should not keep that.
-    if (up->buffer.capacity() > 8 * 1024)
-      up->buffer.shrink_to_fit();
-    exchange.watch_upstream(nullptr);
-    worker.pool().give_back(std::move(up), result.finished_at);
+  exchange.watch_upstream(nullptr);
+  up->finish(result.finished_at);
+  co_return result;
+}
+
+Task<ForwardResult> forward(Exchange& exchange,
+                            const ForwardTarget& target,
+                            const ForwardOptions& options) {
+  std::unique_ptr<UpstreamStream> up;
+  DuplexPump pump(exchange.worker().executor());
+  ForwardResult result = co_await forward_on(exchange, target, options, up, pump);
+  if (pump.running) {
+    // The answer is over (or failed) while the request body still flows: stop both
+    // sides of it, then wait for the pump, which uses `up` and the exchange.
+    exchange.cancel_request_body();
+    if (up)
+      up->abort();
+    while (pump.running) co_await pump.finished.wait();
+  }
+  if (pump.outcome != Outcome::Completed && !result.response_started) {
+    result.outcome = pump.outcome;  // the client's side failed first
+    result.error = pump.error;
   }
   co_return result;
 }

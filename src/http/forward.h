@@ -27,7 +27,8 @@ namespace sluice::http {
 
 struct ForwardTarget {
   tcp::endpoint endpoint;
-  std::string authority;  // "127.0.0.1:8080": Host for MoveToOriginal, error messages
+  std::string authority;                // "127.0.0.1:8080": Host for MoveToOriginal, error messages
+  Protocol protocol = Protocol::Http1;  // what the upstream speaks
 };
 
 struct ForwardOptions {

@@ -14,49 +14,12 @@
 #include <unordered_map>
 
 #include "http/grpc.h"
+#include "http/h2_wire.h"
 #include "http/watchdog.h"
 
 namespace sluice::http {
 
-namespace {
-
-// A wake-up for one coroutine that waits for a condition other code on the same thread
-// changes: the waiter checks its condition, then waits; notify() ends the wait. No
-// wake-up is lost, because nothing runs between the check and the wait starting.
-class Signal {
- public:
-  explicit Signal(asio::any_io_executor ex) : timer_(std::move(ex)) {}
-  Task<void> wait() {
-    timer_.expires_at(asio::steady_timer::time_point::max());
-    co_await timer_.async_wait(kUseTuple);
-  }
-  void notify() { timer_.cancel(); }
-
- private:
-  asio::steady_timer timer_;
-};
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Fields that describe one HTTP/1 connection and have no place in HTTP/2 (RFC 9113
-// §8.2.2); content-length is set from the response's own framing.
-bool dropped_toward_h2(std::string_view lower_name) {
-  return lower_name == "connection" || lower_name == "keep-alive" ||
-         lower_name == "proxy-connection" || lower_name == "transfer-encoding" ||
-         lower_name == "upgrade" || lower_name == "content-length" || lower_name == "te";
-}
-
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::shared_ptr<const H2Options> h2_options_like(const ServerOptions& http1) {
   auto o = std::make_shared<H2Options>();
@@ -126,9 +89,10 @@ struct H2Stream {
   MessageHead head;
   std::optional<uint64_t> content_length;
   bool head_done = false;
-  bool in_ended = false;  // END_STREAM from the client
-  std::string in;         // DATA received, not yet handed out
-  std::string reading;    // DATA handed out as `pieces`, not yet consumed
+  bool in_ended = false;           // END_STREAM from the client
+  bool request_cancelled = false;  // the answer ended first: the rest is not wanted
+  std::string in;                  // DATA received, not yet handed out
+  std::string reading;             // DATA handed out as `pieces`, not yet consumed
   BodyPieces pieces;
   size_t window_owed = 0;  // bytes received and not yet given back as window
 
@@ -139,6 +103,9 @@ struct H2Stream {
   size_t out_at = 0;
   bool out_ended = false;
   bool deferred = false;  // the data source said DEFERRED: resume when `out` grows
+  // Trailer fields to send once `out` is drained (names lowercased).
+  std::vector<std::pair<std::string, std::string>> trailers;
+  bool has_trailers = false;
 
   // --- life
   bool closed = false;  // nghttp2 closed the stream (either side)
@@ -147,7 +114,7 @@ struct H2Stream {
   Signal wake;            // the handler waits on this
   std::function<void()> on_hangup;
   Watchdog watchdog;
-  UpstreamConnection* watched = nullptr;
+  UpstreamStream* watched = nullptr;
 };
 
 struct H2ServerSession::Impl {
@@ -161,13 +128,12 @@ struct H2ServerSession::Impl {
        std::optional<H2Upgrade> upgrade)
       : owner(owner),
         worker(worker),
-        stream(std::move(stream)),
         options(options),
         load(std::move(load)),
         client_ip(std::move(client_ip)),
         received(received),
         upgrade(std::move(upgrade)),
-        writer_wake(worker.executor()),
+        wire(std::move(stream), worker.executor(), options.name),
         idle(worker.time(), worker.executor(), [this] { close_gracefully(); }),
         goaway(worker.time(), worker.executor(), [this] { send_final_goaway(); }) {}
 
@@ -177,13 +143,7 @@ struct H2ServerSession::Impl {
   }
 
   bool start();
-  Task<void> read_loop();
-  Task<void> linger();
-  Task<void> write_loop();
-  void notify_writer() {
-    write_pending = true;
-    writer_wake.notify();
-  }
+  void notify_writer() { wire.notify(); }
   void close_gracefully();
   void send_final_goaway();
   void on_request(const std::shared_ptr<H2Stream>& s);
@@ -231,7 +191,6 @@ struct H2ServerSession::Impl {
 
   H2ServerSession& owner;
   Worker& worker;
-  Stream stream;
   const H2Options& options;
   std::shared_ptr<ServerLoad> load;
   std::string client_ip;
@@ -240,14 +199,10 @@ struct H2ServerSession::Impl {
   Handler* handler = nullptr;
   nghttp2_session* session = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams;
-  Signal writer_wake;
-  bool write_pending = false;
-  bool dead = false;  // the socket failed or the session ended
+  H2Wire wire;
   bool draining = false;
   Watchdog idle;
   Watchdog goaway;
-  std::string out_buffer;
-  std::array<uint8_t, 16 * 1024> read_buffer;
   int32_t last_client_stream = 0;  // the highest stream id the client opened
   // Streams closed lately: frames still in flight for them are not errors (§5.1).
   std::array<int32_t, 64> recently_closed{};
@@ -341,7 +296,10 @@ class H2Exchange final : public Exchange {
 
   Task<BodyRead> read_request_body() override {
     using Kind = BodyRead::Kind;
-    while (s_->in.empty() && !s_->in_ended && !s_->closed) co_await s_->wake.wait();
+    while (s_->in.empty() && !s_->in_ended && !s_->closed && !s_->request_cancelled)
+      co_await s_->wake.wait();
+    if (s_->request_cancelled)
+      co_return BodyRead{Kind::ClientGone, asio::error::operation_aborted};
     if (!s_->in.empty()) {
       s_->reading.swap(s_->in);
       s_->in.clear();
@@ -364,6 +322,11 @@ class H2Exchange final : public Exchange {
     }
   }
 
+  void cancel_request_body() override {
+    s_->request_cancelled = true;
+    s_->wake.notify();
+  }
+
   Task<error_code> send_interim(const MessageHead&) override {
     // 1xx answers (100 Continue, 103) are the upstream hop's business: an HTTP/2 client
     // gets the final response only.
@@ -377,8 +340,8 @@ class H2Exchange final : public Exchange {
     const bool no_body = status == 204 || status == 304 || status / 100 == 1;
     stage(head, extra, no_body ? std::nullopt : shape.content_length);
     for (const auto& f : head.fields) {
-      std::string name = lowercase(f.name_text);
-      if (dropped_toward_h2(name))
+      std::string name = h2_lowercase(f.name_text);
+      if (h2_drops(name))
         continue;
       add_field(name, f.value);
     }
@@ -405,6 +368,20 @@ class H2Exchange final : public Exchange {
     co_return error_code{};
   }
 
+  Task<error_code> send_trailers(const MessageHead& trailers) override {
+    H2Stream& s = *s_;
+    s.trailers.clear();
+    for (const auto& f : trailers.fields) {
+      std::string name = h2_lowercase(f.name_text);
+      if (name.empty() || name[0] == ':' || h2_drops(name))
+        continue;
+      s.trailers.emplace_back(std::move(name), std::string(f.value));
+    }
+    s.has_trailers = !s.trailers.empty();
+    const BodyPieces none;
+    co_return co_await send_body(none, true);
+  }
+
   void abort_response() override {
     if (!s_->closed) {
       nghttp2_submit_rst_stream(session_.session, NGHTTP2_FLAG_NONE, s_->id,
@@ -420,7 +397,7 @@ class H2Exchange final : public Exchange {
   void set_deadline(core::TimePoint deadline) override { s_->watchdog.arm(deadline); }
   void clear_deadline() override { s_->watchdog.disarm(); }
   bool timed_out() const override { return s_->watchdog.fired(); }
-  void watch_upstream(UpstreamConnection* upstream) override { s_->watched = upstream; }
+  void watch_upstream(UpstreamStream* upstream) override { s_->watched = upstream; }
 
  private:
   // Starts the response's field list: :status, then content-length when known.
@@ -432,7 +409,7 @@ class H2Exchange final : public Exchange {
     add_field(":status", status_text_);
     if (content_length)
       add_field("content-length", std::to_string(*content_length));
-    for (const auto& [k, v] : extra) add_field(lowercase(k), v);
+    for (const auto& [k, v] : extra) add_field(h2_lowercase(k), v);
     mark_responded(head.status);
   }
   void add_field(std::string_view name, std::string_view value) {
@@ -446,8 +423,8 @@ class H2Exchange final : public Exchange {
     // nghttp2 copies the fields: they need to live only through the call.
     std::vector<nghttp2_nv> nv;
     nv.reserve(fields_.size());
-    for (const auto& [n, v] : fields_) nv.push_back(make_nv(n, v));
-    if (s.out_ended && s.out.empty()) {
+    for (const auto& [n, v] : fields_) nv.push_back(h2_nv(n, v));
+    if (s.out_ended && s.out.empty() && !s.has_trailers) {
       // The whole answer is one HEADERS frame with END_STREAM (a Trailers-Only gRPC
       // answer must stay that way).
       nghttp2_submit_response(session_.session, s.id, nv.data(), nv.size(), nullptr);
@@ -469,7 +446,7 @@ class H2Exchange final : public Exchange {
 
 void H2Stream::on_deadline() {
   if (watched != nullptr) {
-    watched->stream.close();
+    watched->abort();
   } else if (!closed) {
     nghttp2_submit_rst_stream(session.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     session.notify_writer();
@@ -610,7 +587,7 @@ int H2ServerSession::Impl::on_stream_close(nghttp2_session* session,
     if (s->on_hangup)
       s->on_hangup();
     if (s->watched != nullptr)
-      s->watched->stream.close();
+      s->watched->abort();
   }
   s->wake.notify();
   self.stream_count_changed();
@@ -636,8 +613,8 @@ int H2ServerSession::Impl::on_frame_send(nghttp2_session* session,
   return 0;
 }
 
-ssize_t H2ServerSession::Impl::read_response(nghttp2_session*,
-                                             int32_t,
+ssize_t H2ServerSession::Impl::read_response(nghttp2_session* session,
+                                             int32_t stream_id,
                                              uint8_t* buf,
                                              size_t length,
                                              uint32_t* data_flags,
@@ -655,8 +632,16 @@ ssize_t H2ServerSession::Impl::read_response(nghttp2_session*,
   if (s.out_at == s.out.size()) {
     s.out.clear();
     s.out_at = 0;
-    if (s.out_ended)
+    if (s.out_ended) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (s.has_trailers) {
+        // The stream ends with the trailers' HEADERS frame, not this DATA frame.
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        std::vector<nghttp2_nv> nv;
+        for (const auto& [n, v] : s.trailers) nv.push_back(h2_nv(n, v));
+        nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size());
+      }
+    }
   } else if (s.out_at > s.out.size() / 2) {
     s.out.erase(0, s.out_at);
     s.out_at = 0;
@@ -686,6 +671,7 @@ bool H2ServerSession::Impl::start() {
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0)
     return false;
+  wire.session = session;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options.stream_window},
@@ -800,91 +786,8 @@ Task<void> H2ServerSession::Impl::run_stream(std::shared_ptr<H2Stream> s) {
   }
 }
 
-Task<void> H2ServerSession::Impl::read_loop() {
-  auto& buf = read_buffer;
-  if (!received.empty()) {
-    const ssize_t rv = nghttp2_session_mem_recv(
-        session, reinterpret_cast<const uint8_t*>(received.data()), received.size());
-    received.clear();
-    received.shrink_to_fit();
-    if (rv < 0)
-      dead = true;
-    notify_writer();
-  }
-  while (!dead) {
-    if (!nghttp2_session_want_read(session))
-      break;
-    auto [ec, n] = co_await stream.async_read_some(asio::buffer(buf), kUseTuple);
-    if (ec) {
-      dead = true;
-      break;
-    }
-    const ssize_t rv = nghttp2_session_mem_recv(session, buf.data(), n);
-    if (rv < 0) {
-      spdlog::debug("{}: HTTP/2 session with {} failed: {}", options.name, client_ip,
-                    nghttp2_strerror(static_cast<int>(rv)));
-      dead = true;
-    }
-    notify_writer();
-  }
-  notify_writer();
-}
-
-Task<void> H2ServerSession::Impl::write_loop() {
-  for (;;) {
-    out_buffer.clear();
-    for (;;) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session, &data);
-      if (n < 0) {
-        dead = true;
-        break;
-      }
-      if (n == 0)
-        break;
-      out_buffer.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-      if (out_buffer.size() >= 64 * 1024)
-        break;
-    }
-    if (!out_buffer.empty()) {
-      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out_buffer), kUseTuple);
-      if (ec)
-        dead = true;
-      if (!dead)
-        continue;
-    }
-    if (dead)
-      break;
-    if (!nghttp2_session_want_read(session) && !nghttp2_session_want_write(session))
-      break;  // GOAWAY both ways and no stream left
-    if (!write_pending)
-      co_await writer_wake.wait();
-    write_pending = false;
-  }
-  dead = true;
-  stream.cancel();  // ends the reader's wait; linger() closes
-}
-
-// Closing a socket with unread bytes makes the kernel send RST, and an RST can destroy
-// what we wrote last (the GOAWAY) before the client reads it. So: FIN first, then read
-// and drop what the client still sends, for a bounded time, then close (nginx's
-// lingering close).
-Task<void> H2ServerSession::Impl::linger() {
-  stream.shutdown_send();
-  Watchdog limit(worker.time(), worker.executor(), [this] { stream.close(); });
-  limit.arm(worker.time().now() + std::chrono::seconds(2));
-  size_t dropped = 0;
-  while (dropped < 1024 * 1024) {
-    auto [ec, n] = co_await stream.async_read_some(asio::buffer(read_buffer), kUseTuple);
-    if (ec)
-      break;
-    dropped += n;
-  }
-  stream.close();
-}
-
 void H2ServerSession::Impl::close_gracefully() {
-  if (draining || dead)
+  if (draining || wire.dead)
     return;
   draining = true;
   idle.disarm();
@@ -894,7 +797,7 @@ void H2ServerSession::Impl::close_gracefully() {
 }
 
 void H2ServerSession::Impl::send_final_goaway() {
-  if (dead)
+  if (wire.dead)
     return;
   nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(session), NGHTTP2_NO_ERROR, nullptr,
@@ -929,11 +832,9 @@ Task<void> H2ServerSession::serve(Handler& handler) {
   Impl& s = *impl_;
   s.handler = &handler;
   s.worker.connections().push_back(*this);
-  if (s.start()) {
-    using namespace asio::experimental::awaitable_operators;
-    co_await (s.read_loop() && s.write_loop());
-  }
-  s.dead = true;
+  if (s.start())
+    co_await s.wire.run(std::move(s.received));
+  s.wire.dead = true;
   s.idle.cancel();
   s.goaway.cancel();
   // Streams still open end now: their handlers see a reset and stop.
@@ -945,11 +846,11 @@ Task<void> H2ServerSession::serve(Handler& handler) {
       if (st->on_hangup)
         st->on_hangup();
       if (st->watched != nullptr)
-        st->watched->stream.close();
+        st->watched->abort();
     }
     st->wake.notify();
   }
-  co_await s.linger();
+  co_await s.wire.linger(s.worker.time());
   unlink();
 }
 

@@ -3,6 +3,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/status.hpp>
 #include <charconv>
+#include <functional>
 
 namespace sluice::http {
 
@@ -207,17 +208,10 @@ std::string forwarded_shim(const MessageHead& head) {
   return out;
 }
 
-void write_upstream_request_head(const MessageHead& head,
-                                 BodyFraming framing,
-                                 std::optional<uint64_t> content_length,
-                                 bool upgrade,
-                                 const UpstreamRequestOptions& options,
-                                 std::string& out) {
-  out.append(head.method_text);
-  out.push_back(' ');
-  out.append(origin_form(head.target));
-  out.append(" HTTP/1.1\r\n");
-
+void for_each_upstream_request_field(
+    const MessageHead& head,
+    const UpstreamRequestOptions& options,
+    const std::function<void(std::string_view, std::string_view)>& emit) {
   std::string token_storage;
   const std::string_view tokens = connection_tokens(head, token_storage);
   // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
@@ -233,14 +227,13 @@ void write_upstream_request_head(const MessageHead& head,
   const std::string shim = forwarded_shim(head);
 
   if (options.host == UpstreamRequestOptions::Host::RestoreOriginal) {
-    append_field(out, "Host",
-                 original_host ? *original_host : host.value_or(options.upstream_authority));
+    emit("Host", original_host ? *original_host : host.value_or(options.upstream_authority));
   } else {
     // Only Sluice's own hops set K-Original-Host: a client's would become the Host the
     // app sees (and could name another tenant's virtual host), so it is replaced.
-    append_field(out, "Host", options.upstream_authority);
+    emit("Host", options.upstream_authority);
     if (host)
-      append_field(out, "K-Original-Host", *host);
+      emit("K-Original-Host", *host);
   }
 
   for (const auto& f : head.fields) {
@@ -274,7 +267,7 @@ void write_upstream_request_head(const MessageHead& head,
       if (iequals(f.name_text, "X-Request-Id"))
         has_request_id = true;
     }
-    append_field(out, f.name_text, f.value);
+    emit(f.name_text, f.value);
   }
 
   if (!options.client_ip.empty()) {
@@ -283,16 +276,30 @@ void write_upstream_request_head(const MessageHead& head,
     xff.append(options.client_ip);
   }
   if (!xff.empty())
-    append_field(out, "X-Forwarded-For", xff);
+    emit("X-Forwarded-For", xff);
   if (!has_xfp)
-    append_field(out, "X-Forwarded-Proto", "http");
+    emit("X-Forwarded-Proto", "http");
   if (!shim.empty())
-    append_field(out, "Forwarded", shim);
-  if (!has_request_id && !options.request_id.empty()) {
-    append_field(out, "X-Request-Id", options.request_id);
-  }
+    emit("Forwarded", shim);
+  if (!has_request_id && !options.request_id.empty())
+    emit("X-Request-Id", options.request_id);
   if (options.add_proxy_request_header)
-    append_field(out, "K-Proxy-Request", "activator");
+    emit("K-Proxy-Request", "activator");
+}
+
+void write_upstream_request_head(const MessageHead& head,
+                                 BodyFraming framing,
+                                 std::optional<uint64_t> content_length,
+                                 bool upgrade,
+                                 const UpstreamRequestOptions& options,
+                                 std::string& out) {
+  out.append(head.method_text);
+  out.push_back(' ');
+  out.append(origin_form(head.target));
+  out.append(" HTTP/1.1\r\n");
+  for_each_upstream_request_field(
+      head, options,
+      [&out](std::string_view name, std::string_view value) { append_field(out, name, value); });
   if (upgrade)
     append_upgrade(out, head);
   append_framing_and_end(out, framing, content_length);

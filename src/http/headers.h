@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,14 @@ bool is_hop_by_hop(const Field& f, std::string_view connection_tokens);
 // The Forwarded header Knative's shim synthesises from X-Forwarded-For/-Proto/-Host when
 // the request carries no Forwarded header; empty when there is nothing to synthesise.
 std::string forwarded_shim(const MessageHead& head);
+
+// The fields a request carries upstream, in order (Host first, as `Host`): what
+// write_upstream_request_head writes after the request line, and what an HTTP/2 hop
+// sends after its pseudo-headers. Hop-by-hop fields are gone, Sluice's own added.
+void for_each_upstream_request_field(
+    const MessageHead& head,
+    const UpstreamRequestOptions& options,
+    const std::function<void(std::string_view, std::string_view)>& emit);
 
 // Appends the request line and headers to send upstream. `framing` describes the body
 // we will send (ContentLength uses content_length). `upgrade` keeps Connection/Upgrade.

@@ -3,10 +3,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include "http/connection.h"
+#include "http/h2_client.h"
 
 namespace sluice::http {
 
-size_t UpstreamPool::EndpointHash::operator()(const tcp::endpoint& ep) const {
+size_t EndpointHash::operator()(const tcp::endpoint& ep) const {
   size_t h = std::hash<unsigned short>()(ep.port());
   if (ep.address().is_v4()) {
     h ^= std::hash<uint32_t>()(ep.address().to_v4().to_uint()) * 31;
@@ -45,7 +46,13 @@ void UpstreamPool::give_back(UpstreamConnectionPtr conn, core::TimePoint now) {
 }
 
 Worker::Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_idle_upstream)
-    : index_(index), time_(time), random_(seed + index), pool_(max_idle_upstream) {}
+    : index_(index),
+      time_(time),
+      random_(seed + index),
+      pool_(max_idle_upstream),
+      h2_pool_(std::make_unique<H2ClientPool>(*this)) {}
+
+Worker::~Worker() = default;
 
 void Worker::close_connections_gracefully() {
   // close_gracefully may destroy nothing synchronously (sockets close, coroutines

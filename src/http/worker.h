@@ -42,6 +42,10 @@ struct UpstreamConnection {
 };
 using UpstreamConnectionPtr = std::shared_ptr<UpstreamConnection>;
 
+struct EndpointHash {
+  size_t operator()(const tcp::endpoint& ep) const;
+};
+
 // Idle upstream connections of one worker, most recently used first.
 //
 // Every connection is peeked before reuse (a non-blocking recv): EOF means the upstream
@@ -60,14 +64,13 @@ class UpstreamPool {
   void give_back(UpstreamConnectionPtr conn, core::TimePoint now);
 
  private:
-  struct EndpointHash {
-    size_t operator()(const tcp::endpoint& ep) const;
-  };
   size_t max_idle_;
   std::unordered_map<tcp::endpoint, std::vector<UpstreamConnectionPtr>, EndpointHash> idle_;
 };
 
 // A client connection of any protocol, listed on its worker for drain.
+class H2ClientPool;  // h2_client.h
+
 struct ConnectionHook
     : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
   virtual ~ConnectionHook() = default;
@@ -78,6 +81,7 @@ struct ConnectionHook
 class Worker {
  public:
   Worker(size_t index, core::TimeSource& time, uint64_t seed, size_t max_idle_upstream);
+  ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -87,6 +91,8 @@ class Worker {
   core::TimeSource& time() { return time_; }
   core::Random& random() { return random_; }
   UpstreamPool& pool() { return pool_; }
+  // Multiplexed HTTP/2 sessions to upstreams that speak h2c.
+  H2ClientPool& h2_pool() { return *h2_pool_; }
   // A new, unconnected stream to an upstream: a TCP socket unless a test replaced it.
   Stream new_upstream_stream() {
     return upstream_streams_ ? upstream_streams_() : Stream::tcp(tcp::socket(io_));
@@ -111,6 +117,7 @@ class Worker {
   core::FastRandom random_;
   asio::io_context io_{1};
   UpstreamPool pool_;
+  std::unique_ptr<H2ClientPool> h2_pool_;
   ConnectionList connections_;
   std::function<Stream()> upstream_streams_;
 };

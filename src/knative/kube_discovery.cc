@@ -89,6 +89,17 @@ std::optional<KubeDiscovery::RevisionInfo> KubeDiscovery::revision_info(const js
       return std::nullopt;
     info.timeout = std::chrono::seconds(t->get<int64_t>());
   }
+  if (const json* c = field(revision, {"spec", "containers"}); c != nullptr && c->is_array()) {
+    // Knative's GetProtocol: the first port of the container that has ports.
+    for (const auto& container : *c) {
+      const auto ports = container.find("ports");
+      if (ports == container.end() || !ports->is_array() || ports->empty())
+        continue;
+      const auto name = (*ports)[0].find("name");
+      info.h2c = name != (*ports)[0].end() && name->is_string() && *name == "h2c";
+      break;
+    }
+  }
   return info;
 }
 
@@ -224,6 +235,7 @@ void KubeDiscovery::build_and_publish() {
     r.service = info.service;
     r.container_concurrency = info.container_concurrency;
     r.timeout = info.timeout;
+    r.h2c = info.h2c;
     if (auto it = pods_.find(key); it != pods_.end())
       r.endpoints = it->second;
     if (auto it = peers_.find(key); it != peers_.end())

@@ -48,6 +48,9 @@ class KubeDiscovery final : public activator::Discovery {
     std::string service;
     uint32_t container_concurrency = 0;
     std::chrono::seconds timeout{300};
+    // The first container port is named h2c (Knative's rule, revision_helpers.go): the
+    // queue-proxy then serves 8013 and the revision speaks HTTP/2 end to end.
+    bool h2c = false;
   };
   static std::optional<RevisionInfo> revision_info(const nlohmann::json& revision);
   // The addresses ("ip:port") of the port named `port_name` (ready and, if asked, not ready).

@@ -139,6 +139,7 @@ QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg, core::TimeSource* t
   }
   target_.endpoint = tcp::endpoint(asio::ip::address_v4::loopback(), cfg_.user_port);
   target_.authority = "127.0.0.1:" + std::to_string(cfg_.user_port);
+  target_.protocol = cfg_.app_h2c ? http::Protocol::Http2 : http::Protocol::Http1;
   stats::wire::Stat empty;
   empty.set_pod_name(cfg_.pod_name);
   stat_wire_.store(std::make_shared<const std::string>(empty.SerializeAsString()));

@@ -303,6 +303,7 @@ void LocalRuntime::publish_endpoints() {
     e.name = r->spec.revision;
     e.container_concurrency = r->spec.container_concurrency;
     e.timeout = std::chrono::seconds(r->spec.timeout_seconds);
+    e.h2c = r->spec.container.h2c;
     for (const auto& rep : r->replicas)
       if (rep->routable())
         e.endpoints.push_back(rep->address());
@@ -387,7 +388,8 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
       {"SERVING_READINESS_PROBE", probe},
       {"SERVING_LOGGING_CONFIG", "{}"},
       {"SERVING_LOGGING_LEVEL", "warn"},
-      {"SLUICE_ACTIVATORS", opts_.activator_host + ":" + std::to_string(opts_.activator_port)}};
+      {"SLUICE_ACTIVATORS", opts_.activator_host + ":" + std::to_string(opts_.activator_port)},
+      {"SLUICE_APP_PROTOCOL", s.container.h2c ? "h2c" : "http1"}};
   auto qp_started = Process::spawn(io_, qp, [self, prefix = rep.name](std::string_view line) {
     self->last_line = std::string(line.substr(0, 300));
     spdlog::info("{} queue-proxy | {}", prefix, line);

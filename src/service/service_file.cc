@@ -828,9 +828,20 @@ void Loader::container(YamlNode c, const Document& d, Report& r, ServiceSpec& s)
       r.error(ports, at + ".ports", "at most one port (the one Sluice routes to)");
     } else if (ports.size() == 1) {
       const YamlNode port = child(ports.items()[0], "containerPort");
-      if (!port) {
+      // Knative's port names: h2c (the app speaks HTTP/2 cleartext; gRPC needs it) or
+      // http1; a named port may leave the number to Sluice.
+      const YamlNode name = child(ports.items()[0], "name");
+      if (name) {
+        const std::string n = scalar(name);
+        if (n == "h2c") {
+          k.h2c = true;
+        } else if (n != "http1") {
+          r.error(name, at + ".ports[0].name", "\"" + n + "\": expected h2c or http1");
+        }
+      }
+      if (!port && !name) {
         r.error(ports.items()[0], at + ".ports[0].containerPort", "is required");
-      } else {
+      } else if (port) {
         Values v{r, port, at + ".ports[0].containerPort"};
         if (auto p = v.integer(scalar(port), 1, 65535))
           k.port = static_cast<uint16_t>(*p);

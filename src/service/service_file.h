@@ -26,6 +26,7 @@ struct ContainerSpec {
   std::vector<std::pair<std::string, std::string>> env;
   std::string working_dir;           // absolute
   std::optional<uint16_t> port;      // ports[0].containerPort; absent: Sluice picks one
+  bool h2c = false;                  // ports[0].name is h2c: the app speaks HTTP/2 cleartext
   std::string readiness_probe_json;  // Knative's SERVING_READINESS_PROBE form; empty: TCP
 };
 

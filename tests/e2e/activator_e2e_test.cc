@@ -743,6 +743,89 @@ TEST(ActivatorE2E, GrpcClientsGetSluicesErrorsAsGrpcStatuses) {
   }
 }
 
+// A replica of an h2c revision: the gRPC test app behind a queue-proxy that reaches it
+// over HTTP/2 (SLUICE_APP_PROTOCOL=h2c, what a port named h2c means).
+struct GrpcReplica {
+  int port = free_port();
+  int app_port = free_port();
+  std::optional<Process> app, qp;
+  void start() {
+    app.emplace(std::vector<std::string>{"/usr/bin/python3", std::string(E2E_DIR) + "/grpc_app.py",
+                                         std::to_string(app_port)});
+    ASSERT_TRUE(wait_for_port(app_port, 30s)) << app->output();
+    qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
+                                        std::to_string(free_port()), "--stats-port",
+                                        std::to_string(free_port()), "--metrics-port",
+                                        std::to_string(free_port())},
+               std::map<std::string, std::string>{{"CONTAINER_CONCURRENCY", "10"},
+                                                  {"QUEUE_SERVING_PORT", std::to_string(port)},
+                                                  {"QUEUE_SERVING_TLS_PORT", "8112"},
+                                                  {"USER_PORT", std::to_string(app_port)},
+                                                  {"REVISION_TIMEOUT_SECONDS", "60"},
+                                                  {"SERVING_LOGGING_CONFIG", "{}"},
+                                                  {"SERVING_LOGGING_LEVEL", "info"},
+                                                  {"SERVING_NAMESPACE", "default"},
+                                                  {"SERVING_CONFIGURATION", "hello"},
+                                                  {"SERVING_REVISION", kRevision},
+                                                  {"SERVING_POD", "pod-" + std::to_string(port)},
+                                                  {"SERVING_POD_IP", "127.0.0.1"},
+                                                  {"SLUICE_APP_PROTOCOL", "h2c"}});
+    ASSERT_TRUE(wait_for_port(port)) << qp->output();
+  }
+  void kill() {
+    qp->signal(SIGKILL);
+    app->signal(SIGKILL);
+    qp->wait(5s);
+    app->wait(5s);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+// gRPC through the activator to queue-proxies of an h2c revision ("protocol": "h2c"),
+// HTTP/2 on every hop; one replica killed under load: no call that had not reached its
+// app fails (they are retried on the other replica), and calls keep succeeding after.
+TEST(ActivatorE2E, GrpcToAnH2cRevisionSurvivesAReplicaKilledUnderLoad) {
+  GrpcReplica r1, r2;
+  r1.start();
+  r2.start();
+  ActivatorUnderTest a;
+  a.start("{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
+          std::string(kRevision) +
+          "\", \"containerConcurrency\": 10, \"protocol\": \"h2c\", \"endpoints\": [\"" +
+          r1.address() + "\", \"" + r2.address() + "\"]}]}");
+  auto call = [&](const std::string& extra) {
+    return run("timeout 120 /usr/bin/python3 " + std::string(E2E_DIR) +
+               "/grpc_client.py 127.0.0.1:" + std::to_string(a.port) +
+               " hello.default.example.com /echo.Echo/Say " + extra + " 2>&1")
+        .out;
+  };
+  ASSERT_EQ(call("--payload hi"), "ok hi\ntrailer x-echo-len=2\n") << a.proc->output();
+  // Calls of 50 ms each, 8 at a time; r1 dies while they run.
+  auto load = std::async(std::launch::async, [&] {
+    return call("--mode load --count 400 --concurrency 8 --metadata x-sleep=0.05");
+  });
+  std::this_thread::sleep_for(1s);
+  r1.kill();
+  const std::string out = load.get();
+  // What may fail: calls the dead app had already taken (at most the 8 in flight).
+  int failed = 0;
+  std::istringstream lines(out);
+  for (std::string code; lines >> code;) {
+    if (code == "first") {
+      std::string rest;
+      std::getline(lines, rest);
+      continue;
+    }
+    int n = 0;
+    lines >> n;
+    if (code != "OK")
+      failed += n;
+  }
+  EXPECT_NE(out.find("OK "), std::string::npos) << out;
+  EXPECT_LE(failed, 8) << out << a.proc->output();
+  EXPECT_EQ(call("--payload after"), "ok after\ntrailer x-echo-len=5\n") << a.proc->output();
+}
+
 // The conformance suite against the activator as an h2c server, its requests routed to
 // a revision (answered by the app, so each request body is read to its end).
 TEST(ActivatorE2E, H2specConformance) {
