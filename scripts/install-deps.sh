@@ -13,7 +13,7 @@ build_pkgs=(
   libbenchmark-dev clang clang-format libclang-rt-14-dev buildah
   libnghttp2-dev nghttp2-client python3-grpcio
 )
-bench_pkgs=(wrk haproxy nginx procps nghttp2-proxy)
+bench_pkgs=(wrk haproxy nginx procps nghttp2-proxy nghttp2-server)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--bench" ]]; then want+=("${bench_pkgs[@]}"); fi
