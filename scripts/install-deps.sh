@@ -11,7 +11,7 @@ build_pkgs=(
   libboost1.81-dev libprotobuf-dev protobuf-compiler prometheus-cpp-dev nlohmann-json3-dev
   libyaml-dev libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
   libbenchmark-dev clang clang-format libclang-rt-14-dev buildah
-  libnghttp2-dev nghttp2-client python3-grpcio
+  libnghttp2-dev nghttp2-client python3-grpcio python3-h2
 )
 bench_pkgs=(wrk haproxy nginx procps nghttp2-proxy nghttp2-server)
 

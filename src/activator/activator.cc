@@ -954,6 +954,9 @@ int ActivatorImpl::run() {
   http::ServerOptions main_opts;
   main_opts.name = "activator";
   main_opts.header_timeout = opts_.header_timeout;
+  main_opts.on_reject = [this](http::Worker& w, http::Rejection r) {
+    metrics_.count_rejection(w.index(), r);
+  };
   main_opts.h2 = http::h2_options_like(main_opts);
   main_server_ = std::make_unique<http::Server>(worker_ptrs, main_handler_, main_opts);
   http::ServerOptions side_opts;

@@ -50,7 +50,9 @@ RevisionMetrics::RevisionMetrics(std::string ns,
 }
 
 ActivatorMetrics::ActivatorMetrics(std::string pod_name, size_t shards)
-    : pod_name_(std::move(pod_name)), shards_(shards) {}
+    : pod_name_(std::move(pod_name)), shards_(shards) {
+  for (auto& c : rejections_) c = std::make_unique<metrics::Counter>(shards);
+}
 
 RevisionMetrics* ActivatorMetrics::revision(const std::string& ns,
                                             const std::string& name,
@@ -158,8 +160,17 @@ std::string ActivatorMetrics::serialize(const std::vector<RevisionGauges>& gauge
                                 "Endpoints file reloads rejected (last good state kept)",
                                 MetricType::Counter);
   reload.metric.push_back(metrics::counter_metric({}, static_cast<double>(reload_failures)));
+  auto rejected = metrics::family("activator_rejected_requests_total",
+                                  "Requests and connections refused before reaching a revision, "
+                                  "by reason",
+                                  MetricType::Counter);
+  for (size_t i = 0; i < rejections_.size(); ++i) {
+    rejected.metric.push_back(metrics::counter_metric(
+        with({}, {{"reason", std::string(http::to_string(static_cast<http::Rejection>(i)))}}),
+        static_cast<double>(rejections_[i]->value())));
+  }
   for (auto* f : {&count, &lat, &ps, &over, &transport, &bad_gateway, &entries, &exits, &evictions,
-                  &concurrency, &pending, &healthy, &quarantined, &capacity, &reload}) {
+                  &concurrency, &pending, &healthy, &quarantined, &capacity, &reload, &rejected}) {
     out.push_back(std::move(*f));
   }
   prometheus::TextSerializer serializer;

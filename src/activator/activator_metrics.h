@@ -4,7 +4,7 @@
 // (activator_request_count, activator_request_latencies in ms, activator_request_concurrency)
 // and the fork's (breaker_pending_requests, healthy targets, quarantine entries/exits and
 // current count, evictions, transport failures by reason, proxy start latency, queue-time
-// threshold counters, 502s by cause).
+// threshold counters, 502s by cause), and requests refused before reaching a revision.
 //
 // One RevisionMetrics per revision ever seen, never freed (a handful of bytes per
 // revision), so a request can keep a plain pointer. Request-path cells are per-worker
@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/connection.h"
 #include "metrics/registry.h"
 
 namespace sluice::activator {
@@ -67,10 +68,17 @@ class ActivatorMetrics {
   std::string serialize(const std::vector<RevisionGauges>& gauges, uint64_t reload_failures) const;
 
   void record_queue_time(RevisionMetrics& m, size_t shard, double seconds) const;
+  // A connection or request refused before it reached a revision (malformed, too large,
+  // too slow, HTTP/2 limits): activator_rejected_requests_total{reason}.
+  void count_rejection(size_t shard, http::Rejection r) {
+    rejections_[static_cast<size_t>(r)]->inc(shard);
+  }
 
  private:
   std::string pod_name_;
   size_t shards_;
+  std::array<std::unique_ptr<metrics::Counter>, static_cast<size_t>(http::Rejection::Count)>
+      rejections_;
   mutable std::mutex mu_;  // revision creation and scrape only, never the request path
   std::map<std::string, std::unique_ptr<RevisionMetrics>> revisions_;
 };

@@ -37,6 +37,16 @@ std::string_view to_string(Rejection r) {
       return "header_timeout";
     case Rejection::AmbiguousFraming:
       return "ambiguous_framing";
+    case Rejection::Http2TooManyStreams:
+      return "http2_too_many_streams";
+    case Rejection::Http2RapidReset:
+      return "http2_rapid_reset";
+    case Rejection::Http2ContinuationFlood:
+      return "http2_continuation_flood";
+    case Rejection::Http2ControlFlood:
+      return "http2_control_flood";
+    case Rejection::Http2ProtocolError:
+      return "http2_protocol_error";
     case Rejection::Count:
       break;
   }

@@ -38,7 +38,21 @@
 namespace sluice::http {
 
 // Why a request was refused before any handler saw it (counted by the owner).
-enum class Rejection { Malformed, HeadTooLarge, HeaderTimeout, AmbiguousFraming, Count };
+// Why a request or a connection was refused before reaching a handler. The HTTP/2 ones
+// are the limits an internet-facing HTTP/2 server needs (h2_server.h); HeadTooLarge,
+// HeaderTimeout and Malformed count both protocols.
+enum class Rejection {
+  Malformed,
+  HeadTooLarge,
+  HeaderTimeout,
+  AmbiguousFraming,
+  Http2TooManyStreams,     // a stream above SETTINGS_MAX_CONCURRENT_STREAMS
+  Http2RapidReset,         // streams reset faster than the budget (CVE-2023-44487)
+  Http2ContinuationFlood,  // a header block in too many CONTINUATION frames
+  Http2ControlFlood,       // SETTINGS/PING/RST answers the client never reads
+  Http2ProtocolError,      // any other connection or stream error the client caused
+  Count
+};
 std::string_view to_string(Rejection r);
 
 struct H2Options;  // h2_server.h

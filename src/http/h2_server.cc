@@ -13,6 +13,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "core/token_bucket.h"
 #include "http/grpc.h"
 #include "http/h2_wire.h"
 #include "http/watchdog.h"
@@ -25,7 +26,9 @@ std::shared_ptr<const H2Options> h2_options_like(const ServerOptions& http1) {
   auto o = std::make_shared<H2Options>();
   o->max_header_list = static_cast<uint32_t>(http1.max_head_bytes);
   o->idle_timeout = http1.keepalive_idle;
+  o->header_timeout = http1.header_timeout;
   o->name = http1.name;
+  o->on_reject = http1.on_reject;
   return o;
 }
 
@@ -134,8 +137,10 @@ struct H2ServerSession::Impl {
         received(received),
         upgrade(std::move(upgrade)),
         wire(std::move(stream), worker.executor(), options.name),
-        idle(worker.time(), worker.executor(), [this] { close_gracefully(); }),
-        goaway(worker.time(), worker.executor(), [this] { send_final_goaway(); }) {}
+        idle(worker.time(), worker.executor(), [this] { on_idle(); }),
+        goaway(worker.time(), worker.executor(), [this] { send_final_goaway(); }),
+        head_wait(worker.time(), worker.executor(), [this] { on_head_timeout(); }),
+        resets(options.reset_burst, options.resets_per_second, worker.time().now()) {}
 
   ~Impl() {
     if (session != nullptr)
@@ -149,8 +154,38 @@ struct H2ServerSession::Impl {
   void on_request(const std::shared_ptr<H2Stream>& s);
   Task<void> run_stream(std::shared_ptr<H2Stream> s);
   void finish_stream(H2Stream& s);
+  void reject(Rejection why) {
+    if (options.on_reject)
+      options.on_reject(worker, why);
+  }
+  // Ends the session for a client's misbehaviour: GOAWAY with `code`, then close.
+  void terminate(Rejection why, uint32_t code) {
+    frame_counted = true;
+    if (terminated)
+      return;  // one session, one reason
+    terminated = true;
+    reject(why);
+    nghttp2_session_terminate_session(session, code);
+    notify_writer();
+  }
+  void on_idle() {
+    if (!got_settings) {
+      spdlog::debug("{}: client {} sent no SETTINGS within {} ms", options.name, client_ip,
+                    options.header_timeout.count());
+      terminate(Rejection::HeaderTimeout, NGHTTP2_SETTINGS_TIMEOUT);
+      return;
+    }
+    close_gracefully();
+  }
+  void on_head_timeout() {
+    spdlog::debug("{}: client {} left a header block unfinished for {} ms", options.name, client_ip,
+                  options.header_timeout.count());
+    terminate(Rejection::HeaderTimeout, NGHTTP2_PROTOCOL_ERROR);
+  }
   void stream_count_changed() {
-    if (streams.empty() && !draining) {
+    if (!got_settings) {
+      idle.arm(worker.time().now() + options.header_timeout);
+    } else if (streams.empty() && !draining) {
       idle.arm(worker.time().now() + options.idle_timeout);
     } else {
       idle.disarm();
@@ -177,6 +212,10 @@ struct H2ServerSession::Impl {
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* ud);
+  static int on_invalid_frame(nghttp2_session*,
+                              const nghttp2_frame* frame,
+                              int lib_error_code,
+                              void* ud);
   static ssize_t read_response(nghttp2_session*,
                                int32_t stream_id,
                                uint8_t* buf,
@@ -203,6 +242,11 @@ struct H2ServerSession::Impl {
   bool draining = false;
   Watchdog idle;
   Watchdog goaway;
+  Watchdog head_wait;              // a header block split over CONTINUATION frames
+  core::TokenBucket resets;        // the client's RST_STREAMs
+  bool got_settings = false;       // the client's first SETTINGS arrived
+  bool frame_counted = false;      // the current frame's violation is already counted
+  bool terminated = false;         // terminate() ran: the GOAWAY is on its way
   int32_t last_client_stream = 0;  // the highest stream id the client opened
   // Streams closed lately: frames still in flight for them are not errors (§5.1).
   std::array<int32_t, 64> recently_closed{};
@@ -501,19 +545,56 @@ int H2ServerSession::Impl::on_begin_frame(nghttp2_session* session,
                                           const nghttp2_frame_hd* hd,
                                           void* ud) {
   auto& self = *static_cast<Impl*>(ud);
-  // RFC 9113 §5.1.1: a client's new stream ids only grow. nghttp2 ignores a HEADERS frame
-  // for a lower id it has forgotten; a stream we closed lately may still get one in
-  // flight, anything else is the client's error.
+  self.frame_counted = false;
+  if (hd->type == NGHTTP2_HEADERS && !(hd->flags & NGHTTP2_FLAG_END_HEADERS)) {
+    self.head_wait.arm(self.worker.time().now() + self.options.header_timeout);
+  } else if (hd->type != NGHTTP2_CONTINUATION) {
+    self.head_wait.disarm();  // whatever header block came before is over
+  }
   const int32_t id = hd->stream_id;
-  if (hd->type != NGHTTP2_HEADERS || id % 2 == 0 || id >= self.last_client_stream ||
+  if (hd->type != NGHTTP2_HEADERS || id % 2 == 0 ||
       nghttp2_session_find_stream(session, id) != nullptr) {
     return 0;
   }
+  if (id > self.last_client_stream) {
+    if (self.streams.size() >= self.options.max_concurrent_streams) {
+      self.reject(Rejection::Http2TooManyStreams);  // nghttp2 refuses it
+      self.frame_counted = true;
+    }
+    return 0;
+  }
+  // RFC 9113 §5.1.1: a client's new stream ids only grow. nghttp2 ignores a HEADERS frame
+  // for a lower id it has forgotten; a stream we closed lately may still get one in
+  // flight, anything else is the client's error.
+  if (id == self.last_client_stream)
+    return 0;
   for (int32_t closed : self.recently_closed) {
     if (closed == id)
       return 0;
   }
-  nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+  self.terminate(Rejection::Http2ProtocolError, NGHTTP2_PROTOCOL_ERROR);
+  return 0;
+}
+
+int H2ServerSession::Impl::on_invalid_frame(nghttp2_session*,
+                                            const nghttp2_frame*,
+                                            int lib_error_code,
+                                            void* ud) {
+  auto& self = *static_cast<Impl*>(ud);
+  if (self.frame_counted)
+    return 0;
+  self.frame_counted = true;
+  switch (lib_error_code) {
+    case NGHTTP2_ERR_REFUSED_STREAM:
+      self.reject(Rejection::Http2TooManyStreams);
+      break;
+    case NGHTTP2_ERR_HTTP_HEADER:
+    case NGHTTP2_ERR_HTTP_MESSAGING:
+      self.reject(Rejection::Malformed);  // a request HTTP/1 would refuse too
+      break;
+    default:
+      self.reject(Rejection::Http2ProtocolError);
+  }
   return 0;
 }
 
@@ -521,15 +602,36 @@ int H2ServerSession::Impl::on_frame_recv(nghttp2_session* session,
                                          const nghttp2_frame* frame,
                                          void* ud) {
   auto& self = *static_cast<Impl*>(ud);
-  if (frame->hd.type == NGHTTP2_WINDOW_UPDATE && frame->hd.stream_id != 0 &&
-      frame->window_update.window_size_increment == 0) {
-    // §6.9: a zero increment on a stream is a stream error (nghttp2 lets it pass).
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                              NGHTTP2_PROTOCOL_ERROR);
-    return 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+      if (!self.got_settings && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        self.got_settings = true;
+        self.stream_count_changed();  // the idle timer, not the SETTINGS wait, from now on
+      }
+      return 0;
+    case NGHTTP2_RST_STREAM:
+      if (!self.resets.take(self.worker.time().now())) {
+        spdlog::debug("{}: client {} resets streams faster than {}/s", self.options.name,
+                      self.client_ip, self.options.resets_per_second);
+        self.terminate(Rejection::Http2RapidReset, NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+      return 0;
+    case NGHTTP2_WINDOW_UPDATE:
+      if (frame->hd.stream_id != 0 && frame->window_update.window_size_increment == 0) {
+        // §6.9: a zero increment on a stream is a stream error (nghttp2 lets it pass).
+        self.reject(Rejection::Http2ProtocolError);
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_PROTOCOL_ERROR);
+      }
+      return 0;
+    case NGHTTP2_HEADERS:
+      self.head_wait.disarm();
+      break;
+    case NGHTTP2_DATA:
+      break;
+    default:
+      return 0;
   }
-  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
-    return 0;
   H2Stream* s = self.find(frame->hd.stream_id);
   if (s == nullptr)
     return 0;
@@ -662,10 +764,14 @@ bool H2ServerSession::Impl::start() {
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Impl::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Impl::on_frame_send);
   nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &Impl::on_begin_frame);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, &Impl::on_invalid_frame);
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_continuations(opt, 8);
+  // Ours (on_frame_recv) trips first and is counted; nghttp2's is the backstop.
+  nghttp2_option_set_stream_reset_rate_limit(opt, 2 * uint64_t{options.reset_burst},
+                                             2 * uint64_t{options.resets_per_second});
   const int rv = nghttp2_session_server_new2(&session, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -761,6 +867,7 @@ Task<void> H2ServerSession::Impl::run_stream(std::shared_ptr<H2Stream> s) {
   auto keep = owner.shared_from_this();  // the session outlives its handlers
   H2Exchange ex(*this, s);
   if (s->head_too_large) {
+    reject(Rejection::HeadTooLarge);
     const std::string body = "request header fields too large: limit is " +
                              std::to_string(options.max_header_list) + " bytes";
     const ExtraHeaders why{{"Sluice-Error", "header_too_large"}};
@@ -837,6 +944,19 @@ Task<void> H2ServerSession::serve(Handler& handler) {
   s.wire.dead = true;
   s.idle.cancel();
   s.goaway.cancel();
+  s.head_wait.cancel();
+  switch (s.wire.recv_error) {
+    case 0:
+      break;
+    case NGHTTP2_ERR_FLOODED:
+      s.reject(Rejection::Http2ControlFlood);
+      break;
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+      s.reject(Rejection::Http2ContinuationFlood);
+      break;
+    default:
+      s.reject(Rejection::Http2ProtocolError);
+  }
   // Streams still open end now: their handlers see a reset and stop.
   auto open = std::move(s.streams);
   s.streams.clear();

@@ -19,9 +19,16 @@
 //   - Response DATA: send_body() waits while more than `max_stream_output` bytes are
 //     queued for a stream, so a client that stops granting window stops the upstream
 //     read.
-//   - Streams: SETTINGS_MAX_CONCURRENT_STREAMS; header lists: `max_header_list` (431);
-//     CONTINUATION floods and rapid resets (CVE-2023-44487): nghttp2's own guards, with
-//     our limits.
+//   - Streams: SETTINGS_MAX_CONCURRENT_STREAMS (a stream above it: REFUSED_STREAM or,
+//     once the setting is acknowledged, GOAWAY); header lists: `max_header_list` (431).
+//   - Abuse (an internet-facing front door): a client's RST_STREAMs spend a token bucket
+//     (`reset_burst`, refilled at `resets_per_second`) and emptying it ends the session
+//     with ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487); a header block in more than
+//     8 CONTINUATION frames, or control frames whose answers the client never reads
+//     (SETTINGS/PING floods), end the session (nghttp2's guards); a header block or the
+//     client's first SETTINGS not done within `header_timeout` ends it too. Each is
+//     counted through `on_reject` by reason (connection.h: Rejection), with every other
+//     protocol error the client makes.
 //
 // Drain: close_gracefully() sends GOAWAY in two steps (a shutdown notice, then the last
 // stream id a moment later, so streams the client had in flight are still taken) and
@@ -32,6 +39,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,11 +61,18 @@ struct H2Options {
   std::chrono::milliseconds idle_timeout{600'000};
   // Between the shutdown notice and the final GOAWAY of a drain.
   std::chrono::milliseconds goaway_grace{1'000};
-  std::string_view name = "server";  // for logs
+  // For the client's first SETTINGS and for each header block to complete.
+  std::chrono::milliseconds header_timeout{60'000};
+  // Client RST_STREAMs allowed at once, and regained per second.
+  uint32_t reset_burst = 400;
+  uint32_t resets_per_second = 40;
+  std::string_view name = "server";                   // for logs
+  std::function<void(Worker&, Rejection)> on_reject;  // called on the session's worker
 };
 
 // HTTP/2 settings that follow a server's HTTP/1 limits: the same head size bound (as
-// the header list size), the same idle timeout, the same name in logs.
+// the header list size), the same header and idle timeouts, the same name in logs and
+// the same rejection counter.
 std::shared_ptr<const H2Options> h2_options_like(const ServerOptions& http1);
 
 // The HTTP/1.1 request that asked for `Upgrade: h2c`, answered on stream 1.

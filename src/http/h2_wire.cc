@@ -18,8 +18,10 @@ Task<void> H2Wire::read_loop(std::string received) {
   if (!received.empty()) {
     const ssize_t rv = nghttp2_session_mem_recv(
         session, reinterpret_cast<const uint8_t*>(received.data()), received.size());
-    if (rv < 0)
+    if (rv < 0) {
+      recv_error = static_cast<int>(rv);
       dead = true;
+    }
     notify();
   }
   while (!dead) {
@@ -33,6 +35,7 @@ Task<void> H2Wire::read_loop(std::string received) {
     const ssize_t rv = nghttp2_session_mem_recv(session, in_.data(), n);
     if (rv < 0) {
       spdlog::debug("{}: HTTP/2 session failed: {}", name, nghttp2_strerror(static_cast<int>(rv)));
+      recv_error = static_cast<int>(rv);
       dead = true;
     }
     notify();

@@ -88,7 +88,8 @@ struct H2Wire {
   Signal writer_wake;
   std::string_view name;  // for logs
   bool write_pending = false;
-  bool dead = false;  // the socket failed or the session ended
+  bool dead = false;   // the socket failed or the session ended
+  int recv_error = 0;  // nghttp2_session_mem_recv's fatal error, if it failed
 
  private:
   Task<void> read_loop(std::string received);

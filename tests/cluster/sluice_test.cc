@@ -209,6 +209,65 @@ TEST_P(DataPlane, TwoActivatorsSplitTheirPodsSoNoCC1PodEverHoldsTwoRequests) {
   EXPECT_EQ(pods_seen, 4);
 }
 
+// A gRPC service (first container port named h2c, Knative's rule) through the activator:
+// Knative's controller makes it an h2c revision (the queue-proxy serves 8013 and speaks
+// HTTP/2 to the app); the client is a real gRPC client (python3-grpcio) with Knative's
+// routing headers as metadata, on the activator's h2c port 8013 and, for Sluice, on
+// 8012 too (HTTP/2 detected by its preface).
+TEST_P(DataPlane, AGrpcServiceWithAPortNamedH2cServesEveryKindOfCall) {
+  Cluster c(options());
+  ASSERT_EQ(c.error(), "");
+  json svc = hello_service("grpc", 0, {{"autoscaling.knative.dev/min-scale", "1"}});
+  json& container = svc["spec"]["template"]["spec"]["containers"][0];
+  container["command"] = {"/usr/bin/python3",
+                          std::string(SLUICE_SOURCE_DIR) + "/tests/e2e/grpc_app.py"};
+  container["ports"][0]["name"] = "h2c";
+  ASSERT_TRUE(deploy(c, svc, 1));
+
+  // The Deployment Knative's controller wrote: the queue-proxy serves HTTP/2 on 8013.
+  json dep = c.get(std::string(kDeployments) + "grpc-00001-deployment");
+  ASSERT_TRUE(dep.is_object());
+  std::string serving_port;
+  for (const auto& e : dep["spec"]["template"]["spec"]["containers"][1]["env"])
+    if (e["name"] == "QUEUE_SERVING_PORT")
+      serving_port = e.value("value", "");
+  EXPECT_EQ(serving_port, "8013") << dep.dump();
+
+  const auto act = activators(c);
+  ASSERT_EQ(act.size(), 1u);
+  std::vector<std::string> ports = {"8013"};
+  if (sluice())
+    ports.push_back("8012");
+  const std::string route =
+      " --metadata knative-serving-namespace=default knative-serving-revision=grpc-00001";
+  for (const std::string& port : ports) {
+    SCOPED_TRACE("activator port " + port);
+    // `metadata`: more k=v pairs after the routing ones.
+    auto grpc = [&](const std::string& method, const std::string& args,
+                    const std::string& metadata = "") {
+      return e2e::run("timeout 60 /usr/bin/python3 " + std::string(SLUICE_SOURCE_DIR) +
+                      "/tests/e2e/grpc_client.py " + act[0] + ":" + port + " grpc.default " +
+                      method + " " + args + route + " " + metadata + " 2>&1")
+          .out;
+    };
+    const std::string unary = grpc("/echo.Echo/Say", "--payload hello");
+    EXPECT_NE(unary.find("ok hello"), std::string::npos) << unary << c.logs("activator", 2000);
+    EXPECT_NE(unary.find("trailer x-echo-len=5"), std::string::npos) << unary;
+    const std::string failed = grpc("/echo.Echo/Say", "--payload x", "x-status=NOT_FOUND");
+    EXPECT_NE(failed.find("error NOT_FOUND asked to fail with NOT_FOUND"), std::string::npos)
+        << failed;
+    const std::string stream = grpc("/echo.Echo/Count", "--mode stream --payload '3 200'");
+    EXPECT_NE(stream.find("end OK"), std::string::npos) << stream;
+    size_t msgs = 0;
+    for (size_t at = 0; (at = stream.find("msg ", at)) != std::string::npos; ++at) ++msgs;
+    EXPECT_EQ(msgs, 3u) << stream;
+    const std::string client = grpc("/echo.Echo/Sum", "--mode client --payload abcdefgh");
+    EXPECT_NE(client.find("ok 8"), std::string::npos) << client;
+    const std::string bidi = grpc("/echo.Echo/Chat", "--mode bidi --payload 'one two three'");
+    EXPECT_NE(bidi.find("THREE"), std::string::npos) << bidi;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cluster,
                          DataPlane,
                          ::testing::Values("sluice", "knative"),

@@ -836,6 +836,104 @@ TEST(ActivatorE2E, H2specConformance) {
   EXPECT_EQ(h2spec_failures(a.port, "hello.default.example.com"), "");
 }
 
+// The limits of an internet-facing HTTP/2 server, against a client that breaks them on
+// purpose (tests/e2e/h2_attack.py writes the raw frames): each violation ends as HTTP/2
+// says, is counted by reason, and leaves the activator serving everyone else.
+TEST(ActivatorE2E, Http2AbuseIsRefusedCountedAndHarmless) {
+  Replica r;
+  r.start(4);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 4), {"--header-timeout", "2s"});
+  const std::string host = "hello.default.example.com";
+  auto attack = [&](const std::string& mode, int n) {
+    return run("timeout 150 /usr/bin/python3 " + std::string(E2E_DIR) + "/h2_attack.py " +
+               std::to_string(a.port) + " " + host + " " + mode + " " + std::to_string(n) + " 2>&1")
+        .out;
+  };
+  auto rejected = [&](const std::string& reason) {
+    const std::string m = a.metrics();
+    const std::string key = "reason=\"" + reason + "\"";
+    std::istringstream lines(m);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("activator_rejected_requests_total{", 0) == 0 &&
+          line.find(key) != std::string::npos)
+        return std::atof(line.substr(line.rfind(' ') + 1).c_str());
+    }
+    ADD_FAILURE() << "no activator_rejected_requests_total for " << reason << "\n" << m;
+    return -1.0;
+  };
+  {
+    SCOPED_TRACE("rapid reset");
+    const std::string out = attack("rapid-reset", 2000);
+    EXPECT_NE(out.find("goaway ENHANCE_YOUR_CALM"), std::string::npos) << out;
+    EXPECT_EQ(rejected("http2_rapid_reset"), 1);
+  }
+  {
+    SCOPED_TRACE("CONTINUATION flood");
+    const std::string out = attack("continuation", 50);
+    EXPECT_NE(out.find("closed"), std::string::npos) << out;
+    EXPECT_EQ(out.find("headers 1"), std::string::npos) << "the request was not served\n" << out;
+    EXPECT_EQ(rejected("http2_continuation_flood"), 1);
+  }
+  {
+    SCOPED_TRACE("more streams than SETTINGS_MAX_CONCURRENT_STREAMS");
+    const std::string out = attack("streams", 260);
+    size_t refused = 0;
+    for (size_t at = 0; (at = out.find("REFUSED_STREAM", at)) != std::string::npos; ++at) ++refused;
+    EXPECT_EQ(refused, 10u) << out;
+    EXPECT_EQ(rejected("http2_too_many_streams"), 10);
+  }
+  {
+    SCOPED_TRACE("a header block left unfinished");
+    const std::string out = attack("stalled-header", 0);
+    EXPECT_NE(out.find("goaway PROTOCOL_ERROR"), std::string::npos) << out;
+    EXPECT_NE(out.find("closed"), std::string::npos) << out;
+    EXPECT_EQ(rejected("header_timeout"), 1);
+  }
+  {
+    SCOPED_TRACE("the preface without SETTINGS");
+    const std::string out = attack("no-settings", 0);
+    EXPECT_NE(out.find("goaway SETTINGS_TIMEOUT"), std::string::npos) << out;
+    EXPECT_NE(out.find("closed"), std::string::npos) << out;
+    EXPECT_EQ(rejected("header_timeout"), 2);
+  }
+  // Everyone else is still served, over both protocols.
+  auto h2 = curl(a.port, "/", "-H 'Host: " + host + "' --http2-prior-knowledge");
+  EXPECT_EQ(h2.head.rfind("HTTP/2 200", 0), 0u) << h2.head << a.proc->output();
+  EXPECT_EQ(a.get("/").status, 200);
+}
+
+// SIGTERM drains an HTTP/2 connection in two steps (RFC 9113 §6.8): a GOAWAY naming the
+// highest stream id as a shutdown notice, then the real one naming the last stream
+// taken; the stream in flight still gets its whole answer, then the connection closes.
+TEST(ActivatorE2E, SigtermDrainsHttp2InTwoGoawaysAndFinishesOpenStreams) {
+  Replica r;
+  r.start(4);
+  ActivatorUnderTest a;
+  a.start(ActivatorUnderTest::revision_json({r.address()}, 4), {"--drain-timeout", "1s"});
+  auto client = std::async(std::launch::async, [&] {
+    return run("timeout 90 /usr/bin/python3 " + std::string(E2E_DIR) + "/h2_attack.py " +
+               std::to_string(a.port) + " hello.default.example.com slow 4000 2>&1")
+        .out;
+  });
+  ASSERT_TRUE(eventually(
+      [&] { return std::atoi(curl(r.app_port, "/max-inflight").body.c_str()) >= 1; }, 30s))
+      << "the request never reached the app";
+  a.proc->signal(SIGTERM);
+  const std::string out = client.get();
+  const size_t notice = out.find("goaway NO_ERROR last=2147483647");
+  const size_t last = out.find("goaway NO_ERROR last=1\n");
+  const size_t answer = out.find("headers 1 200");
+  ASSERT_NE(notice, std::string::npos) << out;
+  ASSERT_NE(last, std::string::npos) << out;
+  ASSERT_NE(answer, std::string::npos) << out;
+  EXPECT_LT(notice, last) << out;
+  EXPECT_NE(out.find("closed"), std::string::npos) << out;
+  auto rc = a.proc->wait(60s);
+  ASSERT_TRUE(rc.has_value()) << a.proc->output();
+  EXPECT_EQ(*rc, 0) << a.proc->output();
+}
+
 // A second SIGTERM ends the readiness drain at once (the first one waits it out, which
 // with Knative's 45 s default is long to wait for an operator who means it).
 TEST(ActivatorE2E, ASecondSigtermStopsWithoutWaitingOutTheDrain) {
