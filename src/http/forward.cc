@@ -113,7 +113,7 @@ Task<std::pair<ForwardResult::Outcome, error_code>> pump_request_body(Exchange& 
                                                                       size_t& consumed) {
   using Kind = Exchange::BodyRead::Kind;
   const BodyPieces none;
-  while (!exchange.request_body_done()) {
+  for (;;) {
     const auto read = co_await exchange.read_request_body();
     if (read.kind == Kind::ClientGone)
       co_return std::pair{Outcome::ClientGone, read.error};
@@ -126,11 +126,19 @@ Task<std::pair<ForwardResult::Outcome, error_code>> pump_request_body(Exchange& 
       break;
     }
     consumed += exchange.request_pieces().bytes;
-    const error_code ec =
-        co_await up.send_body(exchange.request_pieces(), exchange.request_body_done());
+    const bool last = exchange.request_body_done();
+    const error_code ec = co_await up.send_body(exchange.request_pieces(), last);
     exchange.consume_request_body();
     if (ec)
       break;  // the upstream stopped reading; its answer (if any) still counts
+    if (last)
+      break;
+    if (exchange.request_body_done()) {
+      // The end came while the piece was on its way (HTTP/2: trailers with END_STREAM
+      // behind the last DATA): the upstream still needs to hear it.
+      co_await up.send_body(none, true);
+      break;
+    }
   }
   co_return std::pair{Outcome::Completed, error_code{}};
 }

@@ -833,7 +833,7 @@ TEST(ActivatorE2E, H2specConformance) {
   r.start(4);
   ActivatorUnderTest a;
   a.start(ActivatorUnderTest::revision_json({r.address()}, 4));
-  EXPECT_EQ(h2spec_failures(a.port, "hello.default.example.com"), "");
+  EXPECT_EQ(h2spec_failures(a.port, "hello.default.example.com"), "") << a.proc->output();
 }
 
 // The limits of an internet-facing HTTP/2 server, against a client that breaks them on
