@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_bench as pb  # noqa: E402
 
 ROOT = pb.ROOT
-SLUICE = os.environ.get("SLUICE_BENCH_BIN", os.path.join(ROOT, "build-bench/src/cli/sluice"))
+SLUICE = os.path.abspath(os.environ.get("SLUICE_BENCH_BIN", os.path.join(ROOT, "build-bench/src/cli/sluice")))
 
 
 def start_upstream():

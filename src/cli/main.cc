@@ -6,8 +6,10 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/malloc_tuning.h"
 
 int main(int argc, char** argv) {
+  sluice::core::tune_malloc(argv);  // may re-execute this process once (core/malloc_tuning.h)
   // A closed stdout (`sluice run ... | tee log`, tee gone at Ctrl-C) must not kill the
   // process mid-drain with SIGPIPE (exit 141); sockets already send with MSG_NOSIGNAL.
   // Children get the default back (runtime/process.cc).

@@ -1,0 +1,33 @@
+#include "core/malloc_tuning.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace sluice::core {
+
+namespace {
+constexpr const char* kMarker = "SLUICE_MALLOC_TUNED";
+constexpr const char* kTunables = "glibc.malloc.tcache_count=1024";
+}  // namespace
+
+void tune_malloc(char** argv) {
+  if (std::getenv(kMarker) != nullptr) {
+    // The re-executed process: glibc has read the setting; children must not inherit it.
+    ::unsetenv(kMarker);
+    ::unsetenv("GLIBC_TUNABLES");
+    return;
+  }
+  const char* off = std::getenv("SLUICE_MALLOC_TUNING");
+  if (std::getenv("GLIBC_TUNABLES") != nullptr || (off != nullptr && std::strcmp(off, "off") == 0))
+    return;
+  ::setenv("GLIBC_TUNABLES", kTunables, 1);
+  ::setenv(kMarker, "1", 1);
+  ::execv("/proc/self/exe", argv);
+  // Not executable here (no /proc): run as we are.
+  ::unsetenv(kMarker);
+  ::unsetenv("GLIBC_TUNABLES");
+}
+
+}  // namespace sluice::core
