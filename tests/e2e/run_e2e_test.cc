@@ -169,6 +169,31 @@ TEST(RunE2E, AReplicaInheritsNoDescriptorButStdio) {
   EXPECT_EQ(listed, "0\n1\n2\n") << "descriptors the app inherited";
 }
 
+// Sluice runs with its allocator setting (core/malloc_tuning.h: one re-exec with
+// GLIBC_TUNABLES), and the app it starts inherits neither that nor the marker.
+TEST(RunE2E, SluiceRunsWithItsMallocTuningAndTheAppInheritsNone) {
+  RunUnderTest sluice;
+  const std::string env_file = sluice.dir + "/env.txt";
+  const std::string yaml =
+      "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: env\nspec:\n"
+      "  template:\n    spec:\n      containers:\n        - command: [\"/bin/sh\", \"-c\", "
+      "\"env > " +
+      env_file + " && exec " + TESTAPP_BIN + "\"]\n";
+  sluice.start(yaml);
+  ASSERT_EQ(sluice.get("env").status, 200) << sluice.proc->output();
+  std::ifstream in(env_file);
+  const std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(env.find("PORT="), std::string::npos) << env;
+  EXPECT_EQ(env.find("GLIBC_TUNABLES"), std::string::npos) << env;
+  EXPECT_EQ(env.find("SLUICE_MALLOC_TUNED"), std::string::npos) << env;
+  // /proc/PID/environ is what the (re-)executed image started with.
+  std::ifstream own("/proc/" + std::to_string(sluice.proc->pid()) + "/environ");
+  const std::string started((std::istreambuf_iterator<char>(own)),
+                            std::istreambuf_iterator<char>());
+  EXPECT_NE(started.find(std::string("GLIBC_TUNABLES=glibc.malloc.tcache_count=1024\0", 46)),
+            std::string::npos);
+}
+
 TEST(RunE2E, OnePortServesEveryServiceByHost) {
   RunUnderTest sluice;
   std::string two = service_yaml("alpha", "", "", 10);
