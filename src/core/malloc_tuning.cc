@@ -24,6 +24,13 @@ void tune_malloc(char** argv) {
     return;
   ::setenv("GLIBC_TUNABLES", kTunables, 1);
   ::setenv(kMarker, "1", 1);
+  // By its real path, so the process keeps its name ("sluice" in ps, not "exe").
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n > 0) {
+    path[n] = '\0';
+    ::execv(path, argv);  // fails if the file was replaced or removed since
+  }
   ::execv("/proc/self/exe", argv);
   // Not executable here (no /proc): run as we are.
   ::unsetenv(kMarker);

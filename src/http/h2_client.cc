@@ -35,6 +35,11 @@ struct ArrivingHead {
     content_length.reset();
   }
   void add(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen) {
+    if (raw.empty()) {
+      // One allocation each for a typical head instead of a doubling series.
+      raw.reserve(16);
+      storage.reserve(512);
+    }
     raw.push_back(RawField{storage.size(), namelen, storage.size() + namelen, valuelen});
     storage.append(reinterpret_cast<const char*>(name), namelen);
     storage.append(reinterpret_cast<const char*>(value), valuelen);
@@ -42,6 +47,7 @@ struct ArrivingHead {
   void build() {
     head.clear();
     head.version = 20;
+    head.fields.reserve(raw.size());
     for (const auto& f : raw) {
       const std::string_view name(storage.data() + f.name_at, f.name_len);
       const std::string_view value(storage.data() + f.value_at, f.value_len);
@@ -408,25 +414,31 @@ class H2Upstream final : public UpstreamStream {
                      const RequestShape& shape,
                      const UpstreamRequestOptions& rewrite) override {
     fields_.clear();
-    fields_.emplace_back(":method", std::string(head.method_text));
-    fields_.emplace_back(":scheme", "http");
-    fields_.emplace_back(":authority", "");
-    fields_.emplace_back(":path", std::string(origin_form(head.target)));
-    for_each_upstream_request_field(head, rewrite, [this](std::string_view n, std::string_view v) {
-      std::string name = h2_lowercase(n);
+    size_t bytes = 64 + head.target.size();
+    for (const auto& f : head.fields) bytes += f.name_text.size() + f.value.size();
+    fields_.reserve(head.fields.size() + 8, bytes + 256);  // + rewrites (forwarded-for...)
+    fields_.add(":method", head.method_text);
+    fields_.add(":scheme", "http");
+    const size_t authority = fields_.add(":authority", "");
+    fields_.add(":path", origin_form(head.target));
+    for_each_upstream_request_field(head, rewrite, [&](std::string_view n, std::string_view v) {
+      const size_t i = fields_.add(n, v);
+      const std::string_view name = fields_.name(i);
       if (name == "host") {
-        fields_[2].second = std::string(v);
-        return;
+        fields_.pop();
+        fields_.set_value(authority, v);
+      } else if (h2_drops(name)) {
+        fields_.pop();
       }
-      if (h2_drops(name))
-        return;
-      fields_.emplace_back(std::move(name), std::string(v));
     });
     // gRPC needs `te: trailers` end to end; it is the one te an HTTP/2 hop may carry.
     if (auto te = head.get(bhttp::field::te); te && boost::beast::iequals(*te, "trailers"))
-      fields_.emplace_back("te", "trailers");
-    if (shape.content_length && shape.framing == BodyFraming::ContentLength)
-      fields_.emplace_back("content-length", std::to_string(*shape.content_length));
+      fields_.add("te", "trailers");
+    if (shape.content_length && shape.framing == BodyFraming::ContentLength) {
+      char digits[24];
+      const auto end = std::to_chars(digits, digits + sizeof(digits), *shape.content_length).ptr;
+      fields_.add("content-length", std::string_view(digits, static_cast<size_t>(end - digits)));
+    }
   }
 
   Task<error_code> send_body(const BodyPieces& pieces, bool last) override {
@@ -520,8 +532,7 @@ class H2Upstream final : public UpstreamStream {
   bool submit() {
     ClientStream& s = *s_;
     std::vector<nghttp2_nv> nv;
-    nv.reserve(fields_.size());
-    for (const auto& [n, v] : fields_) nv.push_back(h2_nv(n, v));
+    fields_.to_nv(nv);
     nghttp2_data_provider provider;
     provider.source.ptr = &s;
     provider.read_callback = &H2ClientPool::Session::read_request;
@@ -548,7 +559,7 @@ class H2Upstream final : public UpstreamStream {
   std::optional<Stream> dialling_;
   std::shared_ptr<H2ClientPool::Session> session_;
   std::shared_ptr<ClientStream> s_;
-  std::vector<std::pair<std::string, std::string>> fields_;
+  H2Fields fields_;
 };
 
 }  // namespace

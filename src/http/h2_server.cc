@@ -384,10 +384,8 @@ class H2Exchange final : public Exchange {
     const bool no_body = status == 204 || status == 304 || status / 100 == 1;
     stage(head, extra, no_body ? std::nullopt : shape.content_length);
     for (const auto& f : head.fields) {
-      std::string name = h2_lowercase(f.name_text);
-      if (h2_drops(name))
-        continue;
-      add_field(name, f.value);
+      if (h2_drops(fields_.name(fields_.add(f.name_text, f.value))))
+        fields_.pop();
     }
   }
 
@@ -449,16 +447,22 @@ class H2Exchange final : public Exchange {
              const ExtraHeaders& extra,
              std::optional<uint64_t> content_length) {
     fields_.clear();
-    status_text_ = std::to_string(head.status);
-    add_field(":status", status_text_);
+    size_t bytes = 64;
+    for (const auto& f : head.fields) bytes += f.name_text.size() + f.value.size();
+    for (const auto& [k, v] : extra) bytes += k.size() + v.size();
+    fields_.reserve(head.fields.size() + extra.size() + 4, bytes);
+    char digits[24];
+    auto number = [&](uint64_t n) {
+      const auto end = std::to_chars(digits, digits + sizeof(digits), n).ptr;
+      return std::string_view(digits, static_cast<size_t>(end - digits));
+    };
+    fields_.add(":status", number(static_cast<uint64_t>(head.status)));
     if (content_length)
-      add_field("content-length", std::to_string(*content_length));
-    for (const auto& [k, v] : extra) add_field(h2_lowercase(k), v);
+      fields_.add("content-length", number(*content_length));
+    for (const auto& [k, v] : extra) fields_.add(k, v);
     mark_responded(head.status);
   }
-  void add_field(std::string_view name, std::string_view value) {
-    fields_.emplace_back(std::string(name), std::string(value));
-  }
+  void add_field(std::string_view name, std::string_view value) { fields_.add(name, value); }
   void submit() {
     H2Stream& s = *s_;
     s.response_submitted = true;
@@ -466,8 +470,7 @@ class H2Exchange final : public Exchange {
       return;
     // nghttp2 copies the fields: they need to live only through the call.
     std::vector<nghttp2_nv> nv;
-    nv.reserve(fields_.size());
-    for (const auto& [n, v] : fields_) nv.push_back(h2_nv(n, v));
+    fields_.to_nv(nv);
     if (s.out_ended && s.out.empty() && !s.has_trailers) {
       // The whole answer is one HEADERS frame with END_STREAM (a Trailers-Only gRPC
       // answer must stay that way).
@@ -482,8 +485,7 @@ class H2Exchange final : public Exchange {
 
   H2ServerSession::Impl& session_;
   std::shared_ptr<H2Stream> s_;
-  std::vector<std::pair<std::string, std::string>> fields_;  // what response_nv points into
-  std::string status_text_;
+  H2Fields fields_;  // the response head, until submit()
 };
 
 }  // namespace
@@ -508,6 +510,9 @@ int H2ServerSession::Impl::on_begin_headers(nghttp2_session* session,
   self.last_client_stream = std::max(self.last_client_stream, frame->hd.stream_id);
   auto s = std::make_shared<H2Stream>(frame->hd.stream_id, self, self.worker.executor(),
                                       self.worker.time());
+  // One allocation each for a typical head instead of a doubling series.
+  s->head_storage.reserve(512);
+  s->raw_fields.reserve(16);
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s.get());
   self.streams.emplace(frame->hd.stream_id, std::move(s));
   self.stream_count_changed();
@@ -814,6 +819,7 @@ void H2ServerSession::Impl::on_request(const std::shared_ptr<H2Stream>& sp) {
   s.head_done = true;
   MessageHead& h = s.head;
   h.version = 20;
+  h.fields.reserve(s.raw_fields.size() + 2);  // + host, cookie
   std::string_view authority;
   std::string_view cookie_first;
   size_t cookies = 0;

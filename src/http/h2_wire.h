@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/time_source.h"
 #include "http/io.h"
@@ -67,6 +68,57 @@ inline nghttp2_nv h2_nv(std::string_view name, std::string_view value) {
                     value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
+// The fields of one HEADERS frame being built, names lowercased on the way in, all
+// copied into one arena (two allocations per head instead of two per field; nghttp2
+// copies them once more when the frame is submitted, so they need to live only until
+// then). Views into the arena are not kept: fields are addressed by offset.
+class H2Fields {
+ public:
+  void clear() {
+    at_.clear();
+    arena_.clear();
+  }
+  void reserve(size_t fields, size_t bytes) {
+    at_.reserve(fields);
+    arena_.reserve(bytes);
+  }
+  size_t size() const { return at_.size(); }
+  std::string_view name(size_t i) const { return {arena_.data() + at_[i].name, at_[i].name_len}; }
+
+  // Adds `name` lowercased and `value`; returns the field's index.
+  size_t add(std::string_view name, std::string_view value) {
+    const size_t at = arena_.size();
+    arena_.append(name);
+    for (size_t i = at; i < arena_.size(); ++i) {
+      char& c = arena_[i];
+      if (c >= 'A' && c <= 'Z')
+        c = static_cast<char>(c - 'A' + 'a');
+    }
+    arena_.append(value);
+    at_.push_back(At{at, name.size(), at + name.size(), value.size()});
+    return at_.size() - 1;
+  }
+  // Takes back the last field added (one that turned out not to belong, e.g. h2_drops).
+  void pop() {
+    arena_.resize(at_.back().name);
+    at_.pop_back();
+  }
+  void set_value(size_t i, std::string_view value) {
+    at_[i].value = arena_.size();
+    at_[i].value_len = value.size();
+    arena_.append(value);
+  }
+  // The list as nghttp2_submit_* takes it (pointing into this object).
+  void to_nv(std::vector<nghttp2_nv>& out) const;
+
+ private:
+  struct At {
+    size_t name, name_len, value, value_len;
+  };
+  std::vector<At> at_;
+  std::string arena_;
+};
+
 struct H2Wire {
   H2Wire(Stream s, asio::any_io_executor ex, std::string_view name)
       : stream(std::move(s)), writer_wake(std::move(ex)), name(name) {}
@@ -98,5 +150,13 @@ struct H2Wire {
   std::string out_;
   std::array<uint8_t, 16 * 1024> in_;
 };
+
+inline void H2Fields::to_nv(std::vector<nghttp2_nv>& out) const {
+  out.clear();
+  out.reserve(at_.size());
+  for (const At& f : at_)
+    out.push_back(
+        h2_nv({arena_.data() + f.name, f.name_len}, {arena_.data() + f.value, f.value_len}));
+}
 
 }  // namespace sluice::http
