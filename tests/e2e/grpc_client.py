@@ -13,6 +13,8 @@ to AUTHORITY (Sluice routes by it), and prints:
            "msg ..." per answer
 --size BYTES sends a message of that many bytes (and prints the reply's length).
 --cancel-after S cancels the call S seconds in (prints "cancelled").
+  bulk:    --count messages of --size bytes each way on one bidirectional call, answers
+           read one per --read-delay seconds; prints "received BYTES bytes in MS ms".
   load:    --count unary calls, --concurrency at a time, on one channel; prints one
            "<CODE_NAME> <n>" line per status seen, then "first <details>" of each failure
            kind.
@@ -31,7 +33,7 @@ def main():
     p.add_argument("authority")
     p.add_argument("method")
     p.add_argument("--mode", default="unary",
-                   choices=["unary", "stream", "client", "bidi", "load"])
+                   choices=["unary", "stream", "client", "bidi", "load", "bulk"])
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=10)
     p.add_argument("--deadline", type=float, default=30.0)
@@ -39,6 +41,7 @@ def main():
     p.add_argument("--size", type=int, default=0)
     p.add_argument("--metadata", nargs="*", default=[])
     p.add_argument("--cancel-after", type=float, default=0)
+    p.add_argument("--read-delay", type=float, default=0)
     a = p.parse_args()
     options = [("grpc.default_authority", a.authority), ("grpc.enable_retries", 0),
                ("grpc.max_receive_message_length", 100 << 20),
@@ -97,6 +100,17 @@ def main():
                     print(code, n)
                 for code, details in sorted(first.items()):
                     print("first", code, details)
+            elif a.mode == "bulk":
+                # --count messages of --size bytes each way, sent as fast as flow control
+                # lets them go, answers read one per --read-delay seconds (a slow reader).
+                call = channel.stream_stream(a.method)
+                received = 0
+                for m in call((payload for _ in range(a.count)), timeout=a.deadline,
+                              metadata=metadata):
+                    received += len(m)
+                    if a.read_delay:
+                        time.sleep(a.read_delay)
+                print("received", received, "bytes in", ms(), "ms")
             else:
                 call = channel.stream_stream(a.method)
                 words = a.payload.split()
