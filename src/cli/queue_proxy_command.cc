@@ -28,9 +28,11 @@ Action add_queue_proxy_command(CLI::App& app) {
       app.add_option("--user-port", raw->user_port, "The app's port on 127.0.0.1 (USER_PORT)");
   auto* o_proto =
       app.add_option("--app-protocol", raw->app_protocol,
-                     "What the app speaks: http1 or h2c (SLUICE_APP_PROTOCOL; in a pod, default "
-                     "h2c when QUEUE_SERVING_PORT is 8013, as Knative serves a port named h2c)")
-          ->check(CLI::IsMember({"http1", "h2c"}));
+                     "What the app speaks: http1, h2c or auto (detected once the app is ready) "
+                     "(SLUICE_APP_PROTOCOL; in a pod, default h2c when QUEUE_SERVING_PORT is "
+                     "8013, as Knative serves a port named h2c, and auto when "
+                     "ENABLE_HTTP2_AUTO_DETECTION is true)")
+          ->check(CLI::IsMember({"http1", "h2c", "auto"}));
   auto* o_admin =
       app.add_option("--admin-port", raw->admin_port, "Admin port: /wait-for-drain (default 8022)");
   auto* o_stats = app.add_option("--stats-port", raw->stats_port,

@@ -210,14 +210,19 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
   if (app_protocol && !app_protocol->empty()) {
     if (*app_protocol == "h2c") {
       c.app_h2c = true;
+    } else if (*app_protocol == "auto") {
+      c.app_protocol_auto = true;
     } else if (*app_protocol != "http1") {
       errors.push_back("app protocol (--app-protocol / SLUICE_APP_PROTOCOL) \"" + *app_protocol +
-                       "\": expected h2c or http1");
+                       "\": expected h2c, http1 or auto");
     }
   } else {
     // Knative's controller serves an h2c revision's queue-proxy on 8013
     // (networking.BackendHTTP2Port) and every other on 8012.
     c.app_h2c = !c.local_mode && c.port == 8013;
+    // Knative's autodetect-http2 feature: its prober tries HTTP/2 first; here the
+    // answer also decides how requests reach the app.
+    c.app_protocol_auto = !c.app_h2c && c.http2_autodetect;
   }
 
   if (flags.port)
@@ -323,10 +328,7 @@ QueueProxyConfigResult load_queue_proxy_config(const EnvLookup& env, const Queue
       c.notices.push_back("HTTPS readiness probe is checked as a TCP connect (no TLS client)");
     }
   }
-  if (c.http2_autodetect)
-    c.notices.push_back(std::string("ENABLE_HTTP2_AUTO_DETECTION: the app is reached over ") +
-                        (c.app_h2c ? "h2c" : "HTTP/1.1") +
-                        " (SLUICE_APP_PROTOCOL chooses; no detection)");
+
   // Knative always sets the template; it matters only when the request log is on.
   if (c.request_log && !c.request_log_template.empty()) {
     c.notices.push_back(

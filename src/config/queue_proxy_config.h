@@ -73,6 +73,10 @@ struct QueueProxyConfig {
   // unset in a pod: h2c when QUEUE_SERVING_PORT is 8013, the port Knative's controller
   // gives the queue-proxy of a revision whose first container port is named h2c.
   bool app_h2c = false;
+  // Detect it instead (`--app-protocol auto`, or ENABLE_HTTP2_AUTO_DETECTION=true with no
+  // protocol given): once the app is first ready, one connection offers it the HTTP/2
+  // preface; readiness waits for the answer.
+  bool app_protocol_auto = false;
   bool multi_container_probes = false;
   std::string tracing_backend;
 
@@ -96,7 +100,7 @@ struct QueueProxyFlags {
   std::optional<int> threads;
   std::optional<std::string> activators;    // comma-separated HOST:PORT list
   std::optional<std::string> address;       // listen address; absent: every address
-  std::optional<std::string> app_protocol;  // "h2c" or "http1"
+  std::optional<std::string> app_protocol;  // "h2c", "http1" or "auto"
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

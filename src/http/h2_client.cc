@@ -5,6 +5,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <charconv>
 #include <cstring>
@@ -610,6 +612,40 @@ size_t H2ClientPool::sessions() const {
   size_t n = 0;
   for (const auto& [ep, list] : sessions_) n += list.size();
   return n;
+}
+
+Task<std::optional<bool>> speaks_h2c(asio::any_io_executor executor,
+                                     core::TimeSource& time,
+                                     tcp::endpoint endpoint,
+                                     std::chrono::milliseconds timeout) {
+  tcp::socket socket(executor);
+  bool expired = false;
+  Watchdog limit(time, executor, [&] {
+    expired = true;
+    error_code ignored;
+    socket.close(ignored);  // ends the connect or read below
+  });
+  limit.arm(time.now() + timeout);
+  auto [cec] = co_await socket.async_connect(endpoint, kUseTuple);
+  if (cec || expired)
+    co_return std::nullopt;
+  // The preface, then SETTINGS with no parameters (length 0, type 4, flags 0, stream 0).
+  std::string hello(NGHTTP2_CLIENT_MAGIC);
+  hello.append("\0\0\0\4\0\0\0\0\0", 9);
+  auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(hello), kUseTuple);
+  if (wec || expired)
+    co_return std::nullopt;
+  std::array<uint8_t, 9> frame{};
+  auto [rec, rn] = co_await asio::async_read(socket, asio::buffer(frame), kUseTuple);
+  limit.cancel();
+  // An h2c server answers the preface with its SETTINGS at once; silence, a close or
+  // anything else is an HTTP/1 server refusing "PRI * HTTP/2.0".
+  if (rec)
+    co_return false;
+  // An HTTP/1 server's "HTTP/1.1 400 ..." cannot look like a SETTINGS frame header: its
+  // fourth byte would be 'P' (0x50), not 4.
+  co_return frame[3] == NGHTTP2_SETTINGS&& frame[4] == 0 && frame[5] == 0 && frame[6] == 0 &&
+      frame[7] == 0 && frame[8] == 0;
 }
 
 }  // namespace sluice::http

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -63,5 +64,14 @@ class H2ClientPool {
   H2ClientOptions options_;
   std::unordered_map<tcp::endpoint, std::vector<std::shared_ptr<Session>>, EndpointHash> sessions_;
 };
+
+// Whether the server at `endpoint` speaks HTTP/2 with prior knowledge (h2c): sends the
+// client preface and an empty SETTINGS frame and looks at the first frame that comes
+// back. An HTTP/2 server's first frame is its SETTINGS; an HTTP/1 server answers 400,
+// closes or says nothing within `timeout`. nullopt: no connection (ask again later).
+Task<std::optional<bool>> speaks_h2c(asio::any_io_executor executor,
+                                     core::TimeSource& time,
+                                     tcp::endpoint endpoint,
+                                     std::chrono::milliseconds timeout);
 
 }  // namespace sluice::http

@@ -21,6 +21,7 @@
 #include "http/client.h"
 #include "http/connection.h"
 #include "http/forward.h"
+#include "http/h2_client.h"
 #include "http/h2_server.h"
 #include "queue/probe_classifier.h"
 #include "queue/queue_metrics.h"
@@ -102,7 +103,19 @@ class QueueProxyImpl {
   stats::RequestStats stats_{started_};          // home only
   QueueMetrics metrics_;
   ReadinessProber prober_;
-  http::ForwardTarget target_;
+  http::ForwardTarget target_;      // the app over HTTP/1.1
+  http::ForwardTarget h2c_target_;  // the same app over h2c
+  // Which of the two requests take; with --app-protocol auto, decided once the app is
+  // first ready (detect_app_protocol), and readiness is withheld until then.
+  std::atomic<bool> app_h2c_{false};
+  std::atomic<bool> protocol_known_{true};
+  const http::ForwardTarget& app_target() const {
+    return app_h2c_.load(std::memory_order_acquire) ? h2c_target_ : target_;
+  }
+  bool app_is_ready() const {
+    return prober_.ready() && protocol_known_.load(std::memory_order_acquire);
+  }
+  Task<void> detect_app_protocol();
   std::atomic<bool> draining_{false};
   std::atomic<bool> sigterm_{false};
   std::atomic<int64_t> last_request_ns_{0};
@@ -139,7 +152,11 @@ QueueProxyImpl::QueueProxyImpl(config::QueueProxyConfig cfg, core::TimeSource* t
   }
   target_.endpoint = tcp::endpoint(asio::ip::address_v4::loopback(), cfg_.user_port);
   target_.authority = "127.0.0.1:" + std::to_string(cfg_.user_port);
-  target_.protocol = cfg_.app_h2c ? http::Protocol::Http2 : http::Protocol::Http1;
+  target_.protocol = http::Protocol::Http1;
+  h2c_target_ = target_;
+  h2c_target_.protocol = http::Protocol::Http2;
+  app_h2c_.store(cfg_.app_h2c);
+  protocol_known_.store(!cfg_.app_protocol_auto);
   stats::wire::Stat empty;
   empty.set_pod_name(cfg_.pod_name);
   stat_wire_.store(std::make_shared<const std::string>(empty.SerializeAsString()));
@@ -236,7 +253,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     options.rewrite.request_id = request_id;
     options.response_start_deadline = deadline;
     options.idle_timeout = cfg_.idle_timeout;
-    auto result = co_await http::forward(ex, target_, options);
+    auto result = co_await http::forward(ex, app_target(), options);
     using Outcome = http::ForwardResult::Outcome;
     app_started = result.connected_at;
     end = result.finished_at != core::TimePoint{} ? result.finished_at : time_.now();
@@ -312,7 +329,7 @@ Task<void> QueueProxyImpl::handle_probe(Exchange& ex, const ProbeClass& probe) {
   http::ExtraHeaders extra{{kRevisionHeader, cfg_.revision_name}, {kInstanceHeader, instance_id_}};
   const bool draining = draining_.load(std::memory_order_acquire);
   bool app_ready = false;
-  if (probe.kind == ProbeKind::HealthCheck && !draining && prober_.ready()) {
+  if (probe.kind == ProbeKind::HealthCheck && !draining && app_is_ready()) {
     // (a statement of its own: GCC 12 miscompiles co_await inside a condition)
     app_ready = co_await asio::co_spawn(control_io_, prober_.check(), use_awaitable);
   }
@@ -508,6 +525,26 @@ Task<void> QueueProxyImpl::report_stats_loop() {
   }
 }
 
+Task<void> QueueProxyImpl::detect_app_protocol() {
+  // The prober found the app ready: ask it once whether it speaks h2c. A failed connect
+  // (the app just went away) is asked again while the app stays ready.
+  core::Timer pause(time_, control_io_.get_executor());
+  while (prober_.ready() && !protocol_known_.load()) {
+    const auto h2c = co_await http::speaks_h2c(control_io_.get_executor(), time_, target_.endpoint,
+                                               std::chrono::seconds(2));
+    if (h2c) {
+      app_h2c_.store(*h2c, std::memory_order_release);
+      protocol_known_.store(true, std::memory_order_release);
+      spdlog::info("app at {} speaks {} (detected: --app-protocol auto)", target_.authority,
+                   *h2c ? "h2c" : "HTTP/1.1");
+      push_state("ready");
+      co_return;
+    }
+    pause.expires_after(std::chrono::milliseconds(100));
+    co_await pause.async_wait(http::kUseTuple);
+  }
+}
+
 void QueueProxyImpl::push_state(std::string_view state) {
   for (const auto& a : cfg_.activators) {
     asio::co_spawn(control_io_, send_push(a, std::string(state)), asio::detached);
@@ -630,7 +667,13 @@ int QueueProxyImpl::run() {
       cfg_.container_concurrency, config::format_duration(cfg_.revision_timeout), cfg_.threads);
   for (const auto& n : cfg_.notices) spdlog::warn("{}", n);
 
-  prober_.on_change([this](bool ready) { push_state(ready ? "ready" : "not-ready"); });
+  prober_.on_change([this](bool ready) {
+    if (ready && !protocol_known_.load()) {
+      asio::co_spawn(control_io_, detect_app_protocol(), asio::detached);  // pushes "ready"
+      return;
+    }
+    push_state(ready ? "ready" : "not-ready");
+  });
   prober_.start();
   asio::co_spawn(control_io_, report_stats_loop(), asio::detached);
   std::function<void(const http::error_code&, int)> on_signal;

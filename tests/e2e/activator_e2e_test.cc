@@ -744,32 +744,34 @@ TEST(ActivatorE2E, GrpcClientsGetSluicesErrorsAsGrpcStatuses) {
 }
 
 // A replica of an h2c revision: the gRPC test app behind a queue-proxy that reaches it
-// over HTTP/2 (SLUICE_APP_PROTOCOL=h2c, what a port named h2c means).
+// over HTTP/2 (SLUICE_APP_PROTOCOL=h2c, what a port named h2c means; `env` may say
+// otherwise).
 struct GrpcReplica {
   int port = free_port();
   int app_port = free_port();
   std::optional<Process> app, qp;
-  void start() {
+  void start(std::map<std::string, std::string> env = {{"SLUICE_APP_PROTOCOL", "h2c"}}) {
     app.emplace(std::vector<std::string>{"/usr/bin/python3", std::string(E2E_DIR) + "/grpc_app.py",
                                          std::to_string(app_port)});
     ASSERT_TRUE(wait_for_port(app_port, 30s)) << app->output();
+    std::map<std::string, std::string> qp_env{{"CONTAINER_CONCURRENCY", "10"},
+                                              {"QUEUE_SERVING_PORT", std::to_string(port)},
+                                              {"QUEUE_SERVING_TLS_PORT", "8112"},
+                                              {"USER_PORT", std::to_string(app_port)},
+                                              {"REVISION_TIMEOUT_SECONDS", "60"},
+                                              {"SERVING_LOGGING_CONFIG", "{}"},
+                                              {"SERVING_LOGGING_LEVEL", "info"},
+                                              {"SERVING_NAMESPACE", "default"},
+                                              {"SERVING_CONFIGURATION", "hello"},
+                                              {"SERVING_REVISION", kRevision},
+                                              {"SERVING_POD", "pod-" + std::to_string(port)},
+                                              {"SERVING_POD_IP", "127.0.0.1"}};
+    for (auto& [k, v] : env) qp_env[k] = v;
     qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
                                         std::to_string(free_port()), "--stats-port",
                                         std::to_string(free_port()), "--metrics-port",
                                         std::to_string(free_port())},
-               std::map<std::string, std::string>{{"CONTAINER_CONCURRENCY", "10"},
-                                                  {"QUEUE_SERVING_PORT", std::to_string(port)},
-                                                  {"QUEUE_SERVING_TLS_PORT", "8112"},
-                                                  {"USER_PORT", std::to_string(app_port)},
-                                                  {"REVISION_TIMEOUT_SECONDS", "60"},
-                                                  {"SERVING_LOGGING_CONFIG", "{}"},
-                                                  {"SERVING_LOGGING_LEVEL", "info"},
-                                                  {"SERVING_NAMESPACE", "default"},
-                                                  {"SERVING_CONFIGURATION", "hello"},
-                                                  {"SERVING_REVISION", kRevision},
-                                                  {"SERVING_POD", "pod-" + std::to_string(port)},
-                                                  {"SERVING_POD_IP", "127.0.0.1"},
-                                                  {"SLUICE_APP_PROTOCOL", "h2c"}});
+               qp_env);
     ASSERT_TRUE(wait_for_port(port)) << qp->output();
   }
   void kill() {
@@ -828,6 +830,27 @@ TEST(ActivatorE2E, GrpcToAnH2cRevisionSurvivesAReplicaKilledUnderLoad) {
 
 // The conformance suite against the activator as an h2c server, its requests routed to
 // a revision (answered by the app, so each request body is read to its end).
+// ENABLE_HTTP2_AUTO_DETECTION (Knative's autodetect-http2 feature) with no protocol
+// named: the queue-proxy asks the app once it is ready and reaches a gRPC app over h2c
+// (Knative only probes with it), so gRPC works end to end through the activator.
+TEST(ActivatorE2E, AQueueProxyDetectsAnH2cAppWhenAskedTo) {
+  GrpcReplica r;
+  r.start({{"ENABLE_HTTP2_AUTO_DETECTION", "true"}});
+  ASSERT_TRUE(eventually(
+      [&] { return r.qp->output().find("speaks h2c (detected") != std::string::npos; }, 30s))
+      << r.qp->output();
+  ActivatorUnderTest a;
+  a.start("{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
+          std::string(kRevision) +
+          "\", \"containerConcurrency\": 10, \"protocol\": \"h2c\", \"endpoints\": [\"" +
+          r.address() + "\"]}]}");
+  auto out = run("timeout 60 /usr/bin/python3 " + std::string(E2E_DIR) +
+                 "/grpc_client.py 127.0.0.1:" + std::to_string(a.port) +
+                 " hello.default.example.com /echo.Echo/Say --payload detected 2>&1")
+                 .out;
+  EXPECT_EQ(out.rfind("ok detected\n", 0), 0u) << out << r.qp->output();
+}
+
 TEST(ActivatorE2E, H2specConformance) {
   Replica r;
   r.start(4);

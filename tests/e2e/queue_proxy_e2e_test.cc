@@ -564,6 +564,19 @@ TEST(QueueProxyE2E, Http2ByPrefaceAndByUpgradeReachesAnHttp1App) {
   EXPECT_EQ(curl(t.port, "/").head.rfind("HTTP/1.1 200", 0), 0u);
 }
 
+// --app-protocol auto in front of an HTTP/1 app: the app answers the HTTP/2 preface as
+// HTTP/1 does (400, close), so requests keep reaching it over HTTP/1.1, from either kind
+// of client; readiness waited for the answer.
+TEST(QueueProxyE2E, AutoDetectionKeepsAnHttp1AppOnHttp1) {
+  QueueProxyUnderTest t;
+  t.start({"--app-protocol", "auto"});
+  EXPECT_NE(t.qp->output().find("speaks HTTP/1.1 (detected"), std::string::npos) << t.qp->output();
+  EXPECT_EQ(curl(t.port, "/").head.rfind("HTTP/1.1 200", 0), 0u);
+  auto h2 = curl(t.port, "/echo", "--http2-prior-knowledge");
+  EXPECT_EQ(h2.head.rfind("HTTP/2 200", 0), 0u) << h2.head;
+  EXPECT_NE(h2.body.find("GET /echo\n"), std::string::npos) << h2.body;  // an HTTP/1-only app
+}
+
 // The conformance suite against the queue-proxy as an h2c server.
 TEST(QueueProxyE2E, H2specConformance) {
   QueueProxyUnderTest t;

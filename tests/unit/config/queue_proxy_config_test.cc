@@ -53,6 +53,49 @@ TEST(QueueProxyConfig, ReadsKnativePodEnvironment) {
   ASSERT_EQ(c.readiness_probes.size(), 1u);
 }
 
+// How the app is reached: named (flag, then SLUICE_APP_PROTOCOL), else h2c on Knative's
+// h2c port 8013, else detected when ENABLE_HTTP2_AUTO_DETECTION is true, else HTTP/1.1.
+TEST(QueueProxyConfig, AppProtocolFollowsTheFlagTheEnvironmentAndKnativesPort) {
+  struct Case {
+    const char* what;
+    std::map<std::string, std::string> env;
+    std::optional<std::string> flag;
+    bool h2c, detect;
+  };
+  const std::vector<Case> cases = {
+      {"default", {}, std::nullopt, false, false},
+      {"port 8013", {{"QUEUE_SERVING_PORT", "8013"}}, std::nullopt, true, false},
+      {"auto-detection", {{"ENABLE_HTTP2_AUTO_DETECTION", "true"}}, std::nullopt, false, true},
+      {"8013 beats auto-detection",
+       {{"QUEUE_SERVING_PORT", "8013"}, {"ENABLE_HTTP2_AUTO_DETECTION", "true"}},
+       std::nullopt,
+       true,
+       false},
+      {"named http1 beats auto-detection",
+       {{"ENABLE_HTTP2_AUTO_DETECTION", "true"}, {"SLUICE_APP_PROTOCOL", "http1"}},
+       std::nullopt,
+       false,
+       false},
+      {"env auto", {{"SLUICE_APP_PROTOCOL", "auto"}}, std::nullopt, false, true},
+      {"flag beats env", {{"SLUICE_APP_PROTOCOL", "auto"}}, "h2c", true, false},
+  };
+  for (const auto& c : cases) {
+    auto env = knative_pod_env();
+    for (const auto& [k, v] : c.env) env[k] = v;
+    QueueProxyFlags flags;
+    flags.app_protocol = c.flag;
+    auto r = load_queue_proxy_config(env_of(env), flags);
+    ASSERT_TRUE(r.config) << c.what << ": " << (r.errors.empty() ? "" : r.errors[0]);
+    EXPECT_EQ(r.config->app_h2c, c.h2c) << c.what;
+    EXPECT_EQ(r.config->app_protocol_auto, c.detect) << c.what;
+  }
+  auto env = knative_pod_env();
+  env["SLUICE_APP_PROTOCOL"] = "grpc";
+  auto bad = load_queue_proxy_config(env_of(env), {});
+  ASSERT_FALSE(bad.config);
+  EXPECT_NE(bad.errors[0].find("expected h2c, http1 or auto"), std::string::npos) << bad.errors[0];
+}
+
 TEST(QueueProxyConfig, EachMissingRequiredVariableIsNamed) {
   auto env = knative_pod_env();
   env.erase("SERVING_POD");
