@@ -93,6 +93,14 @@ TEST(RunE2E, Http2ClientsReachAnHttp1AppFromZero) {
   EXPECT_EQ(up.head.rfind("HTTP/2 200", 0), 0u) << up.head;
 }
 
+// The conformance suite against `sluice run`'s one port, with a replica kept warm.
+TEST(RunE2E, H2specConformance) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("hello", "", "        autoscaling.knative.dev/min-scale: \"1\"\n", 10));
+  ASSERT_EQ(sluice.get("hello").status, 200) << sluice.proc->output();
+  EXPECT_EQ(h2spec_failures(sluice.port, "hello.default.localhost"), "") << sluice.proc->output();
+}
+
 // gRPC end to end through `sluice run` (activator, queue-proxy and app all on HTTP/2):
 // a real grpcio server whose port is named h2c, and a real grpcio client. Every RPC
 // shape, metadata and trailers, statuses, a deadline, a cancellation that reaches the
