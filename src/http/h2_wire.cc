@@ -40,6 +40,11 @@ Task<void> H2Wire::read_loop(std::string received) {
     }
     notify();
   }
+  if (dead) {
+    // The session is over (the peer broke the protocol, flooded it, or hung up): a
+    // writer blocked on a peer that stopped reading must not hold the socket.
+    stream.cancel();
+  }
   notify();
 }
 

@@ -16,6 +16,28 @@ namespace {
 
 const char* kRevision = "hello-00001";
 
+// The environment Knative's controller gives a queue-proxy of this test's revision,
+// serving on `port` in front of the app on `app_port`; `more` adds or overrides.
+std::map<std::string, std::string> pod_env(int port,
+                                           int app_port,
+                                           uint32_t cc,
+                                           const std::map<std::string, std::string>& more) {
+  std::map<std::string, std::string> env{{"CONTAINER_CONCURRENCY", std::to_string(cc)},
+                                         {"QUEUE_SERVING_PORT", std::to_string(port)},
+                                         {"QUEUE_SERVING_TLS_PORT", "8112"},
+                                         {"USER_PORT", std::to_string(app_port)},
+                                         {"REVISION_TIMEOUT_SECONDS", "60"},
+                                         {"SERVING_LOGGING_CONFIG", "{}"},
+                                         {"SERVING_LOGGING_LEVEL", "info"},
+                                         {"SERVING_NAMESPACE", "default"},
+                                         {"SERVING_CONFIGURATION", "hello"},
+                                         {"SERVING_REVISION", kRevision},
+                                         {"SERVING_POD", "pod-" + std::to_string(port)},
+                                         {"SERVING_POD_IP", "127.0.0.1"}};
+  for (const auto& [k, v] : more) env[k] = v;
+  return env;
+}
+
 // One replica: the test app and a queue-proxy configured as Knative would (full pod
 // environment, so its probe answers name the revision).
 struct Replica {
@@ -35,19 +57,7 @@ struct Replica {
                                         std::to_string(free_port()), "--stats-port",
                                         std::to_string(free_port()), "--metrics-port",
                                         std::to_string(metrics_port)},
-               std::map<std::string, std::string>{{"CONTAINER_CONCURRENCY", std::to_string(cc)},
-                                                  {"QUEUE_SERVING_PORT", std::to_string(port)},
-                                                  {"QUEUE_SERVING_TLS_PORT", "8112"},
-                                                  {"USER_PORT", std::to_string(app_port)},
-                                                  {"REVISION_TIMEOUT_SECONDS", "60"},
-                                                  {"SERVING_LOGGING_CONFIG", "{}"},
-                                                  {"SERVING_LOGGING_LEVEL", "info"},
-                                                  {"SERVING_NAMESPACE", "default"},
-                                                  {"SERVING_CONFIGURATION", "hello"},
-                                                  {"SERVING_REVISION", kRevision},
-                                                  {"SERVING_POD", "pod-" + std::to_string(port)},
-                                                  {"SERVING_POD_IP", "127.0.0.1"},
-                                                  {"SLUICE_ACTIVATORS", push_to}});
+               pod_env(port, app_port, cc, {{"SLUICE_ACTIVATORS", push_to}}));
     if (wait) {
       ASSERT_TRUE(wait_for_port(port)) << qp->output();
     }
@@ -754,24 +764,11 @@ struct GrpcReplica {
     app.emplace(std::vector<std::string>{"/usr/bin/python3", std::string(E2E_DIR) + "/grpc_app.py",
                                          std::to_string(app_port)});
     ASSERT_TRUE(wait_for_port(app_port, 30s)) << app->output();
-    std::map<std::string, std::string> qp_env{{"CONTAINER_CONCURRENCY", "10"},
-                                              {"QUEUE_SERVING_PORT", std::to_string(port)},
-                                              {"QUEUE_SERVING_TLS_PORT", "8112"},
-                                              {"USER_PORT", std::to_string(app_port)},
-                                              {"REVISION_TIMEOUT_SECONDS", "60"},
-                                              {"SERVING_LOGGING_CONFIG", "{}"},
-                                              {"SERVING_LOGGING_LEVEL", "info"},
-                                              {"SERVING_NAMESPACE", "default"},
-                                              {"SERVING_CONFIGURATION", "hello"},
-                                              {"SERVING_REVISION", kRevision},
-                                              {"SERVING_POD", "pod-" + std::to_string(port)},
-                                              {"SERVING_POD_IP", "127.0.0.1"}};
-    for (auto& [k, v] : env) qp_env[k] = v;
     qp.emplace(std::vector<std::string>{SLUICE_BIN, "queue-proxy", "--admin-port",
                                         std::to_string(free_port()), "--stats-port",
                                         std::to_string(free_port()), "--metrics-port",
                                         std::to_string(free_port())},
-               qp_env);
+               pod_env(port, app_port, 10, env));
     ASSERT_TRUE(wait_for_port(port)) << qp->output();
   }
   void kill() {
@@ -905,6 +902,12 @@ TEST(ActivatorE2E, Http2AbuseIsRefusedCountedAndHarmless) {
     for (size_t at = 0; (at = out.find("REFUSED_STREAM", at)) != std::string::npos; ++at) ++refused;
     EXPECT_EQ(refused, 10u) << out;
     EXPECT_EQ(rejected("http2_too_many_streams"), 10);
+  }
+  {
+    SCOPED_TRACE("PING flood, the ACKs never read");
+    const std::string out = attack("ping-flood", 1000000);
+    EXPECT_NE(out.find("closed"), std::string::npos) << out;
+    EXPECT_EQ(rejected("http2_control_flood"), 1);
   }
   {
     SCOPED_TRACE("a header block left unfinished");

@@ -9,6 +9,7 @@ Modes:
   rapid-reset N    open N streams, each reset right after its HEADERS (CVE-2023-44487)
   continuation N   one header block split over N CONTINUATION frames
   streams N        open N streams at once and leave them open (no END_STREAM)
+  ping-flood N     N PINGs, never reading the PING ACKs they ask for
   stalled-header   a HEADERS frame without END_HEADERS, then silence
   no-settings      the preface without the SETTINGS frame that must follow it, then silence
   slow MS          one well-formed request for /?delay=MS (the test app answers that late),
@@ -23,8 +24,8 @@ import sys
 import time
 
 import hpack
-from hyperframe.frame import (ContinuationFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame,
-                              SettingsFrame)
+from hyperframe.frame import (ContinuationFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
+                              RstStreamFrame, SettingsFrame)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CODES = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR",
@@ -125,6 +126,14 @@ def main():
                                 flags=["END_HEADERS"]).serialize()
         sock.sendall(out)
         report(reader, 5)
+    elif mode == "ping-flood":
+        ping = PingFrame(0, opaque_data=b"12345678").serialize()
+        sock.settimeout(30)
+        try:
+            sock.sendall(out + ping * n)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass  # the server gave up on us mid-flood, as it should
+        report(reader, 10)
     elif mode == "slow":
         out += HeadersFrame(1, request_block(enc, host, f"/?delay={n}"),
                             flags=["END_HEADERS", "END_STREAM"]).serialize()
