@@ -77,6 +77,10 @@ struct H2Stream {
       : id(id), session(session), wake(ex), watchdog(time, ex, [this] { on_deadline(); }) {}
 
   void on_deadline();
+  // The stream is over (nghttp2 closed it, or the session died): if its answer was not
+  // whole, a queued request leaves its queue and a forwarded one stops talking to the
+  // upstream; whoever waits on it wakes.
+  void end();
 
   const int32_t id;
   H2ServerSession::Impl& session;
@@ -490,6 +494,17 @@ class H2Exchange final : public Exchange {
 
 }  // namespace
 
+void H2Stream::end() {
+  closed = true;
+  if (!finished) {
+    if (on_hangup)
+      on_hangup();
+    if (watched != nullptr)
+      watched->abort();
+  }
+  wake.notify();
+}
+
 void H2Stream::on_deadline() {
   if (watched != nullptr) {
     watched->abort();
@@ -681,22 +696,13 @@ int H2ServerSession::Impl::on_stream_close(nghttp2_session* session,
   auto s = std::move(it->second);
   self.streams.erase(it);
   self.recently_closed[self.recently_closed_at++ % self.recently_closed.size()] = stream_id;
-  s->closed = true;
   s->close_code = error_code;
   // Window still held by bytes nobody will forward goes back to the connection.
   if (s->window_owed > 0) {
     nghttp2_session_consume_connection(session, s->window_owed);
     s->window_owed = 0;
   }
-  if (!s->finished) {
-    // The client reset the stream (or the session died) before the answer was whole:
-    // a queued request leaves its queue, a forwarded one stops talking to the upstream.
-    if (s->on_hangup)
-      s->on_hangup();
-    if (s->watched != nullptr)
-      s->watched->abort();
-  }
-  s->wake.notify();
+  s->end();
   self.stream_count_changed();
   return 0;
 }
@@ -966,16 +972,7 @@ Task<void> H2ServerSession::serve(Handler& handler) {
   // Streams still open end now: their handlers see a reset and stop.
   auto open = std::move(s.streams);
   s.streams.clear();
-  for (auto& [id, st] : open) {
-    st->closed = true;
-    if (!st->finished) {
-      if (st->on_hangup)
-        st->on_hangup();
-      if (st->watched != nullptr)
-        st->watched->abort();
-    }
-    st->wake.notify();
-  }
+  for (auto& [id, st] : open) st->end();
   co_await s.wire.linger(s.worker.time());
   unlink();
 }
