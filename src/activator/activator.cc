@@ -26,6 +26,7 @@
 #include "http/client.h"
 #include "http/connection.h"
 #include "http/forward.h"
+#include "http/grpc.h"
 #include "http/h2_server.h"
 
 namespace sluice::activator {
@@ -233,6 +234,13 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   }
   const std::string key = *route.revision;
   const std::string revision_name = key.substr(key.find('/') + 1);
+  // A gRPC call's own deadline (grpc-timeout) bounds it like the revision timeout does,
+  // queueing included; the next hop is told what is left of it.
+  std::optional<core::Duration> grpc_left;
+  if (http::is_grpc(head))
+    grpc_left = http::grpc_timeout(head);
+  const core::TimePoint call_deadline =
+      grpc_left ? ex.started_at() + *grpc_left : core::TimePoint::max();
   RevisionMetrics& rm = *routes.metrics.at(key);
   // Every answer, whichever way handle() ends, is counted once, and leaves the concurrency
   // report once (usually with the last release already).
@@ -295,11 +303,26 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   }
 
   // Deadline from the revision's timeout (looked up on home with the lease).
-  core::TimePoint deadline = ex.started_at() + 300s;
+  core::TimePoint deadline = std::min(ex.started_at() + 300s, call_deadline);
+  std::string left;  // what is left of the call's deadline, as grpc-timeout
+  // "revision hello-00001: the call's deadline (grpc-timeout 0.300 s) passed while ..."
+  const auto answer_call_deadline = [&](std::string what) -> Task<void> {
+    const http::ExtraHeaders why{{"Sluice-Error", "grpc_deadline"},
+                                 {"Sluice-Error-Source", "activator"}};
+    co_await ex.respond(504,
+                        fmt::format("revision {}: the call's deadline (grpc-timeout {:.3f} s) "
+                                    "passed {}",
+                                    revision_name, core::to_seconds(*grpc_left), what),
+                        why);
+  };
   std::string last_error;
   int last_status = 502;
   const http::ExtraHeaders error_headers{{"Sluice-Error-Source", "activator"}};
   for (int attempt = 0; attempt < 3; ++attempt) {
+    if (time_.now() >= call_deadline) {  // "0m": no time to give a pod
+      co_await answer_call_deadline("before the request reached a replica");
+      co_return;
+    }
     // (if/else, not ?: — GCC 12 miscompiles co_await inside a conditional expression)
     Lease lease;
     std::optional<core::TimePoint> arrived;
@@ -329,6 +352,11 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       co_await ex.respond(503, "revision " + revision_name + ": request queue is full", extra);
       co_return;
     }
+    if (lease.result == Admit::Expired && time_.now() >= call_deadline) {
+      co_await answer_call_deadline(
+          fmt::format("while no replica took the request (pods: {})", lease.refused));
+      co_return;
+    }
     if (lease.result == Admit::Expired) {
       // Say why no replica took it: a cold start that never became ready reads very
       // differently from a revision whose replicas are all busy.
@@ -348,12 +376,17 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       co_return;
     }
     if (attempt == 0)
-      deadline = ex.started_at() + lease.revision->spec().timeout;
+      deadline = std::min(ex.started_at() + lease.revision->spec().timeout, call_deadline);
     http::ForwardTarget target{
         lease.endpoint, lease.address,
         lease.revision->spec().h2c ? http::Protocol::Http2 : http::Protocol::Http1};
     options.rewrite.upstream_authority = target.authority;
     options.response_start_deadline = deadline;
+    if (grpc_left) {
+      left = http::format_grpc_timeout(call_deadline - time_.now());
+      options.rewrite.grpc_timeout = left;
+      options.call_deadline = call_deadline;
+    }
     const auto sent_at = time_.now();
     auto result = co_await http::forward(ex, target, options);
     using Outcome = http::ForwardResult::Outcome;
@@ -410,7 +443,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         outcome = RequestOutcome::Other;
         break;
     }
-    retry = retry && attempt < 2 && time_.now() < deadline;
+    retry = retry && attempt < 2 && time_.now() < deadline && queue_proxy_error != "grpc_deadline";
     // The request leaves the concurrency report with its last release (the response is
     // complete: forward() returns after the last byte).
     count.departed = !retry;
@@ -425,6 +458,12 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       spdlog::debug("revision {}: pod {}: {}; retrying on another pod", revision_name,
                     lease.address, last_error);
       continue;
+    }
+    // The call's deadline, passed here or at the queue-proxy (whose clock started later).
+    if ((result.outcome == Outcome::TimedOut && time_.now() >= call_deadline) ||
+        (result.outcome == Outcome::Intercepted && queue_proxy_error == "grpc_deadline")) {
+      co_await answer_call_deadline(fmt::format("before pod {} answered", lease.address));
+      co_return;
     }
     switch (result.outcome) {
       case Outcome::Completed:

@@ -1,5 +1,6 @@
 #include "http/forward.h"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
@@ -325,11 +326,18 @@ Task<ForwardResult> forward_on(Exchange& exchange,
   result.response_started = true;
   result.response_started_at = time.now();
   const bool upgraded = shape.upgrade && rh.status == 101 && up->tunnel() != nullptr;
-  if (options.idle_timeout.count() > 0) {
-    exchange.set_deadline(time.now() + options.idle_timeout);
-  } else {
-    exchange.clear_deadline();
-  }
+  // After the head: the idle timeout, and the call's deadline if it has one.
+  const auto rearm = [&exchange, &options, &time] {
+    core::TimePoint at = options.call_deadline;
+    if (options.idle_timeout.count() > 0)
+      at = std::min(at, time.now() + options.idle_timeout);
+    if (at == core::TimePoint::max()) {
+      exchange.clear_deadline();
+    } else {
+      exchange.set_deadline(at);
+    }
+  };
+  rearm();
   exchange.start_response(rh, ResponseShape{up->content_length(), head_request, upgraded},
                           options.response_headers);
 
@@ -389,7 +397,7 @@ Task<ForwardResult> forward_on(Exchange& exchange,
       break;
     }
     if (options.idle_timeout.count() > 0)
-      exchange.set_deadline(time.now() + options.idle_timeout);
+      rearm();
   }
   result.finished_at = time.now();
   if (result.outcome != Outcome::Completed) {

@@ -12,8 +12,9 @@
 //
 // Timeouts: until the response head arrives, the connection's watchdog aborts the
 // upstream at `response_start_deadline` (outcome TimedOut). After it, `idle_timeout`
-// (0 = off) bounds the silence between writes, including tunnels; nothing else does,
-// so WebSockets and long streams are not cut by the revision timeout.
+// (0 = off) bounds the silence between writes, including tunnels, and `call_deadline`
+// (a gRPC call's) the whole response; nothing else does, so WebSockets and long streams
+// are not cut by the revision timeout.
 #pragma once
 
 #include <chrono>
@@ -35,6 +36,9 @@ struct ForwardOptions {
   UpstreamRequestOptions rewrite;
   core::TimePoint response_start_deadline = core::TimePoint::max();
   std::chrono::milliseconds idle_timeout{0};
+  // The call's own deadline (gRPC's grpc-timeout): bounds the whole exchange, the
+  // response too (a stream still running at it is reset). max = none.
+  core::TimePoint call_deadline = core::TimePoint::max();
   ExtraHeaders response_headers;
   // The whole request body, already read (Exchange::read_body): sent after the head,
   // which makes the request replayable (retried on a fresh connection like a body-less

@@ -1,5 +1,6 @@
 #include "http/grpc.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 
 namespace sluice::http {
@@ -43,11 +44,75 @@ bool is_grpc(const MessageHead& request) {
   return type->size() == 16 || (*type)[16] == '+' || (*type)[16] == ';';
 }
 
+std::optional<core::Duration> grpc_timeout(const MessageHead& request) {
+  auto value = request.get("grpc-timeout");
+  if (!value || value->size() < 2 || value->size() > 9)
+    return std::nullopt;
+  int64_t n = 0;
+  for (char c : value->substr(0, value->size() - 1)) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  using namespace std::chrono;
+  // Computed in nanoseconds as a double first: 99999999H does not fit int64 ns.
+  double unit_ns = 0;
+  switch (value->back()) {
+    case 'H':
+      unit_ns = 3600e9;
+      break;
+    case 'M':
+      unit_ns = 60e9;
+      break;
+    case 'S':
+      unit_ns = 1e9;
+      break;
+    case 'm':
+      unit_ns = 1e6;
+      break;
+    case 'u':
+      unit_ns = 1e3;
+      break;
+    case 'n':
+      unit_ns = 1;
+      break;
+    default:
+      return std::nullopt;
+  }
+  const double ns = static_cast<double>(n) * unit_ns;
+  const double cap =
+      static_cast<double>(duration_cast<nanoseconds>(core::Duration::max()).count()) / 2;
+  if (ns >= cap)
+    return duration_cast<core::Duration>(nanoseconds(static_cast<int64_t>(cap)));
+  return duration_cast<core::Duration>(nanoseconds(static_cast<int64_t>(ns)));
+}
+
+std::string format_grpc_timeout(core::Duration left) {
+  using namespace std::chrono;
+  constexpr int64_t kMax = 99'999'999;
+  const int64_t ns = std::max<int64_t>(duration_cast<nanoseconds>(left).count(), 1);
+  struct Unit {
+    int64_t ns;
+    char name;
+  };
+  static constexpr Unit kUnits[] = {{1, 'n'},
+                                    {1'000, 'u'},
+                                    {1'000'000, 'm'},
+                                    {1'000'000'000, 'S'},
+                                    {60'000'000'000, 'M'},
+                                    {3'600'000'000'000, 'H'}};
+  for (const auto& u : kUnits) {
+    if (ns / u.ns <= kMax)
+      return std::to_string(ns / u.ns) + u.name;
+  }
+  return std::to_string(kMax) + 'H';
+}
+
 GrpcCode grpc_code_for(int http_status, std::string_view reason) {
   // Sluice's reasons (Sluice-Error), where they say more than the status.
   if (reason == "queue_full" || reason == "header_too_large")
     return GrpcCode::ResourceExhausted;
-  if (reason == "timeout" || reason == "revision_timeout")
+  if (reason == "timeout" || reason == "revision_timeout" || reason == "grpc_deadline")
     return GrpcCode::DeadlineExceeded;
   if (reason == "queue_timeout" || reason == "no_replica_in_time" || reason == "draining" ||
       reason == "connect_failed" || reason == "upstream_closed")

@@ -16,9 +16,11 @@
 // Pure functions.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/time_source.h"
 #include "http/parser.h"
 
 namespace sluice::http {
@@ -45,6 +47,18 @@ bool is_grpc(const MessageHead& request);
 
 // The code for an answer of `http_status` whose Sluice-Error is `reason` ("" if none).
 GrpcCode grpc_code_for(int http_status, std::string_view reason);
+
+// The call's deadline from grpc-timeout (PROTOCOL-HTTP2.md: 1 to 8 ASCII digits, then
+// one of H M S m u n), relative to when the request arrived; nullopt when the field is
+// absent or malformed. A malformed one is passed on untouched for the app's gRPC server
+// to refuse: the proxy neither invents a deadline nor answers for the app. Values past
+// what a Duration holds saturate (they only ever lose to the revision timeout).
+std::optional<core::Duration> grpc_timeout(const MessageHead& request);
+
+// The grpc-timeout that says `left` (> 0) to the next hop: the finest unit whose 8
+// digits hold it, truncated, so the hop never sees more time than the call has.
+// "1500000u" for 1.5 s.
+std::string format_grpc_timeout(core::Duration left);
 
 // grpc-message's encoding: percent-encoding of every byte outside printable ASCII and of
 // '%' itself.

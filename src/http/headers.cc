@@ -266,6 +266,10 @@ void for_each_upstream_request_field(
         has_xfp = true;
       if (iequals(f.name_text, "X-Request-Id"))
         has_request_id = true;
+      if (!options.grpc_timeout.empty() && iequals(f.name_text, "grpc-timeout")) {
+        emit(f.name_text, options.grpc_timeout);
+        continue;
+      }
     }
     emit(f.name_text, f.value);
   }

@@ -33,6 +33,9 @@ struct UpstreamRequestOptions {
   std::string_view client_ip;             // appended to X-Forwarded-For
   std::string_view request_id;            // X-Request-Id when the request has none
   bool add_proxy_request_header = false;  // K-Proxy-Request: activator
+  // Replaces the request's grpc-timeout: what is left of the call's deadline after this
+  // hop's queueing, so the next hop's clock starts from the truth ("" keeps it).
+  std::string_view grpc_timeout;
 };
 
 // The authority a request is for: an absolute-form target's ("http://a.b/x" → "a.b"),

@@ -43,6 +43,8 @@ std::string_view to_string(ProxyError e) {
       return "draining";
     case ProxyError::ClientGoneWhileQueued:
       return "client_gone_while_queued";
+    case ProxyError::GrpcDeadline:
+      return "grpc_deadline";
     case ProxyError::Count:
       break;
   }

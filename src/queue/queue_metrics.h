@@ -41,6 +41,7 @@ enum class ProxyError {
   BrokenMidResponse,      // connection cut after the response started
   Draining,               // 503 shutting down
   ClientGoneWhileQueued,  // client hung up while waiting for a slot
+  GrpcDeadline,           // 504 the call's grpc-timeout passed (queued, or no answer yet)
   Count
 };
 std::string_view to_string(ProxyError e);

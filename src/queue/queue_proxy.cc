@@ -21,6 +21,7 @@
 #include "http/client.h"
 #include "http/connection.h"
 #include "http/forward.h"
+#include "http/grpc.h"
 #include "http/h2_client.h"
 #include "http/h2_server.h"
 #include "queue/probe_classifier.h"
@@ -215,8 +216,20 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
   if (cfg_.idle_timeout.count() > 0) {
     start_limit = std::min<core::Duration>(start_limit, cfg_.idle_timeout);
   }
-  const core::TimePoint deadline = ex.started_at() + start_limit;
-
+  // A gRPC call's own deadline (grpc-timeout) bounds it too, queueing included; the app
+  // is told what is left of it when the request leaves the queue.
+  std::optional<core::Duration> grpc_left;
+  if (http::is_grpc(head))
+    grpc_left = http::grpc_timeout(head);
+  const core::TimePoint call_deadline =
+      grpc_left ? ex.started_at() + *grpc_left : core::TimePoint::max();
+  const bool call_bound = call_deadline <= ex.started_at() + start_limit;
+  const core::TimePoint deadline = std::min(ex.started_at() + start_limit, call_deadline);
+  // "the call's deadline (grpc-timeout 0.300 s) passed while ..."
+  const auto deadline_passed = [&](std::string_view while_what) {
+    return fmt::format("the call's deadline (grpc-timeout {:.3f} s) passed {}",
+                       core::to_seconds(*grpc_left), while_what);
+  };
   const Admission admission = co_await enter(proxied, ex.started_at(), deadline, ex);
   using Admit = admission::Breaker::Admit;
   int status = 0;
@@ -237,6 +250,11 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     metrics_.record_queue_time(shard, core::to_seconds(admission.queued));
   if (admission.result == Admit::QueueFull) {
     co_await error(503, ProxyError::QueueFull, "pending request queue full", true);
+  } else if (admission.result == Admit::Expired && call_bound) {
+    co_await error(504, ProxyError::GrpcDeadline,
+                   deadline_passed(fmt::format("while it waited for one of the {} slot(s)",
+                                               cfg_.container_concurrency)),
+                   true);
   } else if (admission.result == Admit::Expired) {
     co_await error(504, ProxyError::QueueTimeout, "request timeout", true);
   } else if (admission.result == Admit::Closed) {
@@ -245,6 +263,10 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     // The client hung up while queued: nobody to answer; the connection is closed.
     metrics_.count_error(shard, ProxyError::ClientGoneWhileQueued);
     ex.close_after();
+  } else if (time_.now() >= call_deadline) {
+    // Nothing left of the call's time (a "0m" deadline, or queueing took all of it).
+    co_await error(504, ProxyError::GrpcDeadline, deadline_passed("before it reached the app"),
+                   true);
   } else {
     http::ForwardOptions options;
     options.rewrite.host = http::UpstreamRequestOptions::Host::RestoreOriginal;
@@ -253,6 +275,12 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     options.rewrite.request_id = request_id;
     options.response_start_deadline = deadline;
     options.idle_timeout = cfg_.idle_timeout;
+    std::string left;
+    if (grpc_left) {
+      left = http::format_grpc_timeout(call_deadline - time_.now());
+      options.rewrite.grpc_timeout = left;
+      options.call_deadline = call_deadline;
+    }
     auto result = co_await http::forward(ex, app_target(), options);
     using Outcome = http::ForwardResult::Outcome;
     app_started = result.connected_at;
@@ -290,7 +318,13 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
                        false);
         break;
       case Outcome::TimedOut:
-        co_await error(504, ProxyError::Timeout, "request timeout", !result.request_sent);
+        if (call_bound) {
+          co_await error(504, ProxyError::GrpcDeadline,
+                         deadline_passed(fmt::format("before {} answered", target_.authority)),
+                         !result.request_sent);
+        } else {
+          co_await error(504, ProxyError::Timeout, "request timeout", !result.request_sent);
+        }
         break;
       case Outcome::NeedsHttp2: {
         const http::ExtraHeaders extra{{kErrorHeader, std::string_view("http2_required")},

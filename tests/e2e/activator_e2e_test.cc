@@ -726,8 +726,9 @@ TEST(ActivatorE2E, GrpcClientsGetSluicesErrorsAsGrpcStatuses) {
         << out;
   }
   {
-    // The client's deadline passes while its call waits for a replica: grpcio resets the
-    // stream, and the request leaves the queue at once (499), not at the revision timeout.
+    // The client's deadline passes while its call waits for a replica: the request leaves
+    // the queue then, not at the revision timeout, whether Sluice's own clock (grpc-timeout:
+    // a 504 it answers) or grpcio's reset (a 499) ends it first.
     ActivatorUnderTest a;
     a.start(ActivatorUnderTest::revision_json({}, 1, /*timeout=*/60));
     const std::string out = call(a.port, "--deadline 0.5");
@@ -735,7 +736,8 @@ TEST(ActivatorE2E, GrpcClientsGetSluicesErrorsAsGrpcStatuses) {
     EXPECT_TRUE(eventually(
         [&] {
           const std::string m = a.metrics();
-          return m.find("response_code=\"499\"") != std::string::npos &&
+          return (m.find("response_code=\"499\"") != std::string::npos ||
+                  m.find("response_code=\"504\"") != std::string::npos) &&
                  metric_value(m, "activator_request_concurrency") == 0;
         },
         20s))
@@ -823,6 +825,89 @@ TEST(ActivatorE2E, GrpcToAnH2cRevisionSurvivesAReplicaKilledUnderLoad) {
   EXPECT_NE(out.find("OK "), std::string::npos) << out;
   EXPECT_LE(failed, 8) << out << a.proc->output();
   EXPECT_EQ(call("--payload after"), "ok after\ntrailer x-echo-len=5\n") << a.proc->output();
+}
+
+// grpc-timeout bounds a call like the revision timeout does, at each hop: a call that
+// waits for a slot past it, or whose app has not answered by it, gets DEADLINE_EXCEEDED
+// from Sluice naming where it was, the app's stream is reset, and the app is told only
+// what is left of the deadline after the queue. curl sends the gRPC request so nothing
+// on the client side enforces the deadline: what ends the call is Sluice.
+TEST(ActivatorE2E, AGrpcCallsDeadlineBoundsItAtEveryHopAndTheAppSeesWhatIsLeft) {
+  GrpcReplica r;
+  r.start();
+  ActivatorUnderTest a;
+  a.start("{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
+          std::string(kRevision) +
+          "\", \"containerConcurrency\": 1, \"protocol\": \"h2c\", \"endpoints\": [\"" +
+          r.address() + "\"]}]}");
+  // One gRPC message "ping" (a 5-byte frame header, then the bytes); Trailers-Only
+  // answers carry grpc-status and grpc-message in the head curl prints.
+  const std::string body = ::testing::TempDir() + "/grpc-ping.bin";
+  ASSERT_EQ(run("printf '\\000\\000\\000\\000\\004ping' > " + body).exit_code, 0);
+  auto raw_call = [&](int port, const std::string& timeout, const std::string& sleep) {
+    return run("timeout 60 curl -s --http2-prior-knowledge -D - -o /dev/null "
+               "-H 'Host: hello.default.example.com' -H 'content-type: application/grpc' "
+               "-H 'te: trailers' -H 'grpc-timeout: " +
+               timeout + "' -H 'x-sleep: " + sleep + "' --data-binary @" + body +
+               " http://127.0.0.1:" + std::to_string(port) + "/echo.Echo/Say 2>&1")
+        .out;
+  };
+  {
+    // The app has not answered by the deadline: the activator says so; the app's stream
+    // is reset (grpc_app.py prints "cancelled Say").
+    const std::string out = raw_call(a.port, "500m", "10");
+    EXPECT_NE(out.find("grpc-status: 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("grpc-message: revision " + std::string(kRevision) +
+                       ": the call's deadline (grpc-timeout 0.500 s) passed before pod " +
+                       r.address() + " answered"),
+              std::string::npos)
+        << out << a.proc->output();
+    EXPECT_TRUE(
+        eventually([&] { return r.app->output().find("cancelled Say") != std::string::npos; }, 20s))
+        << r.app->output();
+  }
+  {
+    // The same at the queue-proxy alone, whose hop to the app is the last.
+    const std::string out = raw_call(r.port, "300m", "10");
+    EXPECT_NE(out.find("grpc-status: 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("grpc-message: the call's deadline (grpc-timeout 0.300 s) passed before " +
+                       std::string("127.0.0.1:") + std::to_string(r.app_port) + " answered"),
+              std::string::npos)
+        << out << r.qp->output();
+  }
+  {
+    // The only slot is taken (containerConcurrency 1): a call queued past its deadline
+    // leaves the queue then, with DEADLINE_EXCEEDED saying it never reached a replica.
+    auto busy = std::async(std::launch::async, [&] { return raw_call(a.port, "30S", "4"); });
+    ASSERT_TRUE(eventually(
+        [&] { return metric_value(a.metrics(), "activator_request_concurrency") >= 1; }, 20s))
+        << a.metrics();
+    const std::string out = raw_call(a.port, "300m", "0");
+    EXPECT_NE(out.find("grpc-status: 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("the call's deadline (grpc-timeout 0.300 s) passed while no replica took "
+                       "the request"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(busy.get().find("grpc-status: 0"), std::string::npos);
+  }
+  {
+    // Two calls of 1.5 s with 10 s deadlines, one slot: the second waits for the first,
+    // and its app is told what is left (at most 10 - 1.5 s), not the 10 s it was sent with.
+    auto out = run("timeout 60 /usr/bin/python3 " + std::string(E2E_DIR) +
+                   "/grpc_client.py 127.0.0.1:" + std::to_string(a.port) +
+                   " hello.default.example.com /echo.Echo/Say --mode load --count 2 "
+                   "--concurrency 2 --deadline 10 --metadata x-sleep=1.5 x-show-left=1 "
+                   "--show-trailer x-time-left-ms 2>&1")
+                   .out;
+    std::vector<int> left;
+    for (size_t at = 0; (at = out.find("x-time-left-ms=", at)) != std::string::npos; ++at)
+      left.push_back(std::atoi(out.c_str() + at + 15));
+    ASSERT_EQ(left.size(), 2u) << out;
+    std::sort(left.begin(), left.end());
+    EXPECT_LE(left[1], 10'000) << out;
+    EXPECT_GT(left[0], 0) << out;
+    EXPECT_LE(left[0], 8'600) << "the second call's queueing counts against its deadline\n" << out;
+  }
 }
 
 // The conformance suite against the activator as an h2c server, its requests routed to

@@ -5,7 +5,8 @@
 Methods (messages are raw bytes):
   /echo.Echo/Say       unary: answers the request; metadata "x-status: CODE" makes it fail
                        with that code and "x-sleep: S" makes it wait S seconds first;
-                       trailing metadata "x-echo-len" = request length.
+                       trailing metadata "x-echo-len" = request length, and
+                       "x-time-left-ms" = what the call's deadline left when it arrived.
   /echo.Echo/Count     server streaming: request "N INTERVAL_MS" yields N messages "i".
   /echo.Echo/Sum       client streaming: answers the total length of what it received.
   /echo.Echo/Chat      bidirectional: answers each message at once, upper-cased.
@@ -20,6 +21,7 @@ import grpc
 
 
 def say(request, context):
+    left = context.time_remaining()
     md = dict(context.invocation_metadata())
     if "x-sleep" in md:
         deadline = time.time() + float(md["x-sleep"])
@@ -30,7 +32,10 @@ def say(request, context):
             time.sleep(0.02)
     if "x-status" in md:
         context.abort(grpc.StatusCode[md["x-status"]], "asked to fail with " + md["x-status"])
-    context.set_trailing_metadata((("x-echo-len", str(len(request))),))
+    trailers = [("x-echo-len", str(len(request)))]
+    if left is not None and "x-show-left" in md:
+        trailers.append(("x-time-left-ms", str(int(left * 1000))))
+    context.set_trailing_metadata(trailers)
     return request
 
 

@@ -17,7 +17,7 @@ to AUTHORITY (Sluice routes by it), and prints:
            read one per --read-delay seconds; prints "received BYTES bytes in MS ms".
   load:    --count unary calls, --concurrency at a time, on one channel; prints one
            "<CODE_NAME> <n>" line per status seen, then "first <details>" of each failure
-           kind.
+           kind, then a "trailer k=v" line per call for each key --show-trailer names.
 """
 import argparse
 import sys
@@ -42,6 +42,7 @@ def main():
     p.add_argument("--metadata", nargs="*", default=[])
     p.add_argument("--cancel-after", type=float, default=0)
     p.add_argument("--read-delay", type=float, default=0)
+    p.add_argument("--show-trailer", nargs="*", default=[])
     a = p.parse_args()
     options = [("grpc.default_authority", a.authority), ("grpc.enable_retries", 0),
                ("grpc.max_receive_message_length", 100 << 20),
@@ -83,12 +84,14 @@ def main():
                 pending = [call.future(payload, timeout=a.deadline, metadata=metadata)
                            for _ in range(min(a.concurrency, a.count))]
                 started_calls = len(pending)
-                counts, first = {}, {}
+                counts, first, shown = {}, {}, []
                 while pending:
                     fut = pending.pop(0)
                     try:
                         fut.result()
                         code = "OK"
+                        shown += ["%s=%s" % kv for kv in fut.trailing_metadata() or ()
+                                  if kv[0] in a.show_trailer]
                     except grpc.RpcError as e:
                         code = e.code().name
                         first.setdefault(code, e.details())
@@ -100,6 +103,8 @@ def main():
                     print(code, n)
                 for code, details in sorted(first.items()):
                     print("first", code, details)
+                for kv in shown:
+                    print("trailer", kv)
             elif a.mode == "bulk":
                 # --count messages of --size bytes each way, sent as fast as flow control
                 # lets them go, answers read one per --read-delay seconds (a slow reader).

@@ -11,6 +11,12 @@ MessageHead with_type(std::string_view type) {
   return h;
 }
 
+MessageHead with_timeout(std::string_view value) {
+  MessageHead h;
+  h.fields.push_back(Field{bhttp::field::unknown, "grpc-timeout", value});
+  return h;
+}
+
 TEST(Grpc, ARequestIsGrpcByItsContentTypeButGrpcWebIsNot) {
   EXPECT_TRUE(is_grpc(with_type("application/grpc")));
   EXPECT_TRUE(is_grpc(with_type("application/grpc+proto")));
@@ -27,6 +33,7 @@ TEST(Grpc, TheReasonNamesTheCodeBeforeTheHttpStatusDoes) {
     GrpcCode code;
   } cases[] = {
       {504, "revision_timeout", GrpcCode::DeadlineExceeded},
+      {504, "grpc_deadline", GrpcCode::DeadlineExceeded},
       {504, "timeout", GrpcCode::DeadlineExceeded},
       {504, "no_replica_in_time", GrpcCode::Unavailable},
       {504, "queue_timeout", GrpcCode::Unavailable},
@@ -51,6 +58,65 @@ TEST(Grpc, TheReasonNamesTheCodeBeforeTheHttpStatusDoes) {
     EXPECT_EQ(grpc_code_for(c.status, c.reason), c.code) << c.status << " " << c.reason;
   }
   EXPECT_EQ(to_string(GrpcCode::DeadlineExceeded), "DEADLINE_EXCEEDED");
+}
+
+TEST(Grpc, GrpcTimeoutIsEightDigitsAndAUnit) {
+  using namespace std::chrono;
+  struct Case {
+    std::string_view value;
+    std::optional<core::Duration> parsed;
+  } cases[] = {
+      {"1H", hours(1)},
+      {"2M", minutes(2)},
+      {"30S", seconds(30)},
+      {"250m", milliseconds(250)},
+      {"1500u", microseconds(1500)},
+      {"99999999n", nanoseconds(99'999'999)},
+      {"0m", core::Duration::zero()},  // already expired: answered at once
+      // Malformed: ignored here (the app's gRPC server refuses it).
+      {"", std::nullopt},
+      {"S", std::nullopt},
+      {"10", std::nullopt},
+      {"10s", std::nullopt},
+      {"10 S", std::nullopt},
+      {"-1S", std::nullopt},
+      {"123456789S", std::nullopt},  // nine digits
+      {"1.5S", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(grpc_timeout(with_timeout(c.value)), c.parsed) << "'" << c.value << "'";
+  }
+  EXPECT_EQ(grpc_timeout(MessageHead{}), std::nullopt);
+  // The largest value saturates instead of overflowing.
+  const auto huge = grpc_timeout(with_timeout("99999999H"));
+  ASSERT_TRUE(huge);
+  EXPECT_GT(*huge, hours(24 * 365));
+}
+
+TEST(Grpc, TheTimeLeftIsSentInTheFinestUnitThatHoldsIt) {
+  using namespace std::chrono;
+  struct Case {
+    core::Duration left;
+    std::string_view sent;
+  } cases[] = {
+      {nanoseconds(1), "1n"},
+      {nanoseconds(99'999'999), "99999999n"},
+      {milliseconds(100), "100000u"},
+      {milliseconds(1500), "1500000u"},
+      {nanoseconds(1'500'000'123), "1500000u"},  // truncated: never more time than is left
+      {seconds(300), "300000m"},
+      {hours(30), "108000S"},
+      {hours(24 * 365 * 20), "10512000M"},
+      {nanoseconds(0), "1n"},  // the caller sends only time that is left; never "0"
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(format_grpc_timeout(c.left), c.sent) << c.left.count();
+    if (c.left > core::Duration::zero()) {
+      const auto back = grpc_timeout(with_timeout(format_grpc_timeout(c.left)));
+      ASSERT_TRUE(back);
+      EXPECT_LE(*back, c.left);
+    }
+  }
 }
 
 TEST(Grpc, TheMessageIsPercentEncodedOutsidePrintableAscii) {

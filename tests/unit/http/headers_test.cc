@@ -107,6 +107,24 @@ TEST(UpstreamRequestHead, AnAbsoluteFormTargetNamesTheHost) {
   EXPECT_EQ(origin_form("*"), "*");
 }
 
+TEST(UpstreamRequestHead, TheCallsDeadlineLeftReplacesItsGrpcTimeout) {
+  std::string wire =
+      "POST /echo.Echo/Say HTTP/1.1\r\nHost: h\r\ngrpc-timeout: 10S\r\nX-Keep: 1\r\n\r\n";
+  MessageHead head;
+  parse_head(wire, head);
+  UpstreamRequestOptions opts;
+  opts.upstream_authority = "127.0.0.1:40001";
+  std::string kept;
+  write_upstream_request_head(head, BodyFraming::None, std::nullopt, false, opts, kept);
+  EXPECT_TRUE(has_line(kept, "grpc-timeout: 10S")) << kept;
+  opts.grpc_timeout = "7500m";
+  std::string out;
+  write_upstream_request_head(head, BodyFraming::None, std::nullopt, false, opts, out);
+  EXPECT_TRUE(has_line(out, "grpc-timeout: 7500m")) << out;
+  EXPECT_EQ(out.find("10S"), std::string::npos) << out;
+  EXPECT_TRUE(has_line(out, "X-Keep: 1")) << out;
+}
+
 TEST(UpstreamRequestHead, UpgradeKeepsConnectionAndUpgrade) {
   std::string wire =
       "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
