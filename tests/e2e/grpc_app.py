@@ -6,7 +6,8 @@ Methods (messages are raw bytes):
   /echo.Echo/Say       unary: answers the request; metadata "x-status: CODE" makes it fail
                        with that code and "x-sleep: S" makes it wait S seconds first;
                        trailing metadata "x-echo-len" = request length, and
-                       "x-time-left-ms" = what the call's deadline left when it arrived.
+                       "x-time-left-ms" = what the call's deadline left when it arrived;
+                       "x-max-inflight" answers the most Say calls ever running at once.
   /echo.Echo/Count     server streaming: request "N INTERVAL_MS" yields N messages "i".
   /echo.Echo/Sum       client streaming: answers the total length of what it received.
   /echo.Echo/Chat      bidirectional: answers each message at once, upper-cased.
@@ -14,15 +15,33 @@ A cancelled call prints "cancelled <method>" (the tests look for it).
 """
 import os
 import sys
+import threading
 import time
 from concurrent import futures
 
 import grpc
 
 
+INFLIGHT = {"now": 0, "most": 0}
+INFLIGHT_LOCK = threading.Lock()
+
+
 def say(request, context):
-    left = context.time_remaining()
     md = dict(context.invocation_metadata())
+    if "x-max-inflight" in md:
+        return str(INFLIGHT["most"]).encode()
+    with INFLIGHT_LOCK:
+        INFLIGHT["now"] += 1
+        INFLIGHT["most"] = max(INFLIGHT["most"], INFLIGHT["now"])
+    try:
+        return say_counted(request, context, md)
+    finally:
+        with INFLIGHT_LOCK:
+            INFLIGHT["now"] -= 1
+
+
+def say_counted(request, context, md):
+    left = context.time_remaining()
     if "x-sleep" in md:
         deadline = time.time() + float(md["x-sleep"])
         while time.time() < deadline:
