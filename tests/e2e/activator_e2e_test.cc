@@ -911,6 +911,17 @@ TEST(ActivatorE2E, AGrpcCallsDeadlineBoundsItAtEveryHopAndTheAppSeesWhatIsLeft) 
     EXPECT_EQ(seen[seen.find_first_not_of("0123456789", at + 13)], 'u') << seen;
   }
   {
+    // No time at all ("0m"), and a deadline past what a clock holds: the first is
+    // answered at once without bothering a pod, the second is as good as none.
+    std::string out = raw_call(a.port, "hello.default.example.com", "0m", "0");
+    EXPECT_NE(out.find("the call's deadline (grpc-timeout 0.000 s) passed before the request "
+                       "reached a replica"),
+              std::string::npos)
+        << out;
+    out = raw_call(a.port, "hello.default.example.com", "99999999H", "0");
+    EXPECT_NE(out.find("grpc-status: 0"), std::string::npos) << out;
+  }
+  {
     // The same at the queue-proxy alone, whose hop to the app is the last.
     const std::string out = raw_call(sink.port, "silent.default.example.com", "300m", "0");
     EXPECT_NE(out.find("grpc-status: 4"), std::string::npos) << out;
