@@ -81,8 +81,9 @@ def replicas(api):
     return b['spec'].get('replicas', -1) if st == 200 else -1
 
 
-def measure(plane, args, bin_dir):
-    HEADERS['Knative-Serving-Revision'] = 'hello-00001'
+def start_harness(plane, args, bin_dir):
+    """The cluster harness with `plane`'s activator and queue-proxy images, once it is up:
+    (its process, its directory, an Api client). Stop it with stop_harness, by pid."""
     d = tempfile.mkdtemp(prefix=f'sluice-cluster-bench-{plane}-')
     h = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests/cluster/cluster.py'), 'up', '--dir', d,
                           '--bin', bin_dir, '--activator', plane, '--queue-proxy', plane,
@@ -92,8 +93,25 @@ def measure(plane, args, bin_dir):
         wait('cluster up', lambda: os.path.exists(d + '/ready') or h.poll() is not None, 300)
         if h.poll() is not None:
             raise RuntimeError(f'harness exited: see {d}.log')
-        r = json.load(open(d + '/ready'))
-        api = cluster.Api(r['apiserver'], r['token'], r['ca'])
+    except BaseException:
+        stop_harness(h)
+        raise
+    r = json.load(open(d + '/ready'))
+    return h, d, cluster.Api(r['apiserver'], r['token'], r['ca'])
+
+
+def stop_harness(h):
+    h.terminate()
+    try:
+        h.wait(120)
+    except subprocess.TimeoutExpired:
+        h.kill()
+
+
+def measure(plane, args, bin_dir):
+    HEADERS['Knative-Serving-Revision'] = 'hello-00001'
+    h, d, api = start_harness(plane, args, bin_dir)
+    try:
         svc = {'apiVersion': 'serving.knative.dev/v1', 'kind': 'Service',
                'metadata': {'name': 'hello', 'namespace': 'default'},
                'spec': {'template': {'metadata': {'annotations': {
@@ -159,11 +177,7 @@ def measure(plane, args, bin_dir):
             'rss': {'activator': rss_mb(act_pid), 'queue-proxy': rss_mb(qp_pid)},
         }
     finally:
-        h.terminate()
-        try:
-            h.wait(120)
-        except subprocess.TimeoutExpired:
-            h.kill()
+        stop_harness(h)
 
 
 def _started(d, pod):

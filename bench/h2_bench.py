@@ -123,10 +123,17 @@ def start_nghttpx(up):
                      port)]
 
 
-def run_h2load(port, conns, streams, duration, host):
+def run_h2load(port, conns, streams, duration, host, url=None, headers=(), data=None):
+    """h2load for `duration` s; `url` (default: index.html on 127.0.0.1:port), more
+    `headers` ("name: value"), `data` a file to POST as each request's body."""
     log = tempfile.mktemp(prefix="bench-h2load-")
     cmd = ["h2load", "-c", str(conns), "-m", str(streams), "-D", str(duration), "-t", "1",
-           f"--log-file={log}", "-H", f"host: {host}", f"http://127.0.0.1:{port}/index.html"]
+           f"--log-file={log}", "-H", f"host: {host}"]
+    for h in headers:
+        cmd += ["-H", h]
+    if data:
+        cmd += ["-d", data]
+    cmd.append(url or f"http://127.0.0.1:{port}/index.html")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     lat, errors = [], 0
     with open(log) as f:

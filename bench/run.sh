@@ -7,6 +7,7 @@
 #   bench/run.sh --cluster [--trials 20] [--duration 10] [--conns 16] Knative's data plane vs Sluice's on the cluster harness
 #   bench/run.sh --autoscaler [--pokes 5] [--revisions 1000]           Knative's autoscaler vs sluice autoscaler on the harness
 #   bench/run.sh --http2 [--duration 8] [--rounds 2]                   HTTP/2 hops (h2load) vs HAProxy and nghttpx
+#   bench/run.sh --cluster-http2 [--duration 8] [--conns 8]            HTTP/2 and unary gRPC: Knative's data plane vs Sluice's on the harness
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -26,6 +27,10 @@ fi
 if [[ "${1:-}" == "--http2" ]]; then
   shift
   exec python3 bench/h2_bench.py "$@"
+fi
+if [[ "${1:-}" == "--cluster-http2" ]]; then
+  shift
+  exec python3 bench/cluster_h2_bench.py "$@"
 fi
 if [[ "${1:-}" == "--autoscaler" ]]; then
   shift
