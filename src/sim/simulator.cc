@@ -1,0 +1,360 @@
+#include "sim/simulator.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cmath>
+#include <deque>
+#include <queue>
+#include <unordered_map>
+
+#include "activator/concurrency_reporter.h"
+#include "autoscaler/scaling_loop.h"
+#include "core/random.h"
+
+namespace sluice::sim {
+
+namespace {
+
+using core::Duration;
+using core::TimePoint;
+using namespace std::chrono_literals;
+
+constexpr double kBucketGrowth = 1.01;
+constexpr double kFirstBucket = 1e-6;
+
+Duration seconds(double s) {
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+}
+
+struct Replica {
+  enum class State { Starting, Ready, Draining };
+  uint64_t id = 0;
+  State state = State::Starting;
+  TimePoint ready_at;
+  uint32_t in_flight = 0;
+};
+
+struct Pending {
+  TimePoint arrival;
+  double duration_s = 0;
+};
+
+struct Service {
+  std::string key;  // "default/<trace name>", as the loop knows it
+  ServiceSetup setup;
+  std::vector<Replica> replicas;
+  std::deque<Pending> queue;
+  int32_t asked = 0;  // the replicas the loop last asked for
+  uint32_t in_flight = 0;
+  TimePoint accounted;   // replica-seconds are summed up to here
+  bool publish = false;  // readiness changed, or replicas to keep fresh in the loop
+  ServiceResult result;
+};
+
+struct Event {
+  enum class Kind { Ready, Done };
+  TimePoint at;
+  uint64_t seq = 0;  // ties: first scheduled, first handled
+  Kind kind = Kind::Done;
+  uint32_t service = 0;
+  uint64_t replica = 0;
+  bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+};
+
+class Simulation final : public autoscaler::Scaler, public autoscaler::StatScraper {
+ public:
+  Simulation(const Trace& trace, const std::vector<ServiceSetup>& setups, const SimOptions& options)
+      : trace_(trace),
+        options_(options),
+        random_(options.seed),
+        loop_(clock_, io_.get_executor(), *this, *this, random_) {
+    start_ = clock_.now();
+    services_.reserve(trace.services.size());
+    for (size_t i = 0; i < trace.services.size(); ++i) {
+      Service s;
+      s.key = "default/" + trace.services[i];
+      s.setup = setups.at(i);
+      s.accounted = start_;
+      by_key_.emplace(s.key, static_cast<uint32_t>(i));
+      loop_.add(s.key, trace.services[i], s.setup.scaling);
+      services_.push_back(std::move(s));
+    }
+  }
+
+  std::vector<ServiceResult> run() {
+    for (auto& s : services_) {
+      s.asked = loop_.last_want(s.key);
+      reconcile(s);
+    }
+    loop_.start();
+    io_.poll();
+    const double end_s = std::max(
+        trace_.length_s, trace_.invocations.empty() ? 0.0 : trace_.invocations.back().arrival_s);
+    // After the trace: until every service is back at its floor, at most an hour more.
+    const TimePoint hard_stop = start_ + seconds(end_s) + 1h;
+    size_t next = 0;
+    uint64_t second = 0;
+    while (true) {
+      const TimePoint boundary = start_ + std::chrono::seconds(++second);
+      while (true) {
+        const bool arrival =
+            next < trace_.invocations.size() && at(trace_.invocations[next]) < boundary;
+        const bool event = !events_.empty() && events_.top().at < boundary;
+        if (!arrival && !event)
+          break;
+        if (arrival && (!event || at(trace_.invocations[next]) <= events_.top().at)) {
+          const Invocation& inv = trace_.invocations[next++];
+          advance(at(inv));
+          arrive(inv);
+        } else {
+          const Event e = events_.top();
+          events_.pop();
+          advance(e.at);
+          handle(e);
+        }
+      }
+      advance(boundary);
+      every_second();
+      if (options_.progress && second % 3600 == 0)
+        options_.progress(std::min(1.0, static_cast<double>(second) / std::max(1.0, end_s)));
+      if (boundary >= start_ + seconds(end_s) && (settled() || boundary >= hard_stop))
+        break;
+    }
+    loop_.stop();
+    std::vector<ServiceResult> out;
+    out.reserve(services_.size());
+    for (auto& s : services_) {
+      account(s);
+      out.push_back(std::move(s.result));
+    }
+    return out;
+  }
+
+  // autoscaler::Scaler
+  int32_t scale(const std::string& revision, const autoscaler::ScaleDecision& d, bool) override {
+    auto it = by_key_.find(revision);
+    if (it == by_key_.end())
+      return 0;
+    Service& s = services_[it->second];
+    if (d.want != s.asked) {
+      ++s.result.scale_events;
+      s.asked = d.want;
+      reconcile(s);
+    }
+    return d.want;
+  }
+
+  // autoscaler::StatScraper: every request went through the activator, whose reports
+  // count it; the queue-proxies' own share is zero. Answered on a later turn, as a
+  // scrape over the network is.
+  void scrape(std::vector<std::string> targets, Done done) override {
+    boost::asio::post(io_, [n = static_cast<int>(targets.size()), done = std::move(done)] {
+      done(autoscaler::ScrapeSample{0, 0, n});
+    });
+  }
+
+ private:
+  TimePoint at(const Invocation& inv) const { return start_ + seconds(inv.arrival_s); }
+
+  void advance(TimePoint t) {
+    if (t > clock_.now())
+      clock_.set(t);
+    io_.poll();
+  }
+
+  void account(Service& s) {
+    const TimePoint now = clock_.now();
+    const double dt = core::to_seconds(now - s.accounted);
+    if (dt <= 0)
+      return;
+    s.accounted = now;
+    s.result.replica_seconds += dt * static_cast<double>(s.replicas.size());
+    for (const auto& r : s.replicas)
+      if (r.state == Replica::State::Ready && r.in_flight == 0)
+        s.result.idle_replica_seconds += dt;
+  }
+
+  void reconcile(Service& s) {
+    account(s);
+    const TimePoint now = clock_.now();
+    int32_t running = 0;
+    for (const auto& r : s.replicas) running += r.state != Replica::State::Draining;
+    while (running < s.asked) {
+      Replica r;
+      r.id = ++replica_ids_;
+      r.ready_at = now + s.setup.start_time;
+      s.replicas.push_back(r);
+      events_.push({r.ready_at, ++seq_, Event::Kind::Ready, index(s), r.id});
+      ++running;
+    }
+    while (running > s.asked) {
+      // Starting replicas go first (newest first), then idle ones; a busy one drains.
+      auto pick = std::find_if(s.replicas.rbegin(), s.replicas.rend(), [](const Replica& r) {
+        return r.state == Replica::State::Starting;
+      });
+      if (pick == s.replicas.rend())
+        pick = std::find_if(s.replicas.rbegin(), s.replicas.rend(), [](const Replica& r) {
+          return r.state == Replica::State::Ready && r.in_flight == 0;
+        });
+      if (pick != s.replicas.rend()) {
+        if (pick->state == Replica::State::Ready)
+          s.publish = true;
+        s.replicas.erase(std::next(pick).base());
+      } else {
+        auto busy = std::find_if(s.replicas.rbegin(), s.replicas.rend(),
+                                 [](const Replica& r) { return r.state == Replica::State::Ready; });
+        busy->state = Replica::State::Draining;
+        s.publish = true;
+      }
+      --running;
+    }
+  }
+
+  uint32_t index(const Service& s) const { return static_cast<uint32_t>(&s - services_.data()); }
+
+  Replica* find(Service& s, uint64_t id) {
+    for (auto& r : s.replicas)
+      if (r.id == id)
+        return &r;
+    return nullptr;
+  }
+
+  void arrive(const Invocation& inv) {
+    Service& s = services_[inv.service];
+    ++s.result.requests;
+    if (auto poke = reporter_.request_in(s.key, clock_.now()))
+      loop_.stat(s.key, poke->report.average_concurrency, poke->report.request_count);
+    s.queue.push_back({clock_.now(), inv.duration_s});
+    dispatch(s);
+    io_.poll();
+  }
+
+  void handle(const Event& e) {
+    Service& s = services_[e.service];
+    Replica* r = find(s, e.replica);
+    if (r == nullptr)
+      return;  // scaled away before it was ready
+    account(s);
+    if (e.kind == Event::Kind::Ready) {
+      r->state = Replica::State::Ready;
+      s.publish = true;
+    } else {
+      reporter_.request_out(s.key, clock_.now());
+      --r->in_flight;
+      --s.in_flight;
+      if (r->state == Replica::State::Draining && r->in_flight == 0)
+        s.replicas.erase(s.replicas.begin() + (r - s.replicas.data()));
+    }
+    dispatch(s);
+    io_.poll();
+  }
+
+  // Waiting requests to ready replicas with a free slot, least loaded first.
+  void dispatch(Service& s) {
+    const uint32_t cc = s.setup.container_concurrency;
+    while (!s.queue.empty()) {
+      Replica* best = nullptr;
+      for (auto& r : s.replicas)
+        if (r.state == Replica::State::Ready && (cc == 0 || r.in_flight < cc) &&
+            (best == nullptr || r.in_flight < best->in_flight))
+          best = &r;
+      if (best == nullptr)
+        return;
+      account(s);
+      const Pending p = s.queue.front();
+      s.queue.pop_front();
+      const TimePoint now = clock_.now();
+      s.result.added_latency.add(core::to_seconds(now - p.arrival));
+      if (best->ready_at > p.arrival)
+        ++s.result.cold_starts;
+      ++best->in_flight;
+      ++s.in_flight;
+      events_.push({now + seconds(p.duration_s), ++seq_, Event::Kind::Done, index(s), best->id});
+    }
+  }
+
+  // The activator's report and its view of healthy pods, once a second.
+  void every_second() {
+    const TimePoint now = clock_.now();
+    for (const auto& c : reporter_.cut(now))
+      loop_.stat(c.revision, c.report.average_concurrency, c.report.request_count);
+    for (auto& s : services_) {
+      if (!s.publish && s.replicas.empty())
+        continue;
+      std::vector<std::string> healthy;
+      for (const auto& r : s.replicas)
+        if (r.state == Replica::State::Ready)
+          healthy.push_back(fmt::format("r{}", r.id));
+      loop_.set_pods(s.key, healthy);
+      loop_.set_healthy(s.key, "activator", std::move(healthy));
+      s.publish = false;
+    }
+    io_.poll();
+  }
+
+  bool settled() const {
+    for (const auto& s : services_) {
+      if (!s.queue.empty() || s.in_flight > 0)
+        return false;
+      if (static_cast<int32_t>(s.replicas.size()) > s.setup.scaling.min_scale)
+        return false;
+    }
+    return true;
+  }
+
+  const Trace& trace_;
+  SimOptions options_;
+  core::ManualTimeSource clock_;
+  boost::asio::io_context io_{1};
+  core::FastRandom random_;
+  autoscaler::ScalingLoop loop_;
+  activator::ConcurrencyReporter reporter_;
+  std::vector<Service> services_;
+  std::unordered_map<std::string, uint32_t> by_key_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  TimePoint start_;
+  uint64_t seq_ = 0;
+  uint64_t replica_ids_ = 0;
+};
+
+}  // namespace
+
+void LatencyHistogram::add(double seconds) {
+  ++count_;
+  max_ = std::max(max_, seconds);
+  if (seconds < kFirstBucket) {
+    ++zeros_;
+    return;
+  }
+  const auto b = static_cast<size_t>(std::log(seconds / kFirstBucket) / std::log(kBucketGrowth));
+  if (b >= buckets_.size())
+    buckets_.resize(b + 1);
+  ++buckets_[b];
+}
+
+double LatencyHistogram::quantile(double q) const {
+  if (count_ == 0)
+    return 0;
+  const auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
+  uint64_t seen = zeros_;
+  if (seen >= rank)
+    return 0;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    seen += buckets_[b];
+    if (seen >= rank)  // the bucket's upper edge, capped by the largest value seen
+      return std::min(max_, kFirstBucket * std::pow(kBucketGrowth, static_cast<double>(b + 1)));
+  }
+  return max_;
+}
+
+std::vector<ServiceResult> simulate(const Trace& trace,
+                                    const std::vector<ServiceSetup>& setups,
+                                    const SimOptions& options) {
+  Simulation sim(trace, setups, options);
+  return sim.run();
+}
+
+}  // namespace sluice::sim

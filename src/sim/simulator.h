@@ -1,0 +1,79 @@
+// sim/simulator.h
+//
+// Replays a trace through the real autoscaler. The very ScalingLoop that scales `sluice
+// run` (with its RevisionAutoscaler, decider, poke and early scale-up) runs on a manual
+// clock, fed by the activator's real ConcurrencyReporter, against a model of the data
+// plane in place of processes:
+//
+//   trace ──arrivals──▶ activator model ──request_in/out──▶ ConcurrencyReporter
+//      (queue while no ready replica has a free slot;       │ cut() every second
+//       containerConcurrency slots per replica)             ▼
+//   replicas ◀──Scaler::scale(want)── ScalingLoop ◀──stat(), set_healthy(), set_pods()
+//      (Starting ──start time──▶ Ready; scale-down takes starting replicas first, then
+//       idle ones, then drains busy ones: they take no new request and leave when done)
+//
+// The queue-proxies' scrapes answer zero, as they do locally: every request goes through
+// the activator, whose own reports count it (the loop subtracts what was proxied).
+//
+// Measured per service: requests; cold starts (requests answered by a replica that was
+// not ready when they arrived: they waited for a replica to start); added latency (from
+// arrival to a slot; p50/p99 from a log histogram, 1% resolution; max exact);
+// replica-seconds (starting, ready or draining); idle replica-seconds (ready, nothing in
+// flight); scale events (changes of the replicas asked for).
+//
+// Threading: single-threaded; run() owns its clock and io_context. Deterministic: the same
+// trace, setups and seed give the same result.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autoscaler/revision_autoscaler.h"
+#include "sim/trace.h"
+
+namespace sluice::sim {
+
+struct ServiceSetup {
+  autoscaler::ScalingSpec scaling;
+  uint32_t container_concurrency = 0;                   // 0: unbounded
+  core::Duration start_time = std::chrono::seconds(1);  // from asked for to ready
+};
+
+// Added latency, in a log histogram (1% buckets from 1 µs).
+class LatencyHistogram {
+ public:
+  void add(double seconds);
+  double quantile(double q) const;  // 0 when empty
+  double max() const { return max_; }
+  uint64_t count() const { return count_; }
+
+ private:
+  std::vector<uint64_t> buckets_;
+  uint64_t zeros_ = 0;  // no added latency at all (most requests)
+  uint64_t count_ = 0;
+  double max_ = 0;
+};
+
+struct ServiceResult {
+  uint64_t requests = 0;
+  uint64_t cold_starts = 0;
+  LatencyHistogram added_latency;
+  double replica_seconds = 0;
+  double idle_replica_seconds = 0;
+  uint64_t scale_events = 0;
+};
+
+struct SimOptions {
+  uint64_t seed = 1;  // the loop's pod sampling
+  // Called now and then with the fraction of the trace done (a progress bar).
+  std::function<void(double)> progress;
+};
+
+// One result per trace service; `setups[i]` is trace.services[i]'s.
+std::vector<ServiceResult> simulate(const Trace& trace,
+                                    const std::vector<ServiceSetup>& setups,
+                                    const SimOptions& options = {});
+
+}  // namespace sluice::sim
