@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${2:-${SLUICE_FUZZ_SECONDS:-60}}
-targets=(request duration probe endpoints service)
+targets=(request duration probe endpoints service trace)
 if [[ -n "${1:-}" ]]; then targets=("$1"); fi
 
 CXX=clang++ cmake -S "$root" -B build-fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

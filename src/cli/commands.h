@@ -12,5 +12,6 @@ Action add_queue_proxy_command(CLI::App& app);
 Action add_activator_command(CLI::App& app);
 Action add_run_command(CLI::App& app);
 Action add_autoscaler_command(CLI::App& app);
+Action add_simulate_command(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
       "Serverless on one machine: run Knative Service YAML with local replicas, the "
       "activator and the KPA autoscaler");
   actions[run] = sluice::cli::add_run_command(*run);
+  auto* simulate = app.add_subcommand(
+      "simulate",
+      "Replay a traffic trace through the real autoscaler on a manual clock: cold starts and "
+      "replica-seconds per scaling policy, before you deploy");
+  actions[simulate] = sluice::cli::add_simulate_command(*simulate);
   auto* version = app.add_subcommand("version", "Print the version and exit");
   actions[version] = [] {
     std::printf("sluice %s\n", SLUICE_VERSION);

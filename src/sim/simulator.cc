@@ -43,7 +43,7 @@ struct Pending {
 };
 
 struct Service {
-  std::string key;  // "default/<trace name>", as the loop knows it
+  std::string key;  // "sim/<index>", as the loop knows it
   ServiceSetup setup;
   std::vector<Replica> replicas;
   std::deque<Pending> queue;
@@ -71,11 +71,13 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         options_(options),
         random_(options.seed),
         loop_(clock_, io_.get_executor(), *this, *this, random_) {
-    start_ = clock_.now();
+    start_ = now_ = clock_.now();
     services_.reserve(trace.services.size());
     for (size_t i = 0; i < trace.services.size(); ++i) {
       Service s;
-      s.key = "default/" + trace.services[i];
+      // Short keys: the loop finds revisions by key on every call, and the traces' names
+      // share long prefixes ("owner00012/app00012").
+      s.key = fmt::format("sim/{}", i);
       s.setup = setups.at(i);
       s.accounted = start_;
       by_key_.emplace(s.key, static_cast<uint32_t>(i));
@@ -107,16 +109,17 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
           break;
         if (arrival && (!event || at(trace_.invocations[next]) <= events_.top().at)) {
           const Invocation& inv = trace_.invocations[next++];
-          advance(at(inv));
+          now_ = at(inv);
           arrive(inv);
         } else {
           const Event e = events_.top();
           events_.pop();
-          advance(e.at);
+          now_ = e.at;
           handle(e);
         }
       }
-      advance(boundary);
+      now_ = boundary;
+      sync();
       every_second();
       if (options_.progress && second % 3600 == 0)
         options_.progress(std::min(1.0, static_cast<double>(second) / std::max(1.0, end_s)));
@@ -159,14 +162,17 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
  private:
   TimePoint at(const Invocation& inv) const { return start_ + seconds(inv.arrival_s); }
 
-  void advance(TimePoint t) {
-    if (t > clock_.now())
-      clock_.set(t);
+  // The loop's clock is moved only when the loop is called (a poke, the second's
+  // reports) or its timers may be due (whole seconds): the model keeps its own `now_`, so
+  // most events touch neither the clock nor the io_context.
+  void sync() {
+    if (now_ > clock_.now())
+      clock_.set(now_);
     io_.poll();
   }
 
   void account(Service& s) {
-    const TimePoint now = clock_.now();
+    const TimePoint now = now_;
     const double dt = core::to_seconds(now - s.accounted);
     if (dt <= 0)
       return;
@@ -179,7 +185,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   void reconcile(Service& s) {
     account(s);
-    const TimePoint now = clock_.now();
+    const TimePoint now = now_;
     int32_t running = 0;
     for (const auto& r : s.replicas) running += r.state != Replica::State::Draining;
     while (running < s.asked) {
@@ -225,11 +231,13 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   void arrive(const Invocation& inv) {
     Service& s = services_[inv.service];
     ++s.result.requests;
-    if (auto poke = reporter_.request_in(s.key, clock_.now()))
+    if (auto poke = reporter_.request_in(s.key, now_)) {
+      sync();
       loop_.stat(s.key, poke->report.average_concurrency, poke->report.request_count);
-    s.queue.push_back({clock_.now(), inv.duration_s});
+      io_.poll();
+    }
+    s.queue.push_back({now_, inv.duration_s});
     dispatch(s);
-    io_.poll();
   }
 
   void handle(const Event& e) {
@@ -242,14 +250,13 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       r->state = Replica::State::Ready;
       s.publish = true;
     } else {
-      reporter_.request_out(s.key, clock_.now());
+      reporter_.request_out(s.key, now_);
       --r->in_flight;
       --s.in_flight;
       if (r->state == Replica::State::Draining && r->in_flight == 0)
         s.replicas.erase(s.replicas.begin() + (r - s.replicas.data()));
     }
     dispatch(s);
-    io_.poll();
   }
 
   // Waiting requests to ready replicas with a free slot, least loaded first.
@@ -266,7 +273,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       account(s);
       const Pending p = s.queue.front();
       s.queue.pop_front();
-      const TimePoint now = clock_.now();
+      const TimePoint now = now_;
       s.result.added_latency.add(core::to_seconds(now - p.arrival));
       if (best->ready_at > p.arrival)
         ++s.result.cold_starts;
@@ -278,17 +285,21 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   // The activator's report and its view of healthy pods, once a second.
   void every_second() {
-    const TimePoint now = clock_.now();
+    const TimePoint now = now_;
     for (const auto& c : reporter_.cut(now))
       loop_.stat(c.revision, c.report.average_concurrency, c.report.request_count);
+    // Readiness when it changed; the healthy list also every 2 s, within the loop's 5 s
+    // freshness limit for an activator's word.
+    const bool refresh = ++seconds_ % 2 == 0;
     for (auto& s : services_) {
-      if (!s.publish && s.replicas.empty())
+      if (!s.publish && (s.replicas.empty() || !refresh))
         continue;
       std::vector<std::string> healthy;
       for (const auto& r : s.replicas)
         if (r.state == Replica::State::Ready)
           healthy.push_back(fmt::format("r{}", r.id));
-      loop_.set_pods(s.key, healthy);
+      if (s.publish)
+        loop_.set_pods(s.key, healthy);
       loop_.set_healthy(s.key, "activator", std::move(healthy));
       s.publish = false;
     }
@@ -316,7 +327,9 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   std::unordered_map<std::string, uint32_t> by_key_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   TimePoint start_;
+  TimePoint now_;  // the model's time; the loop's clock follows it (sync())
   uint64_t seq_ = 0;
+  uint64_t seconds_ = 0;
   uint64_t replica_ids_ = 0;
 };
 
