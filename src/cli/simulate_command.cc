@@ -269,7 +269,7 @@ Action add_simulate_command(CLI::App& app) {
     }
 
     std::fprintf(
-        stderr, "sluice simulate: %s: %zu services, %zu invocations over %.0f s; %zu set by %s\n",
+        stderr, "sluice simulate: %s: %zu service(s), %zu invocations over %.0f s; %zu set by %s\n",
         raw->trace.c_str(), trace.services.size(), trace.invocations.size(), trace.length_s,
         matched, raw->services.empty() ? "(no --services)" : raw->services.c_str());
     Progress progress(isatty(STDERR_FILENO) != 0);
