@@ -116,9 +116,11 @@ Action add_simulate_command(CLI::App& app) {
   app.add_option("--durations", raw->durations,
                  "azure2019: function_durations_percentiles file (default: the one next to "
                  "the trace with the same day number)");
-  app.add_option("--services", raw->services,
-                 "Knative Service YAML: a Service named like a trace service gives it its "
-                 "annotations and containerConcurrency; ConfigMaps apply to every service");
+  app.add_option(
+      "--services", raw->services,
+      "Knative Service YAML: a Service named like a trace service gives it its "
+      "annotations and containerConcurrency (its ConfigMaps apply to the Services in it); "
+      "the rest get Knative's defaults");
   app.add_option("--policy", raw->policies, "Scaling policy to compare (default kpa; repeatable)");
   app.add_option("--out", raw->out, "Directory for results.csv (or, with --synthesize, the trace)");
   app.add_option(
@@ -129,7 +131,8 @@ Action add_simulate_command(CLI::App& app) {
   app.add_option("--seed", raw->seed, "Seed for spreading, durations, sampling and --synthesize");
   app.add_option("--synthesize", raw->synthesize,
                  "Write a trace of this many services from the 2019 dataset's published "
-                 "statistics into --out, instead of simulating");
+                 "statistics into --out, instead of simulating")
+      ->check(CLI::Range(1, 100000));
   app.add_option("--days", raw->days, "Days to synthesize (default 1)")->check(CLI::Range(1, 366));
 
   return [raw]() -> int {

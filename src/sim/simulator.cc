@@ -310,7 +310,10 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     for (const auto& s : services_) {
       if (!s.queue.empty() || s.in_flight > 0)
         return false;
-      if (static_cast<int32_t>(s.replicas.size()) > s.setup.scaling.min_scale)
+      // Back at its floor: min-scale, or one replica where scale to zero is off.
+      const int32_t floor =
+          std::max(s.setup.scaling.min_scale, s.setup.scaling.enable_scale_to_zero ? 0 : 1);
+      if (static_cast<int32_t>(s.replicas.size()) > floor)
         return false;
     }
     return true;

@@ -100,6 +100,16 @@ void finish(Trace& t) {
       [](const Invocation& a, const Invocation& b) { return a.arrival_s < b.arrival_s; });
 }
 
+std::optional<std::string> check_span(const Trace& t,
+                                      std::string_view name,
+                                      const ReadOptions& options) {
+  if (t.length_s <= options.max_span_s)
+    return std::nullopt;
+  return fmt::format(
+      "{}: the trace spans {:.0f} days (arrivals plus durations); at most {:.0f} are simulated",
+      name, t.length_s / 86400, options.max_span_s / 86400);
+}
+
 std::string where(std::string_view name, size_t line) {
   return fmt::format("{}:{}", name, line);
 }
@@ -219,6 +229,8 @@ TraceOrError read_azure2019(std::string_view text,
   if (header)
     return fmt::format("{}: empty: no header line", name);
   finish(t);
+  if (auto err = check_span(t, name, options))
+    return *err;
   return t;
 }
 
@@ -267,6 +279,8 @@ TraceOrError read_azure2021(std::string_view text,
     for (auto& i : t.invocations) i.arrival_s -= start;
     t.length_s -= start;
   }
+  if (auto err = check_span(t, name, options))
+    return *err;
   return t;
 }
 
@@ -306,6 +320,8 @@ TraceOrError read_csv(std::string_view text, std::string_view name, const ReadOp
   if (header)
     return fmt::format("{}: empty: no header line", name);
   finish(t);
+  if (auto err = check_span(t, name, options))
+    return *err;
   return t;
 }
 

@@ -61,6 +61,9 @@ struct ReadOptions {
   // 2019 dataset sampled to 1,000 apps holds ~50 M invocations; a trace beyond the bound
   // is refused with the line that crossed it, not read on into memory.
   size_t max_invocations = 100'000'000;
+  // The simulation steps through every second of the span: a trace longer than this (a
+  // typo'd timestamp, a duration in ms read as s) is refused, not simulated for ages.
+  double max_span_s = 366.0 * 86400;
 };
 
 // Parses "azure2019", "azure2021", "csv"; false for anything else.

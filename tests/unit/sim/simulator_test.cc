@@ -76,6 +76,17 @@ TEST(Simulator, AnIdleServiceCostsItsMinScaleOnly) {
   EXPECT_NEAR(r[1].replica_seconds, 600.0, 1.0);
 }
 
+// With scale to zero off, a service's floor is one replica: the simulation ends with the
+// trace (not an hour later, waiting for a zero that never comes).
+TEST(Simulator, WithoutScaleToZeroTheFloorIsOneReplicaAndTheRunEndsWithTheTrace) {
+  ServiceSetup s = setup(2s);
+  s.scaling.enable_scale_to_zero = false;
+  s.scaling.initial_scale = 1;
+  const auto r = simulate(trace_of({{50, 0, 1.0}}, 300), {s});
+  EXPECT_EQ(r[0].cold_starts, 0u);
+  EXPECT_NEAR(r[0].replica_seconds, 300.0, 2.0);
+}
+
 // containerConcurrency 1 and a burst of 10 at once: the KPA scales out, and requests
 // that waited for the new replicas count as cold; none is lost.
 TEST(Simulator, ABurstBeyondOneReplicasSlotsScalesOutAndLosesNothing) {

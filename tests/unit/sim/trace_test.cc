@@ -167,6 +167,11 @@ TEST(Trace, BadInputNamesTheFileTheLineAndWhatIsWrong) {
        "t.csv:2: time_s is 'soon', not seconds from the start"},
       {"csv nan", read_csv("time_s,service,duration_s\n1,a,nan\n", "t.csv", {}),
        "t.csv:2: duration_s is 'nan', not seconds"},
+      {"csv beyond a year", read_csv("time_s,service,duration_s\n1e12,a,1\n", "t.csv", {}),
+       "t.csv: the trace spans 11574074 days (arrivals plus durations); at most 366"},
+      {"2021 beyond a year",
+       read_azure2021("app,func,end_timestamp,duration\na,f,1,0\nb,g,4e7,0\n", "t.csv", {}),
+       "t.csv: the trace spans 463 days"},
       {"csv empty service", read_csv("time_s,service,duration_s\n1,,1\n", "t.csv", {}),
        "t.csv:2: the service is empty"},
   };
