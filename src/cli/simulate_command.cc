@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "config/duration.h"
+#include "core/time_source.h"
 #include "service/service_file.h"
 #include "sim/simulator.h"
 #include "sim/synthesize.h"
@@ -279,10 +280,10 @@ Action add_simulate_command(CLI::App& app) {
     sim::SimOptions sopts;
     sopts.seed = raw->seed;
     sopts.progress = [&progress](double f) { progress(f); };
-    const auto t0 = std::chrono::steady_clock::now();
+    core::SteadyTimeSource wall;  // how long the simulation took, for people
+    const auto t0 = wall.now();
     const auto results = sim::simulate(trace, setups, sopts);
-    const double took =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double took = core::to_seconds(wall.now() - t0);
     progress.done();
 
     // Totals, and per service into --out/results.csv.
