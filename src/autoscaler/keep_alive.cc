@@ -1,0 +1,131 @@
+#include "autoscaler/keep_alive.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "config/duration.h"
+
+namespace sluice::autoscaler {
+
+namespace {
+
+constexpr auto kMinute = std::chrono::minutes(1);
+
+std::string approx(core::Duration d) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s < 120)
+    return fmt::format("~{} s", s);
+  return fmt::format("~{} min", (s + 30) / 60);
+}
+
+}  // namespace
+
+std::optional<KeepAliveSpec> parse_keep_alive(const std::string& text, std::string* error) {
+  KeepAliveSpec spec;
+  if (text == "kpa")
+    return spec;
+  if (text == "histogram") {
+    spec.mode = KeepAliveSpec::Mode::Histogram;
+    return spec;
+  }
+  if (text.rfind("fixed:", 0) == 0) {
+    std::string why;
+    const auto d = config::parse_duration(text.substr(6), &why);
+    if (!d || d->count() <= 0) {
+      if (error)
+        *error = fmt::format("\"{}\": the keep-alive after fixed: must be a positive duration{}{}",
+                             text, why.empty() ? "" : ": ", why);
+      return std::nullopt;
+    }
+    spec.mode = KeepAliveSpec::Mode::Fixed;
+    spec.fixed = *d;
+    return spec;
+  }
+  if (error)
+    *error = fmt::format("\"{}\": one of kpa, fixed:DURATION (e.g. fixed:10m), histogram", text);
+  return std::nullopt;
+}
+
+void KeepAlive::observe(core::TimePoint now, bool busy) {
+  if (busy && !busy_ && idle_since_) {
+    // The end of an idle time: into its 1-minute bin (the first bin holds 0-1 min).
+    const auto idle = now - *idle_since_;
+    const auto bin = static_cast<size_t>(idle / kMinute);
+    if (bin < bins_.size())
+      ++bins_[bin];
+    else
+      ++beyond_;
+    ++samples_;
+  }
+  if (!busy && busy_)
+    idle_since_ = now;
+  busy_ = busy;
+}
+
+bool KeepAlive::representative() const {
+  if (samples_ - beyond_ < kMinSamples || beyond_ * 2 > samples_)
+    return false;
+  double sum = 0, sq = 0;
+  for (uint32_t c : bins_) {
+    sum += c;
+    sq += static_cast<double>(c) * c;
+  }
+  const double mean = sum / kBins;
+  const double sd = std::sqrt(std::max(0.0, sq / kBins - mean * mean));
+  return mean > 0 && sd / mean >= kMinCv;
+}
+
+int KeepAlive::percentile(double q) const {
+  const size_t in_range = samples_ - beyond_;
+  if (in_range == 0)
+    return kBins;
+  const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(in_range)));
+  size_t seen = 0;
+  for (int b = 0; b < kBins; ++b) {
+    seen += bins_[static_cast<size_t>(b)];
+    if (seen >= std::max<size_t>(rank, 1))
+      return b + 1;
+  }
+  return kBins;
+}
+
+KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
+  Hold h;
+  if (spec_.mode == KeepAliveSpec::Mode::Kpa || busy_ || !idle_since_)
+    return h;
+  const auto idle = now - *idle_since_;
+  if (spec_.mode == KeepAliveSpec::Mode::Fixed) {
+    if (idle < spec_.fixed) {
+      h.replicas = 1;
+      h.reason = fmt::format(
+          "keep-alive {} after the last request",
+          config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fixed)));
+    }
+    return h;
+  }
+  if (!representative()) {
+    if (idle < kBins * kMinute) {
+      h.replicas = 1;
+      h.reason = fmt::format(
+          "keep-alive 4h: the idle-time histogram is not representative yet ({} idle times)",
+          samples_);
+    }
+    return h;
+  }
+  const auto head =
+      std::chrono::duration_cast<core::Duration>(head_minutes() * kMinute * (1.0 - kMargin));
+  const auto tail =
+      std::chrono::duration_cast<core::Duration>(tail_minutes() * kMinute * (1.0 + kMargin));
+  // With a head under a minute, the replica is simply kept (no pre-warm window to use).
+  const auto warm_from = head_minutes() <= 1 ? core::Duration::zero() : head - spec_.start_lead;
+  if (idle >= warm_from && idle < tail) {
+    h.replicas = 1;
+    h.reason = idle < head
+                   ? fmt::format("pre-warm: next request expected in {}", approx(head - idle))
+                   : fmt::format("keep-alive: idle times' tail {} min", tail_minutes());
+  }
+  return h;
+}
+
+}  // namespace sluice::autoscaler
