@@ -522,7 +522,7 @@ TEST(QueueProxyE2E, HelpAndVersion) {
   auto typo = run(std::string(SLUICE_BIN) + " queue-prxy 2>&1");
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_NE(typo.out.find("unknown subcommand \"queue-prxy\" (one of: queue-proxy, activator, "
-                          "autoscaler, run, version)"),
+                          "autoscaler, run, simulate, version)"),
             std::string::npos)
       << typo.out;
 }
