@@ -94,24 +94,41 @@ struct DurationDist {
   }
 };
 
-void finish(Trace& t) {
+std::string where(std::string_view name, size_t line) {
+  return fmt::format("{}:{}", name, line);
+}
+
+std::string too_many(std::string_view name, size_t line, const ReadOptions& options) {
+  return fmt::format("{}: more than {} invocations; a trace this large is refused",
+                     where(name, line), options.max_invocations);
+}
+
+// What every reader does once its lines are read: the first error, or an empty file,
+// else the invocations sorted (and, `from_first_arrival`, its clock started at the first
+// one) and the span checked.
+TraceOrError finished(Trace t,
+                      std::optional<std::string> error,
+                      bool no_header,
+                      std::string_view name,
+                      const ReadOptions& options,
+                      bool from_first_arrival) {
+  if (error)
+    return *std::move(error);
+  if (no_header)
+    return fmt::format("{}: empty: no header line", name);
   std::stable_sort(
       t.invocations.begin(), t.invocations.end(),
       [](const Invocation& a, const Invocation& b) { return a.arrival_s < b.arrival_s; });
-}
-
-std::optional<std::string> check_span(const Trace& t,
-                                      std::string_view name,
-                                      const ReadOptions& options) {
-  if (t.length_s <= options.max_span_s)
-    return std::nullopt;
-  return fmt::format(
-      "{}: the trace spans {:.0f} days (arrivals plus durations); at most {:.0f} are simulated",
-      name, t.length_s / 86400, options.max_span_s / 86400);
-}
-
-std::string where(std::string_view name, size_t line) {
-  return fmt::format("{}:{}", name, line);
+  if (from_first_arrival && !t.invocations.empty()) {
+    const double start = t.invocations.front().arrival_s;
+    for (auto& i : t.invocations) i.arrival_s -= start;
+    t.length_s -= start;
+  }
+  if (t.length_s > options.max_span_s)
+    return fmt::format(
+        "{}: the trace spans {:.0f} days (arrivals plus durations); at most {:.0f} are simulated",
+        name, t.length_s / 86400, options.max_span_s / 86400);
+  return t;
 }
 
 }  // namespace
@@ -207,9 +224,7 @@ TraceOrError read_azure2019(std::string_view text,
           if (count == 0)
             continue;
           if (t.invocations.size() + count > options.max_invocations)
-            return fmt::format(
-                "{}: more than {} invocations; a trace this large is refused (split it by day)",
-                where(name, line_no), options.max_invocations);
+            return too_many(name, line_no, options);
           times.clear();
           for (uint64_t i = 0; i < count; ++i)
             times.push_back(options.spread == Spread::Uniform
@@ -224,14 +239,7 @@ TraceOrError read_azure2019(std::string_view text,
         }
         return std::nullopt;
       });
-  if (err)
-    return *err;
-  if (header)
-    return fmt::format("{}: empty: no header line", name);
-  finish(t);
-  if (auto err = check_span(t, name, options))
-    return *err;
-  return t;
+  return finished(std::move(t), std::move(err), header, name, options, false);
 }
 
 TraceOrError read_azure2021(std::string_view text,
@@ -261,27 +269,14 @@ TraceOrError read_azure2021(std::string_view text,
           return fmt::format("{}: duration is '{}', not seconds between 0 and end_timestamp",
                              where(name, line_no), f[3]);
         if (t.invocations.size() >= options.max_invocations)
-          return fmt::format("{}: more than {} invocations; a trace this large is refused",
-                             where(name, line_no), options.max_invocations);
+          return too_many(name, line_no, options);
         t.invocations.push_back(
             {end - duration, names.id(std::string(f[0]), t.services), duration});
         t.length_s = std::max(t.length_s, end);
         return std::nullopt;
       });
-  if (err)
-    return *err;
-  if (header)
-    return fmt::format("{}: empty: no header line", name);
-  finish(t);
-  // The trace's clock starts at its first arrival (the 2021 file counts from an epoch).
-  if (!t.invocations.empty()) {
-    const double start = t.invocations.front().arrival_s;
-    for (auto& i : t.invocations) i.arrival_s -= start;
-    t.length_s -= start;
-  }
-  if (auto err = check_span(t, name, options))
-    return *err;
-  return t;
+  // The 2021 file counts from an epoch: its clock starts at its first arrival.
+  return finished(std::move(t), std::move(err), header, name, options, true);
 }
 
 TraceOrError read_csv(std::string_view text, std::string_view name, const ReadOptions& options) {
@@ -309,20 +304,12 @@ TraceOrError read_csv(std::string_view text, std::string_view name, const ReadOp
         if (!parse_double(f[2], duration) || duration < 0)
           return fmt::format("{}: duration_s is '{}', not seconds", where(name, line_no), f[2]);
         if (t.invocations.size() >= options.max_invocations)
-          return fmt::format("{}: more than {} invocations; a trace this large is refused",
-                             where(name, line_no), options.max_invocations);
+          return too_many(name, line_no, options);
         t.invocations.push_back({at, names.id(std::string(f[1]), t.services), duration});
         t.length_s = std::max(t.length_s, at + duration);
         return std::nullopt;
       });
-  if (err)
-    return *err;
-  if (header)
-    return fmt::format("{}: empty: no header line", name);
-  finish(t);
-  if (auto err = check_span(t, name, options))
-    return *err;
-  return t;
+  return finished(std::move(t), std::move(err), header, name, options, false);
 }
 
 }  // namespace sluice::sim
