@@ -11,6 +11,10 @@ namespace sluice::autoscaler {
 namespace {
 
 constexpr auto kMinute = std::chrono::minutes(1);
+constexpr auto kSecond = std::chrono::seconds(1);
+// A pause shorter than this is part of a busy spell, not an idle time: the activator's
+// first report after a poke subtracts the poke, so one zero second is no evidence.
+constexpr auto kMinIdle = std::chrono::seconds(2);
 
 std::string approx(core::Duration d) {
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
@@ -29,28 +33,33 @@ std::optional<KeepAliveSpec> parse_keep_alive(const std::string& text, std::stri
     spec.mode = KeepAliveSpec::Mode::Histogram;
     return spec;
   }
-  if (text.rfind("fixed:", 0) == 0) {
+  const bool fixed = text.rfind("fixed:", 0) == 0;
+  if (fixed || text.rfind("histogram:", 0) == 0) {
+    const std::string prefix = fixed ? "fixed:" : "histogram:";
     std::string why;
-    const auto d = config::parse_duration(text.substr(6), &why);
+    const auto d = config::parse_duration(text.substr(prefix.size()), &why);
     if (!d || d->count() <= 0) {
       if (error)
-        *error = fmt::format("\"{}\": the keep-alive after fixed: must be a positive duration{}{}",
-                             text, why.empty() ? "" : ": ", why);
+        *error = fmt::format("\"{}\": the keep-alive after {} must be a positive duration{}{}",
+                             text, prefix, why.empty() ? "" : ": ", why);
       return std::nullopt;
     }
-    spec.mode = KeepAliveSpec::Mode::Fixed;
-    spec.fixed = *d;
+    spec.mode = fixed ? KeepAliveSpec::Mode::Fixed : KeepAliveSpec::Mode::Histogram;
+    (fixed ? spec.fixed : spec.fallback) = *d;
     return spec;
   }
   if (error)
-    *error = fmt::format("\"{}\": one of kpa, fixed:DURATION (e.g. fixed:10m), histogram", text);
+    *error = fmt::format(
+        "\"{}\": one of kpa, fixed:DURATION (e.g. fixed:10m), histogram, histogram:FALLBACK", text);
   return std::nullopt;
 }
 
 void KeepAlive::observe(core::TimePoint now, bool busy) {
-  if (busy && !busy_ && idle_since_) {
+  if (!busy || (last_busy_ && now <= *last_busy_))
+    return;
+  if (last_busy_ && now - (*last_busy_ + kSecond) >= kMinIdle) {
     // The end of an idle time: into its 1-minute bin (the first bin holds 0-1 min).
-    const auto idle = now - *idle_since_;
+    const auto idle = now - (*last_busy_ + kSecond);
     const auto bin = static_cast<size_t>(idle / kMinute);
     if (bin < bins_.size())
       ++bins_[bin];
@@ -58,9 +67,11 @@ void KeepAlive::observe(core::TimePoint now, bool busy) {
       ++beyond_;
     ++samples_;
   }
-  if (!busy && busy_)
-    idle_since_ = now;
-  busy_ = busy;
+  last_busy_ = now;
+}
+
+bool KeepAlive::idle(core::TimePoint now) const {
+  return !last_busy_ || now - (*last_busy_ + kSecond) >= kMinIdle;
 }
 
 bool KeepAlive::representative() const {
@@ -92,9 +103,14 @@ int KeepAlive::percentile(double q) const {
 
 KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
   Hold h;
-  if (spec_.mode == KeepAliveSpec::Mode::Kpa || busy_ || !idle_since_)
+  if (spec_.mode == KeepAliveSpec::Mode::Kpa || !last_busy_)
     return h;
-  const auto idle = now - *idle_since_;
+  if (!this->idle(now)) {
+    h.replicas = 1;
+    h.reason = "busy";
+    return h;
+  }
+  const auto idle = now - (*last_busy_ + kSecond);
   if (spec_.mode == KeepAliveSpec::Mode::Fixed) {
     if (idle < spec_.fixed) {
       h.replicas = 1;
@@ -105,10 +121,11 @@ KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
     return h;
   }
   if (!representative()) {
-    if (idle < kBins * kMinute) {
+    if (idle < spec_.fallback) {
       h.replicas = 1;
       h.reason = fmt::format(
-          "keep-alive 4h: the idle-time histogram is not representative yet ({} idle times)",
+          "keep-alive {}: the idle-time histogram is not representative yet ({} idle times)",
+          config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fallback)),
           samples_);
     }
     return h;

@@ -12,9 +12,15 @@
 //              again before the head (5th percentile) of the idle times minus 10% and the
 //              replica start time, and kept until the tail (99th percentile) plus 10%.
 //              Until then, or while more than half of the idle times fall beyond the 4 h
-//              range, it holds one replica for the whole range after each busy spell.
+//              range, it holds one replica for a fixed fallback after each busy spell (the
+//              whole range by default, as ATC'20; "histogram:30m" shortens it).
 //              Representative: at least 10 idle times, and the bin counts' coefficient of
 //              variation at least 2 (a clear pattern, not a spread).
+//
+// Load comes as per-second samples (several sources may report the same second): a
+// second with requests in flight or arriving is busy; an idle time is the span from the
+// end of a busy second to the start of the next one, at least two whole seconds (a
+// shorter pause is part of the busy spell).
 //
 // Threading: single owner. Time: callers pass `now`; no clocks.
 #pragma once
@@ -32,11 +38,12 @@ struct KeepAliveSpec {
   enum class Mode { Kpa, Fixed, Histogram };
   Mode mode = Mode::Kpa;
   core::Duration fixed{0};                              // Mode::Fixed
+  core::Duration fallback = std::chrono::hours(4);      // Mode::Histogram, not representative
   core::Duration start_lead = std::chrono::seconds(0);  // a replica's start time
 };
 
-// "kpa", "fixed:10m" (any duration config::parse_duration reads), "histogram"; an error
-// says what is wrong.
+// "kpa", "fixed:10m" (any duration config::parse_duration reads), "histogram",
+// "histogram:30m" (its fallback keep-alive); an error says what is wrong.
 std::optional<KeepAliveSpec> parse_keep_alive(const std::string& text, std::string* error);
 
 class KeepAlive {
@@ -48,14 +55,18 @@ class KeepAlive {
 
   explicit KeepAlive(KeepAliveSpec spec) : spec_(spec) {}
 
-  // One second's load: busy (requests in flight or arriving) or not.
+  // One second's load: busy (requests in flight or arriving) or not. Only busy seconds
+  // matter: idle is their absence.
   void observe(core::TimePoint now, bool busy);
+  // No busy second for two whole seconds before `now`: the revision is idle.
+  bool idle(core::TimePoint now) const;
+  bool active() const { return spec_.mode != KeepAliveSpec::Mode::Kpa; }
 
   struct Hold {
     int32_t replicas = 0;  // 0 or 1
     std::string reason;    // why, for people ("pre-warm: next request expected in ~40 s")
   };
-  // What the policy holds now, when the KPA itself wants no replica.
+  // What the policy holds now for an idle revision (0 before any request came).
   Hold hold(core::TimePoint now) const;
 
   bool representative() const;
@@ -70,9 +81,8 @@ class KeepAlive {
   KeepAliveSpec spec_;
   std::array<uint32_t, kBins> bins_{};
   size_t samples_ = 0;
-  size_t beyond_ = 0;  // idle times longer than the range
-  bool busy_ = false;
-  std::optional<core::TimePoint> idle_since_;  // the end of the last busy spell
+  size_t beyond_ = 0;                         // idle times longer than the range
+  std::optional<core::TimePoint> last_busy_;  // the start of the last busy second
 };
 
 }  // namespace sluice::autoscaler

@@ -20,6 +20,7 @@ RevisionAutoscaler::RevisionAutoscaler(ScalingSpec spec, core::TimePoint now)
       stable_rps_(spec.decider.stable_window, spec.aggregation),
       panic_rps_(spec.panic_window, spec.aggregation),
       decider_(spec.decider, 0, now, std::max(1, spec.initial_scale)),
+      keep_alive_(spec.keep_alive),
       initialized_(spec.initial_scale <= 1),
       last_want_(bounded(spec.initial_scale)),
       proxied_since_(now) {}
@@ -29,6 +30,27 @@ void RevisionAutoscaler::record(core::TimePoint now, double concurrency, double 
   panic_concurrency_.record(now, concurrency);
   stable_rps_.record(now, rps);
   panic_rps_.record(now, rps);
+  keep_alive_.observe(now, concurrency > 0 || rps > 0);
+}
+
+std::optional<int32_t> RevisionAutoscaler::keep_alive(core::TimePoint now,
+                                                      int32_t kpa_want,
+                                                      std::string* reason) {
+  if (!keep_alive_.active() || kpa_want > 1 || !keep_alive_.idle(now))
+    return std::nullopt;
+  const KeepAlive::Hold hold = keep_alive_.hold(now);
+  int32_t want = bounded(hold.replicas);
+  std::string why = hold.reason;
+  if (want == 0 && !spec_.enable_scale_to_zero) {
+    want = 1;
+    why = "scale to zero disabled";
+  } else if (want > hold.replicas) {
+    why = fmt::format("min-scale {}", want);
+  } else if (why.empty()) {
+    why = "idle: no request expected soon";
+  }
+  *reason = std::move(why);
+  return want;
 }
 
 int32_t RevisionAutoscaler::bounded(int32_t want) const {
@@ -56,9 +78,14 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
   const MetricWindow& panic = concurrency ? panic_concurrency_ : panic_rps_;
   const char* unit = concurrency ? "concurrent" : "req/s";
   if (stable.empty(now)) {
-    // No data: hold (Knative skips the tick), within the bounds.
+    // No data: hold (Knative skips the tick), within the bounds; a keep-alive policy may
+    // pre-warm or let go.
     out.want = last_want_ = bounded(last_want_);
     out.reason = "no recent samples";
+    if (last_want_ <= 1) {
+      if (auto held = keep_alive(now, last_want_, &out.reason))
+        out.want = last_want_ = *held;
+    }
     return out;
   }
   out.has_data = true;
@@ -87,6 +114,19 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
     out.reason += fmt::format(", capped at max-scale {}", want);
   }
 
+  // An idle revision's last replica is the keep-alive policy's, when there is one.
+  if (!out.kpa.panicking) {
+    std::string why;
+    if (auto held = keep_alive(now, want, &why)) {
+      out.reason = std::move(why);
+      if (*held > 0)
+        inactive_since_.reset();
+      else
+        active_since_.reset();
+      out.want = last_want_ = *held;
+      return out;
+    }
+  }
   // Scale-to-zero sequencing (spec §3.8), only when the bounded answer is 0.
   if (want == 0) {
     if (!spec_.enable_scale_to_zero) {

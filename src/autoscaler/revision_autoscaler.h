@@ -8,6 +8,12 @@
 //     ──▶ scale buffer (+N while there is traffic) ──▶ min/max/initial bounds
 //     ──▶ scale-to-zero sequencing (active ≥ stable window, grace, pod retention) ──▶ want
 //
+// Keep-alive policy (Sluice's `sluice.dev/keep-alive`, keep_alive.h): with `fixed` or
+// `histogram`, the policy owns an idle revision's last replica: when the revision had no
+// load for a whole second and the KPA asks for at most one, the policy's hold (0 or 1,
+// within min-scale and scale-to-zero) replaces the KPA's scale-to-zero sequencing, also
+// while the windows are empty (a pre-warm from zero). Under load the KPA decides alone.
+//
 // Effective capacity: `ready` is the pods the activator holds healthy; panic math and
 // rate limits use it alone. Pods still starting are not ready, but the caller compares
 // `want` with ready + starting, so load that starting pods will absorb does not order
@@ -20,6 +26,7 @@
 #include <string>
 
 #include "autoscaler/decider.h"
+#include "autoscaler/keep_alive.h"
 #include "autoscaler/window.h"
 
 namespace sluice::autoscaler {
@@ -36,6 +43,7 @@ struct ScalingSpec {
   bool enable_scale_to_zero = true;
   core::Duration scale_to_zero_grace = std::chrono::seconds(30);
   core::Duration pod_retention{0};
+  KeepAliveSpec keep_alive;  // kpa: Knative's own sequencing alone
 };
 
 // Knative's panic window from the stable window and the percentage, at least 1 s.
@@ -81,10 +89,13 @@ class RevisionAutoscaler {
 
  private:
   int32_t bounded(int32_t want) const;
+  // The keep-alive policy's answer for an idle revision, or nullopt (KPA decides).
+  std::optional<int32_t> keep_alive(core::TimePoint now, int32_t kpa_want, std::string* reason);
 
   ScalingSpec spec_;
   MetricWindow stable_concurrency_, panic_concurrency_, stable_rps_, panic_rps_;
   Decider decider_;
+  KeepAlive keep_alive_;
   bool initialized_;  // reached the initial scale once (declared before last_want_: used
                       // by bounded() in its initialiser)
   int32_t last_want_;

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "cli/commands.h"
 #include "config/duration.h"
@@ -74,15 +76,21 @@ std::string durations_next_to(const std::string& trace) {
   return fs::exists(d) ? d.string() : "";
 }
 
+// A bar on a terminal: the mean of the policies' fractions (they run on several threads).
 class Progress {
  public:
-  explicit Progress(bool on) : on_(on) {}
-  void operator()(double fraction) {
+  Progress(bool on, size_t runs) : on_(on), fractions_(runs, 0.0) {}
+  void update(size_t run, double fraction) {
     if (!on_)
       return;
-    const int filled = static_cast<int>(fraction * 40);
+    std::lock_guard lock(mu_);  // a few calls a run: not a hot path
+    fractions_[run] = fraction;
+    double sum = 0;
+    for (double f : fractions_) sum += f;
+    const double mean = sum / static_cast<double>(fractions_.size());
+    const int filled = static_cast<int>(mean * 40);
     std::fprintf(stderr, "\r  [%-40s] %3d%%", std::string(static_cast<size_t>(filled), '#').c_str(),
-                 static_cast<int>(fraction * 100));
+                 static_cast<int>(mean * 100));
     std::fflush(stderr);
   }
   void done() {
@@ -92,7 +100,67 @@ class Progress {
 
  private:
   bool on_;
+  std::mutex mu_;
+  std::vector<double> fractions_;
 };
+
+// A policy to compare: Knative's defaults with a keep-alive policy (kpa: none), or the
+// --services file's annotations as written.
+struct Policy {
+  enum class Kind { Defaults, Services };
+  std::string name;
+  Kind kind = Kind::Defaults;
+  autoscaler::KeepAliveSpec keep_alive;
+};
+
+std::optional<Policy> parse_policy(const std::string& name, std::string& error) {
+  Policy p;
+  p.name = name;
+  if (name == "services") {
+    p.kind = Policy::Kind::Services;
+    return p;
+  }
+  // fixed-keepalive:10m is the keep-alive annotation's fixed:10m.
+  const std::string prefix = "fixed-keepalive:";
+  const bool fixed = name.rfind(prefix, 0) == 0;
+  std::string why;
+  auto k = autoscaler::parse_keep_alive(fixed ? "fixed:" + name.substr(prefix.size()) : name, &why);
+  if (!k) {
+    error = fixed || name.rfind("histogram:", 0) == 0
+                ? why
+                : fmt::format(
+                      "\"{}\": one of kpa (Knative's defaults), services (the --services "
+                      "annotations), fixed-keepalive:DURATION, histogram, "
+                      "histogram:FALLBACK",
+                      name);
+    return std::nullopt;
+  }
+  p.keep_alive = *k;
+  return p;
+}
+
+struct Totals {
+  uint64_t requests = 0, cold_starts = 0, scale_events = 0;
+  double replica_seconds = 0, idle_replica_seconds = 0, worst = 0;
+};
+
+Totals total(const std::vector<sim::ServiceResult>& results) {
+  Totals t;
+  for (const auto& r : results) {
+    t.requests += r.requests;
+    t.cold_starts += r.cold_starts;
+    t.scale_events += r.scale_events;
+    t.replica_seconds += r.replica_seconds;
+    t.idle_replica_seconds += r.idle_replica_seconds;
+    t.worst = std::max(t.worst, r.added_latency.max());
+  }
+  return t;
+}
+
+// Plots want about a day's worth of minutes: one point a minute, coarser for long traces.
+uint32_t series_step(double length_s) {
+  return static_cast<uint32_t>(std::max(60.0, std::ceil(length_s / 1440.0 / 60.0) * 60.0));
+}
 
 }  // namespace
 
@@ -211,14 +279,26 @@ Action add_simulate_command(CLI::App& app) {
                    start ? "must not be negative" : start_error.c_str());
       return 2;
     }
-    std::vector<std::string> policies =
-        raw->policies.empty() ? std::vector<std::string>{"kpa"} : raw->policies;
-    for (const auto& p : policies) {
-      if (p != "kpa") {
-        std::fprintf(stderr, "sluice simulate: --policy %s: this build simulates kpa only\n",
-                     p.c_str());
+    std::vector<std::string> names = raw->policies;
+    if (names.empty()) {
+      names = {"kpa", "fixed-keepalive:10m", "histogram"};
+      if (!raw->services.empty())
+        names.insert(names.begin() + 1, "services");
+    }
+    std::vector<Policy> policies;
+    for (const auto& n : names) {
+      auto p = parse_policy(n, error);
+      if (!p) {
+        std::fprintf(stderr, "sluice simulate: --policy %s\n", error.c_str());
         return 2;
       }
+      if (p->kind == Policy::Kind::Services && raw->services.empty()) {
+        std::fprintf(stderr,
+                     "sluice simulate: --policy services: the annotations come from --services "
+                     "FILE: name one\n");
+        return 2;
+      }
+      policies.push_back(*p);
     }
 
     core::FastRandom random(raw->seed);
@@ -245,12 +325,9 @@ Action add_simulate_command(CLI::App& app) {
     text.clear();
     text.shrink_to_fit();
 
-    // Each trace service's setup: the Service of its name in --services, else defaults
-    // (with the file's ConfigMaps, when there is a file).
-    std::vector<sim::ServiceSetup> setups(trace.services.size());
-    sim::ServiceSetup defaults;
-    defaults.start_time = *start;
-    std::map<std::string, sim::ServiceSetup> named;
+    // Each trace service's setup: containerConcurrency from the Service of its name in
+    // --services (the app's own property, under every policy); scaling as the policy says.
+    std::map<std::string, service::ServiceSpec> named;
     if (!raw->services.empty()) {
       auto loaded = service::load_service_files({raw->services});
       if (!loaded.errors.empty()) {
@@ -258,57 +335,94 @@ Action add_simulate_command(CLI::App& app) {
         std::fprintf(stderr, "sluice simulate: %zu error(s) in --services\n", loaded.errors.size());
         return 2;
       }
-      for (const auto& s : loaded.services) {
-        sim::ServiceSetup setup = defaults;
-        setup.scaling = s.scaling;
-        setup.container_concurrency = s.container_concurrency;
-        named[s.name] = setup;
-      }
+      for (auto& s : loaded.services) named[s.name] = std::move(s);
     }
     size_t matched = 0;
+    std::vector<const service::ServiceSpec*> spec_of(trace.services.size(), nullptr);
     for (size_t i = 0; i < trace.services.size(); ++i) {
       auto it = named.find(trace.services[i]);
-      matched += it != named.end();
-      setups[i] = it != named.end() ? it->second : defaults;
+      if (it != named.end()) {
+        spec_of[i] = &it->second;
+        ++matched;
+      }
     }
+    // Knative's defaults for a containerConcurrency (its target follows from it).
+    std::map<uint32_t, autoscaler::ScalingSpec> defaults_for;
+    auto knative_defaults = [&](uint32_t cc) {
+      auto it = defaults_for.find(cc);
+      if (it == defaults_for.end())
+        it = defaults_for.emplace(cc, service::scaling_from_annotations({}, {}, cc).scaling).first;
+      return it->second;
+    };
+    auto setups_for = [&](const Policy& p) {
+      std::vector<sim::ServiceSetup> setups(trace.services.size());
+      for (size_t i = 0; i < setups.size(); ++i) {
+        sim::ServiceSetup& su = setups[i];
+        su.start_time = *start;
+        su.container_concurrency = spec_of[i] ? spec_of[i]->container_concurrency : 0;
+        if (p.kind == Policy::Kind::Services && spec_of[i]) {
+          su.scaling = spec_of[i]->scaling;
+        } else {
+          su.scaling = knative_defaults(su.container_concurrency);
+          su.scaling.keep_alive = p.keep_alive;
+        }
+      }
+      return setups;
+    };
 
     std::fprintf(
         stderr, "sluice simulate: %s: %zu service(s), %zu invocations over %.0f s; %zu set by %s\n",
         raw->trace.c_str(), trace.services.size(), trace.invocations.size(), trace.length_s,
         matched, raw->services.empty() ? "(no --services)" : raw->services.c_str());
-    Progress progress(isatty(STDERR_FILENO) != 0);
-    sim::SimOptions sopts;
-    sopts.seed = raw->seed;
-    sopts.progress = [&progress](double f) { progress(f); };
+    Progress progress(isatty(STDERR_FILENO) != 0, policies.size());
     core::SteadyTimeSource wall;  // how long the simulation took, for people
     const auto t0 = wall.now();
-    const auto results = sim::simulate(trace, setups, sopts);
+    // The policies are independent runs over the same trace: one thread each, as many at
+    // once as there are cores.
+    std::vector<std::vector<sim::ServiceResult>> results(policies.size());
+    const size_t workers =
+        std::max<size_t>(1, std::min<size_t>(policies.size(), std::thread::hardware_concurrency()));
+    {
+      std::vector<std::thread> threads;
+      for (size_t w = 0; w < workers; ++w) {
+        threads.emplace_back([&, w] {
+          for (size_t i = w; i < policies.size(); i += workers) {
+            sim::SimOptions sopts;
+            sopts.seed = raw->seed;
+            sopts.progress = [&progress, i](double f) { progress.update(i, f); };
+            sopts.series_step_s = raw->out.empty() ? 0 : series_step(trace.length_s);
+            results[i] = sim::simulate(trace, setups_for(policies[i]), sopts);
+            progress.update(i, 1);
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+    }
     const double took = core::to_seconds(wall.now() - t0);
     progress.done();
 
-    // Totals, and per service into --out/results.csv.
-    uint64_t requests = 0, cold = 0, events = 0;
-    double replica_s = 0, idle_s = 0, worst = 0;
-    sim::LatencyHistogram all;
-    for (const auto& r : results) {
-      requests += r.requests;
-      cold += r.cold_starts;
-      events += r.scale_events;
-      replica_s += r.replica_seconds;
-      idle_s += r.idle_replica_seconds;
-      worst = std::max(worst, r.added_latency.max());
-    }
     std::printf(
         "| policy | services | requests | cold starts | cold-start rate | replica-seconds | idle "
         "replica-seconds | scale events | worst added latency s |\n");
     std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    std::printf("| kpa | %zu | %llu | %llu | %.3f%% | %.0f | %.0f | %llu | %.2f |\n",
-                results.size(), static_cast<unsigned long long>(requests),
-                static_cast<unsigned long long>(cold),
-                requests ? 100.0 * static_cast<double>(cold) / static_cast<double>(requests) : 0.0,
-                replica_s, idle_s, static_cast<unsigned long long>(events), worst);
-    std::fprintf(stderr, "simulated %.0f s in %.2f s (%.0f× real time)\n", trace.length_s, took,
-                 took > 0 ? trace.length_s / took : 0.0);
+    std::vector<Totals> totals;
+    for (size_t p = 0; p < policies.size(); ++p) {
+      const Totals t = total(results[p]);
+      totals.push_back(t);
+      std::printf(
+          "| %s | %zu | %llu | %llu | %.3f%% | %.0f | %.0f | %llu | %.2f |\n",
+          policies[p].name.c_str(), results[p].size(), static_cast<unsigned long long>(t.requests),
+          static_cast<unsigned long long>(t.cold_starts),
+          t.requests ? 100.0 * static_cast<double>(t.cold_starts) / static_cast<double>(t.requests)
+                     : 0.0,
+          t.replica_seconds, t.idle_replica_seconds,
+          static_cast<unsigned long long>(t.scale_events), t.worst);
+    }
+    const double simulated = trace.length_s * static_cast<double>(policies.size());
+    std::fprintf(stderr,
+                 "simulated %zu × %.0f s in %.2f s (%.0f× real time per policy, %zu thread(s))\n",
+                 policies.size(), trace.length_s, took,
+                 took > 0 ? simulated / took / static_cast<double>(workers) : 0.0, workers);
     if (!raw->out.empty()) {
       std::error_code ec;
       fs::create_directories(raw->out, ec);
@@ -316,12 +430,15 @@ Action add_simulate_command(CLI::App& app) {
           "policy,service,requests,cold_starts,added_latency_p50_s,added_latency_p99_s,added_"
           "latency_max_s,"
           "replica_seconds,idle_replica_seconds,scale_events\n";
-      for (size_t i = 0; i < results.size(); ++i) {
-        const auto& r = results[i];
-        csv += fmt::format(
-            "kpa,{},{},{},{:.6f},{:.6f},{:.6f},{:.3f},{:.3f},{}\n", trace.services[i], r.requests,
-            r.cold_starts, r.added_latency.quantile(0.5), r.added_latency.quantile(0.99),
-            r.added_latency.max(), r.replica_seconds, r.idle_replica_seconds, r.scale_events);
+      for (size_t p = 0; p < policies.size(); ++p) {
+        for (size_t i = 0; i < results[p].size(); ++i) {
+          const auto& r = results[p][i];
+          csv += fmt::format("{},{},{},{},{:.6f},{:.6f},{:.6f},{:.3f},{:.3f},{}\n",
+                             policies[p].name, trace.services[i], r.requests, r.cold_starts,
+                             r.added_latency.quantile(0.5), r.added_latency.quantile(0.99),
+                             r.added_latency.max(), r.replica_seconds, r.idle_replica_seconds,
+                             r.scale_events);
+        }
       }
       const auto path = fs::path(raw->out) / "results.csv";
       if (!write_file(path, csv, error)) {

@@ -29,6 +29,9 @@ using config::YamlNode;
 using namespace std::chrono_literals;
 
 constexpr std::string_view kPrefix = "autoscaling.knative.dev/";
+// Sluice's own scaling annotations (today one: sluice.dev/keep-alive).
+constexpr std::string_view kSluicePrefix = "sluice.dev/";
+constexpr std::string_view kKeepAlive = "sluice.dev/keep-alive";
 // Largest service file read: Kubernetes objects are limited to about 1.5 MB by etcd.
 constexpr size_t kMaxServiceFileBytes = 4 * 1024 * 1024;
 
@@ -110,6 +113,7 @@ struct Overrides {
   std::optional<double> panic_window_percentage, panic_threshold_percentage;
   std::optional<core::Duration> window, scale_down_delay, pod_retention;
   std::optional<int64_t> min_scale, max_scale, initial_scale, activation_scale, scale_buffer;
+  std::optional<autoscaler::KeepAliveSpec> keep_alive;
 };
 
 struct DefaultsConfig {
@@ -642,6 +646,7 @@ void Loader::service(const Document& d) {
   sc.enable_scale_to_zero = as_.enable_scale_to_zero;
   sc.scale_to_zero_grace = as_.scale_to_zero_grace;
   sc.pod_retention = o.pod_retention.value_or(as_.pod_retention);
+  sc.keep_alive = o.keep_alive.value_or(autoscaler::KeepAliveSpec{});
 
   // Rules that relate several values.
   auto where_is = [&](const char* canonical) {
@@ -694,6 +699,19 @@ void Loader::annotations(YamlNode a, Report& r) {
   }
   for (const auto& kv : a.entries()) {
     const std::string key = scalar(kv.first);  // "" for a complex key: reported as unknown
+    if (key.starts_with(kSluicePrefix)) {
+      if (key != kKeepAlive) {
+        r.error(kv.first, key,
+                fmt::format("unknown Sluice annotation (the one there is: {})", kKeepAlive));
+        continue;
+      }
+      std::string why;
+      if (auto k = autoscaler::parse_keep_alive(scalar(kv.second), &why))
+        overrides_.keep_alive = *k;
+      else
+        r.error(kv.first, key, why);
+      continue;
+    }
     if (!key.starts_with(kPrefix))
       continue;  // other annotations are the user's business
     const std::string name = key.substr(kPrefix.size());
@@ -869,7 +887,7 @@ AnnotationScaling scaling_from_annotations(const std::map<std::string, std::stri
   // line 7, the ConfigMap after line 9, so each message says what it is about.
   nlohmann::json a = nlohmann::json::object();
   for (const auto& [k, v] : annotations)
-    if (k.starts_with(kPrefix))
+    if (k.starts_with(kPrefix) || k == kKeepAlive)
       a[k] = v;
   const nlohmann::json data(config);
   const std::string text = fmt::format(

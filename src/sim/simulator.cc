@@ -51,6 +51,7 @@ struct Service {
   uint32_t in_flight = 0;
   TimePoint accounted;   // replica-seconds are summed up to here
   bool publish = false;  // readiness changed, or replicas to keep fresh in the loop
+  SeriesPoint step;      // the series step being filled
   ServiceResult result;
 };
 
@@ -79,6 +80,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       // share long prefixes ("owner00012/app00012").
       s.key = fmt::format("sim/{}", i);
       s.setup = setups.at(i);
+      s.setup.scaling.keep_alive.start_lead = s.setup.start_time;
       s.accounted = start_;
       by_key_.emplace(s.key, static_cast<uint32_t>(i));
       loop_.add(s.key, trace.services[i], s.setup.scaling);
@@ -196,6 +198,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       events_.push({r.ready_at, ++seq_, Event::Kind::Ready, index(s), r.id});
       ++running;
     }
+    s.step.replicas = std::max(s.step.replicas, static_cast<uint32_t>(s.replicas.size()));
     while (running > s.asked) {
       // Starting replicas go first (newest first), then idle ones; a busy one drains.
       auto pick = std::find_if(s.replicas.rbegin(), s.replicas.rend(), [](const Replica& r) {
@@ -231,6 +234,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   void arrive(const Invocation& inv) {
     Service& s = services_[inv.service];
     ++s.result.requests;
+    ++s.step.arrivals;
     if (auto poke = reporter_.request_in(s.key, now_)) {
       sync();
       loop_.stat(s.key, poke->report.average_concurrency, poke->report.request_count);
@@ -291,7 +295,13 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     // Readiness when it changed; the healthy list also every 2 s, within the loop's 5 s
     // freshness limit for an activator's word.
     const bool refresh = ++seconds_ % 2 == 0;
+    const bool step = options_.series_step_s > 0 && seconds_ % options_.series_step_s == 0;
     for (auto& s : services_) {
+      if (step) {
+        s.step.replicas = std::max(s.step.replicas, static_cast<uint32_t>(s.replicas.size()));
+        s.result.series.push_back(s.step);
+        s.step = SeriesPoint{static_cast<uint32_t>(s.replicas.size()), 0};
+      }
       if (!s.publish && (s.replicas.empty() || !refresh))
         continue;
       std::vector<std::string> healthy;

@@ -21,7 +21,11 @@
 // replica-seconds (starting, ready or draining); idle replica-seconds (ready, nothing in
 // flight); scale events (changes of the replicas asked for).
 //
-// Threading: single-threaded; run() owns its clock and io_context. Deterministic: the same
+// A keep-alive policy (ScalingSpec::keep_alive) is told the replica start time of the
+// model as its pre-warm lead.
+//
+// Threading: each call is single-threaded and owns its clock and io_context: calls may run
+// on several threads at once over the same (read-only) trace. Deterministic: the same
 // trace, setups and seed give the same result.
 #pragma once
 
@@ -56,6 +60,12 @@ class LatencyHistogram {
   double max_ = 0;
 };
 
+// One step of a service's time series (for plots).
+struct SeriesPoint {
+  uint32_t replicas = 0;  // the most replicas running (starting, ready or draining) in it
+  uint32_t arrivals = 0;  // requests that arrived in it
+};
+
 struct ServiceResult {
   uint64_t requests = 0;
   uint64_t cold_starts = 0;
@@ -63,12 +73,15 @@ struct ServiceResult {
   double replica_seconds = 0;
   double idle_replica_seconds = 0;
   uint64_t scale_events = 0;
+  std::vector<SeriesPoint> series;  // one per SimOptions::series_step, when asked for
 };
 
 struct SimOptions {
   uint64_t seed = 1;  // the loop's pod sampling
   // Called now and then with the fraction of the trace done (a progress bar).
   std::function<void(double)> progress;
+  // Record each service's time series at this step (whole seconds); 0: none.
+  uint32_t series_step_s = 0;
 };
 
 // One result per trace service; `setups[i]` is trace.services[i]'s.

@@ -30,11 +30,14 @@ TEST(SimulateE2E, ASynthesizedDayIsReplayedAndItsResultsWritten) {
       run(std::string(SLUICE_BIN) + " simulate --trace " + dir +
           "/invocations_per_function_md.anon.d01.csv --start-time 20s --out " + dir + " 2>&1");
   ASSERT_EQ(sim.exit_code, 0) << sim.out;
-  EXPECT_NE(sim.out.find("| kpa | 40 |"), std::string::npos) << sim.out;
+  // The default policies side by side.
+  for (const char* p : {"| kpa | 40 |", "| fixed-keepalive:10m | 40 |", "| histogram | 40 |"})
+    EXPECT_NE(sim.out.find(p), std::string::npos) << p << "\n" << sim.out;
   EXPECT_NE(sim.out.find("40 service(s)"), std::string::npos) << sim.out;
   const std::string csv = slurp(dir + "/results.csv");
-  // A header and one line per service.
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 41) << csv;
+  // A header and one line per service and policy.
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 40) << csv;
+  EXPECT_NE(csv.find("\nhistogram,"), std::string::npos) << csv;
   EXPECT_EQ(csv.rfind("policy,service,requests,cold_starts,", 0), 0u) << csv;
   // With a 20 s start, a cold request waits 20 s: the worst added latency says so.
   EXPECT_NE(sim.out.find("| 20.00 |"), std::string::npos) << sim.out;
@@ -54,6 +57,10 @@ TEST(SimulateE2E, BadInputIsNamedAndNothingRuns) {
        "--format azure2020: one of azure2019, azure2021, csv"},
       {"--trace " + dir + "/bad.csv --start-time soon", "--start-time soon:"},
       {"--synthesize 5", "--synthesize writes files: name a directory with --out"},
+      {"--trace " + dir + "/bad.csv --policy warm",
+       "--policy \"warm\": one of kpa (Knative's defaults), services"},
+      {"--trace " + dir + "/bad.csv --policy fixed-keepalive:soon", "--policy \"fixed:soon\""},
+      {"--trace " + dir + "/bad.csv --policy services", "the annotations come from --services"},
   };
   for (const auto& c : cases) {
     const auto r = run(std::string(SLUICE_BIN) + " simulate " + c.args + " 2>&1");

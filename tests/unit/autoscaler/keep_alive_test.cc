@@ -32,7 +32,9 @@ TEST(KeepAlive, ParsesItsThreeNamesAndSaysWhatIsWrong) {
   EXPECT_FALSE(parse_keep_alive("fixed:0s", &why));
   EXPECT_NE(why.find("must be a positive duration"), std::string::npos) << why;
   EXPECT_FALSE(parse_keep_alive("always", &why));
-  EXPECT_EQ(why, "\"always\": one of kpa, fixed:DURATION (e.g. fixed:10m), histogram");
+  EXPECT_EQ(why,
+            "\"always\": one of kpa, fixed:DURATION (e.g. fixed:10m), histogram, "
+            "histogram:FALLBACK");
 }
 
 TEST(KeepAlive, KpaHoldsNothingAndFixedHoldsUntilItsTimeAfterTheLastRequest) {

@@ -52,6 +52,51 @@ TEST_F(RevisionAutoscalerTest, IdleForAStableWindowScalesToZeroWithoutRetention)
   EXPECT_NE(d.reason.find("no traffic for a stable window (6s)"), std::string::npos) << d.reason;
 }
 
+// A keep-alive policy owns an idle revision's last replica: fixed 30 s lets go 30 s after
+// the last busy second, sooner than the KPA's window would; and with the windows empty
+// (no samples at all) the histogram policy pre-warms from zero, saying why.
+TEST_F(RevisionAutoscalerTest, AKeepAlivePolicyOwnsTheLastReplicaOfAnIdleRevision) {
+  ScalingSpec s = spec();
+  s.decider.stable_window = 60s;
+  s.keep_alive.mode = KeepAliveSpec::Mode::Fixed;
+  s.keep_alive.fixed = 30s;
+  RevisionAutoscaler a(s, clock_.now());
+  ASSERT_EQ(second(a, 2, 0).want, 1);
+  int32_t want = 1;
+  int seconds = 0;
+  while (want == 1 && seconds < 120) {
+    want = second(a, 0, 1).want;
+    ++seconds;
+  }
+  // Busy second t (stamped at its end), idle from t + 1, let go at t + 1 + 30 s.
+  EXPECT_EQ(seconds, 31);
+
+  s.keep_alive.mode = KeepAliveSpec::Mode::Histogram;
+  s.keep_alive.start_lead = 20s;
+  RevisionAutoscaler h(s, clock_.now());
+  // A request every 10 minutes, long enough for the histogram to be representative.
+  for (int i = 0; i < 12; ++i) {
+    clock_.advance(600s);
+    h.record(clock_.now(), 1, 1);
+  }
+  // Idle for two seconds after the busy one: the KPA would keep the replica for its
+  // window; the histogram lets it go.
+  clock_.advance(3s);
+  ScaleDecision d = h.decide(clock_.now(), 1);
+  EXPECT_TRUE(d.has_data);
+  EXPECT_EQ(d.want, 0) << d.reason;
+  EXPECT_EQ(d.reason, "idle: no request expected soon");
+  // Nothing recorded since: the windows are empty, and the policy pre-warms at 10 min
+  // less 10% less the start time, from the end of the busy second.
+  clock_.advance(1s + 540s - 20s - 3s - 1s);
+  EXPECT_EQ(h.decide(clock_.now(), 0).want, 0);
+  clock_.advance(1s);
+  d = h.decide(clock_.now(), 0);
+  EXPECT_FALSE(d.has_data);
+  EXPECT_EQ(d.want, 1) << d.reason;
+  EXPECT_EQ(d.reason, "pre-warm: next request expected in ~20 s");
+}
+
 TEST_F(RevisionAutoscalerTest, PodRetentionKeepsTheReplicaAfterTheWindow) {
   ScalingSpec s = spec();
   s.pod_retention = 4s;

@@ -160,6 +160,16 @@ TEST(AnnotationScaling, SameRulesAndMessagesAsAServiceFile) {
   EXPECT_EQ(ok.scaling.scale_buffer, 2);
   EXPECT_EQ(ok.scaling.decider.stable_window, 6s);
   EXPECT_DOUBLE_EQ(ok.scaling.decider.target, 0.7) << "containerConcurrency 1 caps it, at 70 %";
+  EXPECT_EQ(ok.scaling.keep_alive.mode, autoscaler::KeepAliveSpec::Mode::Kpa);
+
+  // A PodAutoscaler carries the revision's annotations, Sluice's keep-alive among them.
+  auto hist = service::scaling_from_annotations({{"sluice.dev/keep-alive", "histogram"}}, {}, 0);
+  EXPECT_TRUE(hist.errors.empty()) << hist.errors.front();
+  EXPECT_EQ(hist.scaling.keep_alive.mode, autoscaler::KeepAliveSpec::Mode::Histogram);
+  auto typo = service::scaling_from_annotations({{"sluice.dev/keep-alive", "warm"}}, {}, 0);
+  ASSERT_EQ(typo.errors.size(), 1u);
+  EXPECT_EQ(typo.errors[0].rfind("sluice.dev/keep-alive: \"warm\": one of kpa", 0), 0u)
+      << typo.errors[0];
 
   auto bad = service::scaling_from_annotations({{"autoscaling.knative.dev/scale-buffer", "-1"},
                                                 {"autoscaling.knative.dev/min-scale", "5"},

@@ -95,6 +95,7 @@ spec:
         autoscaling.knative.dev/scale-buffer: "2"
         autoscaling.knative.dev/metric-aggregation-algorithm: weighted-exponential
         autoscaling.knative.dev/scale-down-delay: "10s"
+        sluice.dev/keep-alive: fixed:10m
     spec:
       containers:
         - command: ["./server", "--fast"]
@@ -118,6 +119,8 @@ spec:
   EXPECT_EQ(s.scaling.scale_buffer, 2);
   EXPECT_EQ(s.scaling.aggregation, autoscaler::Aggregation::WeightedExponential);
   EXPECT_EQ(s.scaling.decider.scale_down_delay, 10s);
+  EXPECT_EQ(s.scaling.keep_alive.mode, autoscaler::KeepAliveSpec::Mode::Fixed);
+  EXPECT_EQ(s.scaling.keep_alive.fixed, 10min);
   EXPECT_EQ(s.container.command.front(), dir + "/server") << "relative to the YAML's folder";
   EXPECT_EQ(s.container.working_dir, dir + "/bin");
   EXPECT_EQ(s.container.port, 9000);
@@ -162,6 +165,14 @@ spec:
        "initial-scale 0 needs allow-zero-initial-scale"},
       {"        autoscaling.knative.dev/activation-scale: \"1\"\n",
        "autoscaling.knative.dev/activation-scale: 1 must be at least 2"},
+      {"        sluice.dev/keep-alive: always\n",
+       "/srv/app/service.yaml:9: sluice.dev/keep-alive: \"always\": one of kpa, fixed:DURATION"},
+      {"        sluice.dev/keep-alive: fixed:0s\n",
+       "sluice.dev/keep-alive: \"fixed:0s\": the keep-alive after fixed: must be a positive "
+       "duration"},
+      {"        sluice.dev/keepalive: histogram\n",
+       "sluice.dev/keepalive: unknown Sluice annotation (the one there is: "
+       "sluice.dev/keep-alive)"},
   };
   for (const auto& [annotations, message] : cases) {
     const LoadResult r = load(head + annotations + body);

@@ -114,5 +114,84 @@ TEST(Simulator, TheSameInputGivesTheSameResult) {
   EXPECT_EQ(a[0].added_latency.quantile(0.99), b[0].added_latency.quantile(0.99));
 }
 
+// --- Keep-alive policies on hand-computed traces --------------------------------------
+
+ServiceSetup with_policy(const std::string& text, core::Duration start_time) {
+  ServiceSetup s = setup(start_time);
+  std::string why;
+  auto k = autoscaler::parse_keep_alive(text, &why);
+  EXPECT_TRUE(k) << why;
+  s.scaling.keep_alive = k.value_or(autoscaler::KeepAliveSpec{});
+  return s;
+}
+
+// `n` requests of 0.5 s, every `period` s from 10 s.
+Trace periodic(int n, double period) {
+  std::vector<Invocation> inv;
+  for (int i = 0; i < n; ++i) inv.push_back({10.0 + period * i, 0, 0.5});
+  return trace_of(inv, 10.0 + period * n);
+}
+
+// Every 10 minutes, a 5 s start. The KPA keeps a replica ~64 s: every request is cold.
+// A fixed 15 min keep-alive: only the first; the replica runs from the first request to
+// 15 min after the last. The histogram: only the first too (its 4 h fallback holds the
+// replica while fewer than 10 idle times are known); from the 11th request on it lets
+// the replica go ~4 s after each request and starts it again 10% before the next one's
+// bin (10 min: 9 min) less the start time: ~68 s of replica per cycle, no cold start.
+// After the last request it pre-warms once more and keeps the replica to 10% past the
+// tail (11 min after the request's busy second): ~128 s for a request that never comes.
+TEST(Simulator, APeriodicServiceUnderEachPolicy) {
+  const Trace t = periodic(20, 600);
+  const auto kpa = simulate(t, {setup(5s)});
+  const auto fixed = simulate(t, {with_policy("fixed:15m", 5s)});
+  const auto hist = simulate(t, {with_policy("histogram", 5s)});
+  EXPECT_EQ(kpa[0].cold_starts, 20u);
+  EXPECT_NEAR(kpa[0].replica_seconds, 20 * 69.0, 20 * 3.0);
+  EXPECT_EQ(fixed[0].cold_starts, 1u);
+  EXPECT_NEAR(fixed[0].replica_seconds, 19 * 600.0 + 900 + 5, 5.0);
+  EXPECT_EQ(hist[0].cold_starts, 1u);
+  // 10 cycles held by the fallback (from the first request to the 11th), 9 cycles of
+  // ~68 s, and the pre-warm after the last.
+  EXPECT_NEAR(hist[0].replica_seconds, 10 * 600.0 + 4 + 9 * 68.0 + 128, 10 * 2.0);
+  EXPECT_LT(hist[0].replica_seconds, fixed[0].replica_seconds);
+}
+
+// One burst, then an hour of nothing: the KPA lets go after its window; fixed 10 min
+// holds one replica 10 minutes after the burst; the histogram, knowing nothing, holds its
+// fallback (here shortened to 30 min) after it. One cold start each: the burst's first
+// second waited for replicas under every policy.
+TEST(Simulator, ASingleBurstUnderEachPolicy) {
+  std::vector<Invocation> inv;
+  for (int i = 0; i < 30; ++i) inv.push_back({10.0 + i * 0.01, 0, 0.2});
+  const Trace t = trace_of(inv, 3600);
+  const auto kpa = simulate(t, {setup(2s)});
+  const auto fixed = simulate(t, {with_policy("fixed:10m", 2s)});
+  const auto hist = simulate(t, {with_policy("histogram:30m", 2s)});
+  for (const auto* r : {&kpa, &fixed, &hist}) {
+    EXPECT_EQ((*r)[0].requests, 30u);
+    EXPECT_EQ((*r)[0].cold_starts, 30u);  // all arrived before the first replica was ready
+  }
+  EXPECT_LT(kpa[0].replica_seconds, 120.0);
+  // Up from 10 s; the burst is over by ~12.5 s; let go 10 min (or 30 min) after its last
+  // busy second, at a 2 s tick.
+  EXPECT_NEAR(fixed[0].replica_seconds, 600 + 3.0, 3.0);
+  EXPECT_NEAR(hist[0].replica_seconds, 1800 + 3.0, 3.0);
+}
+
+// A service that is never called costs nothing under any policy: nothing is held before
+// a first request.
+TEST(Simulator, AnIdleServiceUnderEachPolicyCostsNothing) {
+  Trace t;
+  t.services = {"idle", "busy"};
+  t.invocations = {{100, 1, 1.0}};
+  t.length_s = 3600;
+  for (const char* p : {"kpa", "fixed:10m", "histogram"}) {
+    const auto r = simulate(t, {with_policy(p, 2s), with_policy(p, 2s)});
+    EXPECT_EQ(r[0].replica_seconds, 0.0) << p;
+    EXPECT_EQ(r[0].scale_events, 0u) << p;
+    EXPECT_EQ(r[1].cold_starts, 1u) << p;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::sim
