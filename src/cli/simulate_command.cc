@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "config/duration.h"
 #include "core/time_source.h"
 #include "service/service_file.h"
+#include "sim/report.h"
 #include "sim/simulator.h"
 #include "sim/synthesize.h"
 #include "sim/trace.h"
@@ -139,24 +141,6 @@ std::optional<Policy> parse_policy(const std::string& name, std::string& error) 
   return p;
 }
 
-struct Totals {
-  uint64_t requests = 0, cold_starts = 0, scale_events = 0;
-  double replica_seconds = 0, idle_replica_seconds = 0, worst = 0;
-};
-
-Totals total(const std::vector<sim::ServiceResult>& results) {
-  Totals t;
-  for (const auto& r : results) {
-    t.requests += r.requests;
-    t.cold_starts += r.cold_starts;
-    t.scale_events += r.scale_events;
-    t.replica_seconds += r.replica_seconds;
-    t.idle_replica_seconds += r.idle_replica_seconds;
-    t.worst = std::max(t.worst, r.added_latency.max());
-  }
-  return t;
-}
-
 // Plots want about a day's worth of minutes: one point a minute, coarser for long traces.
 uint32_t series_step(double length_s) {
   return static_cast<uint32_t>(std::max(60.0, std::ceil(length_s / 1440.0 / 60.0) * 60.0));
@@ -171,6 +155,7 @@ Action add_simulate_command(CLI::App& app) {
     std::string durations;
     std::string services;
     std::vector<std::string> policies;
+    std::vector<std::string> plots;
     std::string out;
     std::string start_time = "1s";
     std::string spread = "exponential";
@@ -191,7 +176,12 @@ Action add_simulate_command(CLI::App& app) {
       "annotations and containerConcurrency (its ConfigMaps apply to the Services in it); "
       "the rest get Knative's defaults");
   app.add_option("--policy", raw->policies, "Scaling policy to compare (default kpa; repeatable)");
-  app.add_option("--out", raw->out, "Directory for results.csv (or, with --synthesize, the trace)");
+  app.add_option("--out", raw->out,
+                 "Directory for results.csv, report.html and its plots (or, with --synthesize, "
+                 "the trace)");
+  app.add_option("--plot", raw->plots,
+                 "A service to plot over time in the report (repeatable; default: the 4 with "
+                 "the most cold starts under the first policy)");
   app.add_option(
       "--start-time", raw->start_time,
       "A replica's start time, asked-for to ready (default 1s; e.g. 20s for a model load)");
@@ -322,6 +312,16 @@ Action add_simulate_command(CLI::App& app) {
       return 2;
     }
     const sim::Trace& trace = std::get<sim::Trace>(read);
+    std::vector<size_t> plotted;
+    for (const auto& name : raw->plots) {
+      auto it = std::find(trace.services.begin(), trace.services.end(), name);
+      if (it == trace.services.end()) {
+        std::fprintf(stderr, "sluice simulate: --plot %s: no such service in %s\n", name.c_str(),
+                     raw->trace.c_str());
+        return 2;
+      }
+      plotted.push_back(static_cast<size_t>(it - trace.services.begin()));
+    }
     text.clear();
     text.shrink_to_fit();
 
@@ -405,10 +405,8 @@ Action add_simulate_command(CLI::App& app) {
         "| policy | services | requests | cold starts | cold-start rate | replica-seconds | idle "
         "replica-seconds | scale events | worst added latency s |\n");
     std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    std::vector<Totals> totals;
     for (size_t p = 0; p < policies.size(); ++p) {
-      const Totals t = total(results[p]);
-      totals.push_back(t);
+      const sim::Totals t = sim::total(results[p]);
       std::printf(
           "| %s | %zu | %llu | %llu | %.3f%% | %.0f | %.0f | %llu | %.2f |\n",
           policies[p].name.c_str(), results[p].size(), static_cast<unsigned long long>(t.requests),
@@ -416,7 +414,7 @@ Action add_simulate_command(CLI::App& app) {
           t.requests ? 100.0 * static_cast<double>(t.cold_starts) / static_cast<double>(t.requests)
                      : 0.0,
           t.replica_seconds, t.idle_replica_seconds,
-          static_cast<unsigned long long>(t.scale_events), t.worst);
+          static_cast<unsigned long long>(t.scale_events), t.worst_added_latency_s);
     }
     const double simulated = trace.length_s * static_cast<double>(policies.size());
     std::fprintf(stderr,
@@ -446,6 +444,28 @@ Action add_simulate_command(CLI::App& app) {
         return 1;
       }
       std::fprintf(stderr, "wrote %s\n", path.c_str());
+
+      sim::ReportInput report;
+      report.title = fs::path(raw->trace).filename().string();
+      report.services = trace.services;
+      report.series_step_s = series_step(trace.length_s);
+      for (size_t p = 0; p < policies.size(); ++p)
+        report.runs.push_back({policies[p].name, std::move(results[p])});
+      report.plotted = plotted.empty() ? sim::pick_services(report.runs.front(), 4) : plotted;
+      std::vector<std::pair<fs::path, std::string>> files = {
+          {fs::path(raw->out) / "report.html", sim::html_report(report)},
+          {fs::path(raw->out) / "tradeoff.svg", sim::tradeoff_svg(report)}};
+      for (size_t i = 0; i < report.plotted.size(); ++i)
+        files.emplace_back(fs::path(raw->out) / fmt::format("service-{}.svg", i + 1),
+                           sim::service_svg(report, report.plotted[i]));
+      for (const auto& [file, body] : files) {
+        if (!write_file(file, body, error)) {
+          std::fprintf(stderr, "sluice simulate: %s\n", error.c_str());
+          return 1;
+        }
+      }
+      std::fprintf(stderr, "wrote %s (and its plots as .svg next to it)\n",
+                   files.front().first.c_str());
     }
     return 0;
   };
