@@ -112,22 +112,22 @@ KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
   }
   const auto idle = now - (*last_busy_ + kSecond);
   if (spec_.mode == KeepAliveSpec::Mode::Fixed) {
-    if (idle < spec_.fixed) {
-      h.replicas = 1;
-      h.reason = fmt::format(
-          "keep-alive {} after the last request",
-          config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fixed)));
-    }
+    const std::string d =
+        config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fixed));
+    h.replicas = idle < spec_.fixed ? 1 : 0;
+    h.reason = h.replicas ? fmt::format("keep-alive {} after the last request", d)
+                          : fmt::format("idle for the keep-alive {}", d);
     return h;
   }
   if (!representative()) {
-    if (idle < spec_.fallback) {
-      h.replicas = 1;
-      h.reason = fmt::format(
-          "keep-alive {}: the idle-time histogram is not representative yet ({} idle times)",
-          config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fallback)),
-          samples_);
-    }
+    const std::string d =
+        config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fallback));
+    h.replicas = idle < spec_.fallback ? 1 : 0;
+    h.reason = h.replicas ? fmt::format(
+                                "keep-alive {}: the idle-time histogram is not "
+                                "representative yet ({} idle times)",
+                                d, samples_)
+                          : fmt::format("idle for the fallback keep-alive {}", d);
     return h;
   }
   const auto head =
@@ -141,6 +141,10 @@ KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
     h.reason = idle < head
                    ? fmt::format("pre-warm: next request expected in {}", approx(head - idle))
                    : fmt::format("keep-alive: idle times' tail {} min", tail_minutes());
+  } else if (idle < warm_from) {
+    h.reason = fmt::format("idle: next request expected in {}", approx(head - idle));
+  } else {
+    h.reason = fmt::format("idle past its idle times' tail ({} min)", tail_minutes());
   }
   return h;
 }

@@ -64,7 +64,8 @@ class KeepAlive {
 
   struct Hold {
     int32_t replicas = 0;  // 0 or 1
-    std::string reason;    // why, for people ("pre-warm: next request expected in ~40 s")
+    std::string reason;    // why, for people ("pre-warm: next request expected in ~40 s");
+                           // empty only when nothing is known (kpa, no request yet)
   };
   // What the policy holds now for an idle revision (0 before any request came).
   Hold hold(core::TimePoint now) const;

@@ -47,7 +47,7 @@ std::optional<int32_t> RevisionAutoscaler::keep_alive(core::TimePoint now,
   } else if (want > hold.replicas) {
     why = fmt::format("min-scale {}", want);
   } else if (why.empty()) {
-    why = "idle: no request expected soon";
+    why = "idle, no request yet";
   }
   *reason = std::move(why);
   return want;

@@ -85,7 +85,7 @@ TEST_F(RevisionAutoscalerTest, AKeepAlivePolicyOwnsTheLastReplicaOfAnIdleRevisio
   ScaleDecision d = h.decide(clock_.now(), 1);
   EXPECT_TRUE(d.has_data);
   EXPECT_EQ(d.want, 0) << d.reason;
-  EXPECT_EQ(d.reason, "idle: no request expected soon");
+  EXPECT_EQ(d.reason, "idle: next request expected in ~9 min");
   // Nothing recorded since: the windows are empty, and the policy pre-warms at 10 min
   // less 10% less the start time, from the end of the busy second.
   clock_.advance(1s + 540s - 20s - 3s - 1s);
