@@ -203,16 +203,25 @@ void ScalingLoop::scrape(Revision& r) {
 
 int32_t ScalingLoop::effective_ready(const Revision& r) const {
   const auto now = time_.now();
-  std::set<std::string> pods;
-  bool heard = false;
+  const Revision::Healthy* only = nullptr;  // the one fresh source (the common case)
+  size_t fresh = 0;
   for (const auto& [source, h] : r.healthy) {
-    if (now - h.at > opts_.healthy_ttl)
-      continue;
-    heard = true;
-    pods.insert(h.pods.begin(), h.pods.end());
+    if (now - h.at <= opts_.healthy_ttl) {
+      only = &h;
+      ++fresh;
+    }
   }
   // Activators that say nothing of their pods (Knative's): the runtime's readiness.
-  return heard ? static_cast<int32_t>(pods.size()) : static_cast<int32_t>(r.targets.size());
+  if (fresh == 0)
+    return static_cast<int32_t>(r.targets.size());
+  // One activator's list has each pod once; several may share pods: their union.
+  if (fresh == 1)
+    return static_cast<int32_t>(only->pods.size());
+  std::set<std::string> pods;
+  for (const auto& [source, h] : r.healthy)
+    if (now - h.at <= opts_.healthy_ttl)
+      pods.insert(h.pods.begin(), h.pods.end());
+  return static_cast<int32_t>(pods.size());
 }
 
 void ScalingLoop::decide(Revision& r, bool poke) {

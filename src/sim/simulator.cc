@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <charconv>
 #include <cmath>
 #include <deque>
+#include <optional>
 #include <queue>
-#include <unordered_map>
 
 #include "activator/concurrency_reporter.h"
 #include "autoscaler/scaling_loop.h"
@@ -32,6 +33,7 @@ Duration seconds(double s) {
 struct Replica {
   enum class State { Starting, Ready, Draining };
   uint64_t id = 0;
+  std::string name;  // "r<id>", as the loop's pod lists name it (made once)
   State state = State::Starting;
   TimePoint ready_at;
   uint32_t in_flight = 0;
@@ -82,7 +84,6 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       s.setup = setups.at(i);
       s.setup.scaling.keep_alive.start_lead = s.setup.start_time;
       s.accounted = start_;
-      by_key_.emplace(s.key, static_cast<uint32_t>(i));
       loop_.add(s.key, trace.services[i], s.setup.scaling);
       services_.push_back(std::move(s));
     }
@@ -140,10 +141,10 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   // autoscaler::Scaler
   int32_t scale(const std::string& revision, const autoscaler::ScaleDecision& d, bool) override {
-    auto it = by_key_.find(revision);
-    if (it == by_key_.end())
+    const auto i = index_of(revision);
+    if (!i)
       return 0;
-    Service& s = services_[it->second];
+    Service& s = services_[*i];
     if (d.want != s.asked) {
       ++s.result.scale_events;
       s.asked = d.want;
@@ -163,6 +164,17 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
  private:
   TimePoint at(const Invocation& inv) const { return start_ + seconds(inv.arrival_s); }
+
+  // "sim/<i>" → i (the keys are ours: no lookup table needed).
+  std::optional<uint32_t> index_of(const std::string& key) const {
+    uint32_t i = 0;
+    if (key.size() <= 4 || key.compare(0, 4, "sim/") != 0)
+      return std::nullopt;
+    const auto [end, ec] = std::from_chars(key.data() + 4, key.data() + key.size(), i);
+    if (ec != std::errc() || end != key.data() + key.size() || i >= services_.size())
+      return std::nullopt;
+    return i;
+  }
 
   // The loop's clock is moved only when the loop is called (a poke, the second's
   // reports) or its timers may be due (whole seconds): the model keeps its own `now_`, so
@@ -193,6 +205,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     while (running < s.asked) {
       Replica r;
       r.id = ++replica_ids_;
+      r.name = fmt::format("r{}", r.id);
       r.ready_at = now + s.setup.start_time;
       s.replicas.push_back(r);
       events_.push({r.ready_at, ++seq_, Event::Kind::Ready, index(s), r.id});
@@ -307,7 +320,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       std::vector<std::string> healthy;
       for (const auto& r : s.replicas)
         if (r.state == Replica::State::Ready)
-          healthy.push_back(fmt::format("r{}", r.id));
+          healthy.push_back(r.name);
       if (s.publish)
         loop_.set_pods(s.key, healthy);
       loop_.set_healthy(s.key, "activator", std::move(healthy));
@@ -337,7 +350,6 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   autoscaler::ScalingLoop loop_;
   activator::ConcurrencyReporter reporter_;
   std::vector<Service> services_;
-  std::unordered_map<std::string, uint32_t> by_key_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   TimePoint start_;
   TimePoint now_;  // the model's time; the loop's clock follows it (sync())
