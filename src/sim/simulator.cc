@@ -52,7 +52,7 @@ struct Service {
   int32_t asked = 0;  // the replicas the loop last asked for
   uint32_t in_flight = 0;
   TimePoint accounted;   // replica-seconds are summed up to here
-  bool publish = false;  // readiness changed, or replicas to keep fresh in the loop
+  bool publish = false;  // readiness changed: on the dirty list for the loop
   SeriesPoint step;      // the series step being filled
   ServiceResult result;
 };
@@ -223,16 +223,22 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         });
       if (pick != s.replicas.rend()) {
         if (pick->state == Replica::State::Ready)
-          s.publish = true;
+          mark(s);
         s.replicas.erase(std::next(pick).base());
       } else {
         auto busy = std::find_if(s.replicas.rbegin(), s.replicas.rend(),
                                  [](const Replica& r) { return r.state == Replica::State::Ready; });
         busy->state = Replica::State::Draining;
-        s.publish = true;
+        mark(s);
       }
       --running;
     }
+  }
+
+  void mark(Service& s) {
+    if (!s.publish)
+      dirty_.push_back(index(s));
+    s.publish = true;
   }
 
   uint32_t index(const Service& s) const { return static_cast<uint32_t>(&s - services_.data()); }
@@ -265,7 +271,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     account(s);
     if (e.kind == Event::Kind::Ready) {
       r->state = Replica::State::Ready;
-      s.publish = true;
+      mark(s);
     } else {
       reporter_.request_out(s.key, now_);
       --r->in_flight;
@@ -305,26 +311,25 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     const TimePoint now = now_;
     for (const auto& c : reporter_.cut(now))
       loop_.stat(c.revision, c.report.average_concurrency, c.report.request_count);
-    // Readiness when it changed; the healthy list also every 2 s, within the loop's 5 s
-    // freshness limit for an activator's word.
-    const bool refresh = ++seconds_ % 2 == 0;
-    const bool step = options_.series_step_s > 0 && seconds_ % options_.series_step_s == 0;
-    for (auto& s : services_) {
-      if (step) {
+    // Readiness where it changed, as the runtime's view of ready pods. (An activator's
+    // healthy list would say the same: every ready replica is healthy in the model.)
+    ++seconds_;
+    for (uint32_t i : dirty_) {
+      Service& s = services_[i];
+      std::vector<std::string> ready;
+      for (const auto& r : s.replicas)
+        if (r.state == Replica::State::Ready)
+          ready.push_back(r.name);
+      loop_.set_pods(s.key, std::move(ready));
+      s.publish = false;
+    }
+    dirty_.clear();
+    if (options_.series_step_s > 0 && seconds_ % options_.series_step_s == 0) {
+      for (auto& s : services_) {
         s.step.replicas = std::max(s.step.replicas, static_cast<uint32_t>(s.replicas.size()));
         s.result.series.push_back(s.step);
         s.step = SeriesPoint{static_cast<uint32_t>(s.replicas.size()), 0};
       }
-      if (!s.publish && (s.replicas.empty() || !refresh))
-        continue;
-      std::vector<std::string> healthy;
-      for (const auto& r : s.replicas)
-        if (r.state == Replica::State::Ready)
-          healthy.push_back(r.name);
-      if (s.publish)
-        loop_.set_pods(s.key, healthy);
-      loop_.set_healthy(s.key, "activator", std::move(healthy));
-      s.publish = false;
     }
     io_.poll();
   }
@@ -355,6 +360,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   TimePoint now_;  // the model's time; the loop's clock follows it (sync())
   uint64_t seq_ = 0;
   uint64_t seconds_ = 0;
+  std::vector<uint32_t> dirty_;  // services whose readiness changed since the last second
   uint64_t replica_ids_ = 0;
 };
 

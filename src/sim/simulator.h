@@ -8,7 +8,7 @@
 //   trace ──arrivals──▶ activator model ──request_in/out──▶ ConcurrencyReporter
 //      (queue while no ready replica has a free slot;       │ cut() every second
 //       containerConcurrency slots per replica)             ▼
-//   replicas ◀──Scaler::scale(want)── ScalingLoop ◀──stat(), set_healthy(), set_pods()
+//   replicas ◀──Scaler::scale(want)── ScalingLoop ◀──stat(), set_pods(ready replicas)
 //      (Starting ──start time──▶ Ready; scale-down takes starting replicas first, then
 //       idle ones, then drains busy ones: they take no new request and leave when done)
 //
