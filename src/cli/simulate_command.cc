@@ -374,6 +374,22 @@ Action add_simulate_command(CLI::App& app) {
         stderr, "sluice simulate: %s: %zu service(s), %zu invocations over %.0f s; %zu set by %s\n",
         raw->trace.c_str(), trace.services.size(), trace.invocations.size(), trace.length_s,
         matched, raw->services.empty() ? "(no --services)" : raw->services.c_str());
+    // Time series for the report: for every service (the default plots are picked after
+    // the run), unless that would hold more than ~256 MiB; then for the --plot ones only.
+    std::vector<uint32_t> series_of;
+    const double series_bytes = static_cast<double>(trace.services.size()) *
+                                (trace.length_s / series_step(trace.length_s)) *
+                                sizeof(sim::SeriesPoint) * static_cast<double>(policies.size());
+    if (!raw->out.empty() && series_bytes > 256.0 * 1024 * 1024) {
+      for (size_t i : plotted) series_of.push_back(static_cast<uint32_t>(i));
+      if (series_of.empty()) {
+        std::fprintf(stderr,
+                     "sluice simulate: %zu services: the report plots only services named "
+                     "with --plot (none named)\n",
+                     trace.services.size());
+        series_of.push_back(UINT32_MAX);  // record none
+      }
+    }
     Progress progress(isatty(STDERR_FILENO) != 0, policies.size());
     core::SteadyTimeSource wall;  // how long the simulation took, for people
     const auto t0 = wall.now();
@@ -391,6 +407,7 @@ Action add_simulate_command(CLI::App& app) {
             sopts.seed = raw->seed;
             sopts.progress = [&progress, i](double f) { progress.update(i, f); };
             sopts.series_step_s = raw->out.empty() ? 0 : series_step(trace.length_s);
+            sopts.series_of = series_of;
             results[i] = sim::simulate(trace, setups_for(policies[i]), sopts);
             progress.update(i, 1);
           }
@@ -451,7 +468,10 @@ Action add_simulate_command(CLI::App& app) {
       report.series_step_s = series_step(trace.length_s);
       for (size_t p = 0; p < policies.size(); ++p)
         report.runs.push_back({policies[p].name, std::move(results[p])});
-      report.plotted = plotted.empty() ? sim::pick_services(report.runs.front(), 4) : plotted;
+      if (!plotted.empty())
+        report.plotted = plotted;
+      else if (series_of.empty())
+        report.plotted = sim::pick_services(report.runs.front(), 4);
       std::vector<std::pair<fs::path, std::string>> files = {
           {fs::path(raw->out) / "report.html", sim::html_report(report)},
           {fs::path(raw->out) / "tradeoff.svg", sim::tradeoff_svg(report)}};

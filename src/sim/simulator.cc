@@ -325,10 +325,17 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     }
     dirty_.clear();
     if (options_.series_step_s > 0 && seconds_ % options_.series_step_s == 0) {
-      for (auto& s : services_) {
+      auto record = [](Service& s) {
         s.step.replicas = std::max(s.step.replicas, static_cast<uint32_t>(s.replicas.size()));
         s.result.series.push_back(s.step);
         s.step = SeriesPoint{static_cast<uint32_t>(s.replicas.size()), 0};
+      };
+      if (options_.series_of.empty()) {
+        for (auto& s : services_) record(s);
+      } else {
+        for (uint32_t i : options_.series_of)
+          if (i < services_.size())
+            record(services_[i]);
       }
     }
     io_.poll();

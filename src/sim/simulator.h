@@ -80,8 +80,10 @@ struct SimOptions {
   uint64_t seed = 1;  // the loop's pod sampling
   // Called now and then with the fraction of the trace done (a progress bar).
   std::function<void(double)> progress;
-  // Record each service's time series at this step (whole seconds); 0: none.
+  // Record time series at this step (whole seconds); 0: none. For the services in
+  // `series_of` (indices), or every service when it is empty.
   uint32_t series_step_s = 0;
+  std::vector<uint32_t> series_of;
 };
 
 // One result per trace service; `setups[i]` is trace.services[i]'s.

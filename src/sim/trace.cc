@@ -103,6 +103,34 @@ std::string too_many(std::string_view name, size_t line, const ReadOptions& opti
                      where(name, line), options.max_invocations);
 }
 
+// Sorts by arrival, stably, as std::stable_sort would, but in two cheap steps: a stable
+// counting sort by minute, then a stable sort inside each minute (a minute's requests fit
+// in cache; a day of 47 M requests sorts in a fraction of a global merge sort's time).
+void sort_by_arrival(std::vector<Invocation>& v, const ReadOptions& options) {
+  auto earlier = [](const Invocation& a, const Invocation& b) { return a.arrival_s < b.arrival_s; };
+  if (v.size() < 2 || std::is_sorted(v.begin(), v.end(), earlier))
+    return;
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end(), earlier);
+  const double first = lo->arrival_s, span = hi->arrival_s - first;
+  if (!(span <= options.max_span_s)) {  // refused after this anyway: no minute table for it
+    std::stable_sort(v.begin(), v.end(), earlier);
+    return;
+  }
+  auto minute = [first](const Invocation& i) {
+    return static_cast<size_t>((i.arrival_s - first) / 60.0);
+  };
+  std::vector<size_t> start(minute(*hi) + 2, 0);
+  for (const auto& i : v) ++start[minute(i) + 1];
+  for (size_t m = 1; m < start.size(); ++m) start[m] += start[m - 1];
+  std::vector<Invocation> out(v.size());
+  std::vector<size_t> next(start.begin(), start.end() - 1);
+  for (const auto& i : v) out[next[minute(i)]++] = i;
+  for (size_t m = 0; m + 1 < start.size(); ++m)
+    std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(start[m]),
+                     out.begin() + static_cast<std::ptrdiff_t>(start[m + 1]), earlier);
+  v.swap(out);
+}
+
 // What every reader does once its lines are read: the first error, or an empty file,
 // else the invocations sorted (and, `from_first_arrival`, its clock started at the first
 // one) and the span checked.
@@ -116,9 +144,7 @@ TraceOrError finished(Trace t,
     return *std::move(error);
   if (no_header)
     return fmt::format("{}: empty: no header line", name);
-  std::stable_sort(
-      t.invocations.begin(), t.invocations.end(),
-      [](const Invocation& a, const Invocation& b) { return a.arrival_s < b.arrival_s; });
+  sort_by_arrival(t.invocations, options);
   if (from_first_arrival && !t.invocations.empty()) {
     const double start = t.invocations.front().arrival_s;
     for (auto& i : t.invocations) i.arrival_s -= start;
