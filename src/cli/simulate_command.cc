@@ -396,6 +396,9 @@ Action add_simulate_command(CLI::App& app) {
     // The policies are independent runs over the same trace: one thread each, as many at
     // once as there are cores.
     std::vector<std::vector<sim::ServiceResult>> results(policies.size());
+    // Set up before the threads start (setups_for fills a shared cache).
+    std::vector<std::vector<sim::ServiceSetup>> policy_setups;
+    for (const auto& p : policies) policy_setups.push_back(setups_for(p));
     const size_t workers =
         std::max<size_t>(1, std::min<size_t>(policies.size(), std::thread::hardware_concurrency()));
     {
@@ -408,7 +411,7 @@ Action add_simulate_command(CLI::App& app) {
             sopts.progress = [&progress, i](double f) { progress.update(i, f); };
             sopts.series_step_s = raw->out.empty() ? 0 : series_step(trace.length_s);
             sopts.series_of = series_of;
-            results[i] = sim::simulate(trace, setups_for(policies[i]), sopts);
+            results[i] = sim::simulate(trace, policy_setups[i], sopts);
             progress.update(i, 1);
           }
         });
