@@ -30,15 +30,43 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The largest trace or durations file read (the reader refuses more than 100 M
+// invocations anyway): a device or a runaway file is an error, not all of memory.
+constexpr size_t kMaxFileBytes = size_t{4} << 30;
+
 bool slurp(const std::string& path, std::string& out, std::string& error) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!ec && (fs::is_character_file(status) || fs::is_block_file(status))) {
+    error = fmt::format("{}: a device, not a trace file", path);
+    return false;
+  }
+  if (!ec && fs::is_regular_file(status) && fs::file_size(path, ec) > kMaxFileBytes && !ec) {
+    error = fmt::format("{}: larger than {} GiB; a trace this large is refused", path,
+                        kMaxFileBytes >> 30);
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = fmt::format("{}: cannot read it: {}", path, std::strerror(errno));
     return false;
   }
-  std::ostringstream s;
-  s << in.rdbuf();
-  out = s.str();
+  out.clear();
+  std::string chunk(size_t{1} << 20, '\0');
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+    out.append(chunk.data(), static_cast<size_t>(in.gcount()));
+    if (out.size() > kMaxFileBytes) {
+      error = fmt::format("{}: larger than {} GiB; a trace this large is refused", path,
+                          kMaxFileBytes >> 30);
+      out.clear();
+      out.shrink_to_fit();
+      return false;
+    }
+  }
+  if (in.bad()) {
+    error = fmt::format("{}: cannot read it: {}", path, std::strerror(errno));
+    return false;
+  }
   return true;
 }
 
@@ -210,18 +238,21 @@ Action add_simulate_command(CLI::App& app) {
         return 2;
       }
       core::FastRandom random(raw->seed);
-      const auto days = sim::synthesize({raw->synthesize, raw->days}, random);
-      for (size_t d = 0; d < days.size(); ++d) {
-        const auto inv =
-            fs::path(raw->out) / fmt::format("invocations_per_function_md.anon.d{:02d}.csv", d + 1);
-        const auto dur = fs::path(raw->out) /
-                         fmt::format("function_durations_percentiles.anon.d{:02d}.csv", d + 1);
-        if (!write_file(inv, days[d].invocations, error) ||
-            !write_file(dur, days[d].durations, error)) {
-          std::fprintf(stderr, "sluice simulate: %s\n", error.c_str());
-          return 1;
-        }
-        std::printf("%s\n%s\n", inv.c_str(), dur.c_str());
+      const bool written =
+          sim::synthesize({raw->synthesize, raw->days}, random, [&](uint32_t d, sim::SynthDay day) {
+            const auto inv = fs::path(raw->out) /
+                             fmt::format("invocations_per_function_md.anon.d{:02d}.csv", d + 1);
+            const auto dur = fs::path(raw->out) /
+                             fmt::format("function_durations_percentiles.anon.d{:02d}.csv", d + 1);
+            if (!write_file(inv, day.invocations, error) || !write_file(dur, day.durations, error))
+              return false;
+            std::printf("%s\n%s\n", inv.c_str(), dur.c_str());
+            std::fflush(stdout);
+            return true;
+          });
+      if (!written) {
+        std::fprintf(stderr, "sluice simulate: %s\n", error.c_str());
+        return 1;
       }
       return 0;
     }

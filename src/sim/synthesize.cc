@@ -60,7 +60,9 @@ struct App {
 
 }  // namespace
 
-std::vector<SynthDay> synthesize(const SynthOptions& options, core::Random& random) {
+bool synthesize(const SynthOptions& options,
+                core::Random& random,
+                const std::function<bool(uint32_t, SynthDay)>& each) {
   std::vector<App> apps(options.services);
   for (auto& a : apps) {
     a.rate_per_day = std::min(daily_rate(uniform01(random)), options.max_daily_rate);
@@ -73,7 +75,6 @@ std::vector<SynthDay> synthesize(const SynthOptions& options, core::Random& rand
   }
   // The app's own time at the start of each minute of a day, per unit of phase: the
   // diurnal rate integrated minute by minute (its mean over a day is 1).
-  std::vector<SynthDay> days(options.days);
   std::vector<uint64_t> counts(kMinutes);
   std::vector<double> op_at(kMinutes + 1);
   for (uint32_t d = 0; d < options.days; ++d) {
@@ -117,8 +118,18 @@ std::vector<SynthDay> synthesize(const SynthOptions& options, core::Random& rand
       for (double v : ms) dur += fmt::format(",{:.3f}", v);
       dur += '\n';
     }
-    days[d] = {std::move(inv), std::move(dur)};
+    if (!each(d, {std::move(inv), std::move(dur)}))
+      return false;
   }
+  return true;
+}
+
+std::vector<SynthDay> synthesize(const SynthOptions& options, core::Random& random) {
+  std::vector<SynthDay> days;
+  synthesize(options, random, [&](uint32_t, SynthDay day) {
+    days.push_back(std::move(day));
+    return true;
+  });
   return days;
 }
 

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,13 @@ struct SynthDay {
   std::string durations;    // function_durations_percentiles.anon.dNN.csv
 };
 
+// Hands each day to `each` as soon as it is made (only one day is ever held: a year of
+// 100,000 services would not fit in memory); `each` returning false stops. False when
+// stopped.
+bool synthesize(const SynthOptions& options,
+                core::Random& random,
+                const std::function<bool(uint32_t day, SynthDay)>& each);
+// All days at once (tests, small traces).
 std::vector<SynthDay> synthesize(const SynthOptions& options, core::Random& random);
 
 }  // namespace sluice::sim

@@ -57,6 +57,8 @@ TEST(SimulateE2E, BadInputIsNamedAndNothingRuns) {
   const std::string dir = ::testing::TempDir();
   ASSERT_EQ(run("printf 'time_s,service,duration_s\\n1,a,soon\\n' > " + dir + "/bad.csv").exit_code,
             0);
+  ASSERT_EQ(run("printf 'time_s,service,duration_s\\n1,a,0.5\\n' > " + dir + "/good.csv").exit_code,
+            0);
   struct Case {
     std::string args, want;
   } cases[] = {
@@ -67,6 +69,8 @@ TEST(SimulateE2E, BadInputIsNamedAndNothingRuns) {
        "--format azure2020: one of azure2019, azure2021, csv"},
       {"--trace " + dir + "/bad.csv --start-time soon", "--start-time soon:"},
       {"--synthesize 5", "--synthesize writes files: name a directory with --out"},
+      {"--trace /dev/zero", "--trace /dev/zero: a device, not a trace file"},
+      {"--trace " + dir + "/good.csv --plot nobody", "--plot nobody: no such service"},
       {"--trace " + dir + "/bad.csv --policy warm",
        "--policy \"warm\": one of kpa (Knative's defaults), services"},
       {"--trace " + dir + "/bad.csv --policy fixed-keepalive:soon", "--policy \"fixed:soon\""},
