@@ -102,51 +102,76 @@ int KeepAlive::percentile(double q) const {
 }
 
 KeepAlive::Hold KeepAlive::hold(core::TimePoint now) const {
+  using Why = Hold::Why;
   Hold h;
   if (spec_.mode == KeepAliveSpec::Mode::Kpa || !last_busy_)
     return h;
   if (!this->idle(now)) {
     h.replicas = 1;
-    h.reason = "busy";
+    h.why = Why::Busy;
     return h;
   }
   const auto idle = now - (*last_busy_ + kSecond);
   if (spec_.mode == KeepAliveSpec::Mode::Fixed) {
-    const std::string d =
-        config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fixed));
     h.replicas = idle < spec_.fixed ? 1 : 0;
-    h.reason = h.replicas ? fmt::format("keep-alive {} after the last request", d)
-                          : fmt::format("idle for the keep-alive {}", d);
+    h.why = h.replicas ? Why::Fixed : Why::FixedOver;
+    h.length = spec_.fixed;
     return h;
   }
   if (!representative()) {
-    const std::string d =
-        config::format_duration(std::chrono::duration_cast<config::Millis>(spec_.fallback));
     h.replicas = idle < spec_.fallback ? 1 : 0;
-    h.reason = h.replicas ? fmt::format(
-                                "keep-alive {}: the idle-time histogram is not "
-                                "representative yet ({} idle times)",
-                                d, samples_)
-                          : fmt::format("idle for the fallback keep-alive {}", d);
+    h.why = h.replicas ? Why::Fallback : Why::FallbackOver;
+    h.length = spec_.fallback;
+    h.count = static_cast<int64_t>(samples_);
     return h;
   }
+  const int head_min = head_minutes(), tail_min = tail_minutes();
   const auto head =
-      std::chrono::duration_cast<core::Duration>(head_minutes() * kMinute * (1.0 - kMargin));
+      std::chrono::duration_cast<core::Duration>(head_min * kMinute * (1.0 - kMargin));
   const auto tail =
-      std::chrono::duration_cast<core::Duration>(tail_minutes() * kMinute * (1.0 + kMargin));
+      std::chrono::duration_cast<core::Duration>(tail_min * kMinute * (1.0 + kMargin));
   // With a head under a minute, the replica is simply kept (no pre-warm window to use).
-  const auto warm_from = head_minutes() <= 1 ? core::Duration::zero() : head - spec_.start_lead;
+  const auto warm_from = head_min <= 1 ? core::Duration::zero() : head - spec_.start_lead;
+  h.length = head - idle;
+  h.count = tail_min;
   if (idle >= warm_from && idle < tail) {
     h.replicas = 1;
-    h.reason = idle < head
-                   ? fmt::format("pre-warm: next request expected in {}", approx(head - idle))
-                   : fmt::format("keep-alive: idle times' tail {} min", tail_minutes());
-  } else if (idle < warm_from) {
-    h.reason = fmt::format("idle: next request expected in {}", approx(head - idle));
+    h.why = idle < head ? Why::PreWarm : Why::Tail;
   } else {
-    h.reason = fmt::format("idle past its idle times' tail ({} min)", tail_minutes());
+    h.why = idle < warm_from ? Why::Early : Why::PastTail;
   }
   return h;
+}
+
+std::string KeepAlive::Hold::reason() const {
+  const auto keep_alive = [this] {
+    return config::format_duration(std::chrono::duration_cast<config::Millis>(length));
+  };
+  switch (why) {
+    case Why::Unknown:
+      return "";
+    case Why::Busy:
+      return "busy";
+    case Why::Fixed:
+      return fmt::format("keep-alive {} after the last request", keep_alive());
+    case Why::FixedOver:
+      return fmt::format("idle for the keep-alive {}", keep_alive());
+    case Why::Fallback:
+      return fmt::format(
+          "keep-alive {}: the idle-time histogram is not representative yet ({} idle times)",
+          keep_alive(), count);
+    case Why::FallbackOver:
+      return fmt::format("idle for the fallback keep-alive {}", keep_alive());
+    case Why::PreWarm:
+      return fmt::format("pre-warm: next request expected in {}", approx(length));
+    case Why::Tail:
+      return fmt::format("keep-alive: idle times' tail {} min", count);
+    case Why::Early:
+      return fmt::format("idle: next request expected in {}", approx(length));
+    case Why::PastTail:
+      return fmt::format("idle past its idle times' tail ({} min)", count);
+  }
+  return "";
 }
 
 }  // namespace sluice::autoscaler

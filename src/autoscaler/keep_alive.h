@@ -62,10 +62,28 @@ class KeepAlive {
   bool idle(core::TimePoint now) const;
   bool active() const { return spec_.mode != KeepAliveSpec::Mode::Kpa; }
 
+  // Asked for every idle revision every 2 s and printed only when it changes the
+  // replicas: the facts are kept, the text made by reason().
   struct Hold {
+    enum class Why : uint8_t {
+      Unknown,       // kpa, or no request yet
+      Busy,          //
+      Fixed,         // kept for the keep-alive `length`
+      FixedOver,     // idle for longer than it
+      Fallback,      // histogram not representative (`count` idle times): `length`
+      FallbackOver,  //
+      PreWarm,       // `length`: until the head of the idle times
+      Tail,          // kept until the tail (`count` minutes)
+      Early,         // `length` until the head, not yet warmed
+      PastTail,      // `count` minutes
+    };
     int32_t replicas = 0;  // 0 or 1
-    std::string reason;    // why, for people ("pre-warm: next request expected in ~40 s");
-                           // empty only when nothing is known (kpa, no request yet)
+    Why why = Why::Unknown;
+    core::Duration length{};
+    int64_t count = 0;
+    // Why, for people ("pre-warm: next request expected in ~40 s"); empty only when
+    // nothing is known (kpa, no request yet).
+    std::string reason() const;
   };
   // What the policy holds now for an idle revision (0 before any request came).
   Hold hold(core::TimePoint now) const;

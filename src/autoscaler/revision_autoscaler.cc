@@ -1,6 +1,5 @@
 #include "autoscaler/revision_autoscaler.h"
 
-#include <fmt/compile.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -36,19 +35,24 @@ void RevisionAutoscaler::record(core::TimePoint now, double concurrency, double 
 
 std::optional<int32_t> RevisionAutoscaler::keep_alive(core::TimePoint now,
                                                       int32_t kpa_want,
-                                                      std::string* reason) {
+                                                      Reason* reason) {
   if (!keep_alive_.active() || kpa_want > 1 || !keep_alive_.idle(now))
     return std::nullopt;
-  const KeepAlive::Hold hold = keep_alive_.hold(now);
-  int32_t want = bounded(hold.replicas);
-  std::string why = hold.reason;
+  Reason why;
+  why.hold = keep_alive_.hold(now);
+  const int32_t want = bounded(why.hold.replicas);
   if (want == 0 && !spec_.enable_scale_to_zero) {
-    want = 1;
-    why = "scale to zero disabled";
-  } else if (want > hold.replicas) {
-    why = fmt::format("min-scale {}", want);
-  } else if (why.empty()) {
-    why = "idle, no request yet";
+    why.head = Reason::Head::HoldToZeroOff;
+    *reason = std::move(why);
+    return 1;
+  }
+  if (want > why.hold.replicas) {
+    why.head = Reason::Head::HoldMinScale;
+    why.bound_to = want;
+  } else if (why.hold.why == KeepAlive::Hold::Why::Unknown) {
+    why.head = Reason::Head::HoldNoRequest;
+  } else {
+    why.head = Reason::Head::Hold;
   }
   *reason = std::move(why);
   return want;
@@ -77,12 +81,10 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
   const bool concurrency = spec_.metric == Metric::Concurrency;
   const MetricWindow& stable = concurrency ? stable_concurrency_ : stable_rps_;
   const MetricWindow& panic = concurrency ? panic_concurrency_ : panic_rps_;
-  const char* unit = concurrency ? "concurrent" : "req/s";
   if (stable.empty(now)) {
     // No data: hold (Knative skips the tick), within the bounds; a keep-alive policy may
     // pre-warm or let go.
     out.want = last_want_ = bounded(last_want_);
-    out.reason = "no recent samples";
     if (last_want_ <= 1) {
       if (auto held = keep_alive(now, last_want_, &out.reason))
         out.want = last_want_ = *held;
@@ -94,33 +96,28 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
   out.panic = panic.average(now);
   out.kpa = decider_.decide(Observation{out.stable, out.panic, ready}, now);
   int32_t want = out.kpa.desired;
-  if (out.kpa.panicking) {
-    // Compiled formats: every revision is decided every 2 s (a simulated day: millions).
-    out.reason = fmt::format(FMT_COMPILE("panic: {:.3g} {}, target {:.3g}/replica"), out.panic,
-                             unit, spec_.decider.target);
-  } else {
-    out.reason = fmt::format(FMT_COMPILE("stable: {:.3g} {}, target {:.3g}/replica"), out.stable,
-                             unit, spec_.decider.target);
-  }
+  Reason& why = out.reason;
+  why.head = Reason::Head::Metric;
+  why.panic = out.kpa.panicking;
+  why.rps = !concurrency;
+  why.value = out.kpa.panicking ? out.panic : out.stable;
+  why.target = spec_.decider.target;
   // The fork's scale buffer: extra replicas while there is traffic.
   const bool has_traffic = out.stable > 0 || out.kpa.panicking;
   if (spec_.scale_buffer > 0 && has_traffic) {
     want = std::max(spec_.min_scale, want + spec_.scale_buffer);
-    out.reason += fmt::format(" + scale buffer {}", spec_.scale_buffer);
+    why.scale_buffer = spec_.scale_buffer;
   }
   const int32_t before_bounds = want;
   want = bounded(want);
-  if (want > before_bounds) {
-    out.reason += fmt::format(", raised to min-scale {}", want);
-  } else if (want < before_bounds) {
-    out.reason += fmt::format(", capped at max-scale {}", want);
+  if (want != before_bounds) {
+    why.bound = want > before_bounds ? Reason::Bound::RaisedToMin : Reason::Bound::CappedAtMax;
+    why.bound_to = want;
   }
 
   // An idle revision's last replica is the keep-alive policy's, when there is one.
   if (!out.kpa.panicking) {
-    std::string why;
-    if (auto held = keep_alive(now, want, &why)) {
-      out.reason = std::move(why);
+    if (auto held = keep_alive(now, want, &out.reason)) {
       if (*held > 0)
         inactive_since_.reset();
       else
@@ -133,11 +130,11 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
   if (want == 0) {
     if (!spec_.enable_scale_to_zero) {
       want = 1;
-      out.reason += ", scale to zero disabled";
+      why.zero = Reason::Zero::Disabled;
     } else if (active_since_ && now - *active_since_ < spec_.decider.stable_window) {
       // Active for less than a stable window: keep one.
       want = 1;
-      out.reason += ", active for less than a stable window";
+      why.zero = Reason::Zero::YoungerThanWindow;
     } else {
       if (!inactive_since_)
         inactive_since_ = now;
@@ -148,17 +145,17 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
       } else if (spec_.pod_retention > core::Duration::zero() &&
                  inactive_for < spec_.pod_retention) {
         want = last_want_;
-        out.reason += ", pod retention";
+        why.zero = Reason::Zero::Retention;
       } else if (proxied_for >= spec_.scale_to_zero_grace) {
         want = 0;
       } else {
         want = last_want_;
-        out.reason += ", scale-to-zero grace period";
+        why.zero = Reason::Zero::Grace;
       }
       if (want == 0) {
-        out.reason = fmt::format(
-            "no traffic for a stable window ({}s)",
-            std::chrono::duration_cast<std::chrono::seconds>(spec_.decider.stable_window).count());
+        why = Reason{};
+        why.head = Reason::Head::NoTraffic;
+        why.window = spec_.decider.stable_window;
         active_since_.reset();
       }
     }
@@ -167,6 +164,58 @@ ScaleDecision RevisionAutoscaler::decide(core::TimePoint now, int32_t ready) {
   }
   out.want = last_want_ = want;
   return out;
+}
+
+std::string Reason::str() const {
+  std::string out;
+  switch (head) {
+    case Head::NoData:
+      out = "no recent samples";
+      break;
+    case Head::NoTraffic:
+      out = fmt::format("no traffic for a stable window ({}s)",
+                        std::chrono::duration_cast<std::chrono::seconds>(window).count());
+      break;
+    case Head::Hold:
+      out = hold.reason();
+      break;
+    case Head::HoldToZeroOff:
+      out = "scale to zero disabled";
+      break;
+    case Head::HoldMinScale:
+      out = fmt::format("min-scale {}", bound_to);
+      break;
+    case Head::HoldNoRequest:
+      out = "idle, no request yet";
+      break;
+    case Head::Metric:
+      out = fmt::format("{}: {:.3g} {}, target {:.3g}/replica", panic ? "panic" : "stable", value,
+                        rps ? "req/s" : "concurrent", target);
+      if (scale_buffer > 0)
+        out += fmt::format(" + scale buffer {}", scale_buffer);
+      if (bound == Bound::RaisedToMin)
+        out += fmt::format(", raised to min-scale {}", bound_to);
+      else if (bound == Bound::CappedAtMax)
+        out += fmt::format(", capped at max-scale {}", bound_to);
+      switch (zero) {
+        case Zero::None:
+          break;
+        case Zero::Disabled:
+          out += ", scale to zero disabled";
+          break;
+        case Zero::YoungerThanWindow:
+          out += ", active for less than a stable window";
+          break;
+        case Zero::Retention:
+          out += ", pod retention";
+          break;
+        case Zero::Grace:
+          out += ", scale-to-zero grace period";
+          break;
+      }
+      break;
+  }
+  return out + note;
 }
 
 }  // namespace sluice::autoscaler

@@ -49,13 +49,44 @@ struct ScalingSpec {
 // Knative's panic window from the stable window and the percentage, at least 1 s.
 core::Duration panic_window_of(core::Duration stable, double panic_window_percentage);
 
+// Why a decision is what it is, for people ("stable: 12 concurrent, target 7/replica +
+// scale buffer 1"). Every revision is decided every 2 s (a simulated day: tens of
+// millions of decisions) and a change is printed a few times a day: a decision keeps the
+// facts, str() makes the text.
+struct Reason {
+  enum class Head : uint8_t {
+    NoData,         // no samples within the stable window
+    Metric,         // the window average against the target
+    NoTraffic,      // to zero: no traffic for a stable window (`window`)
+    Hold,           // the keep-alive policy's (`hold`)
+    HoldToZeroOff,  // the policy let go, but scale to zero is disabled
+    HoldMinScale,   // the policy let go below min-scale (`bound`)
+    HoldNoRequest,  // the policy has seen no request yet
+  };
+  enum class Bound : uint8_t { None, RaisedToMin, CappedAtMax };
+  enum class Zero : uint8_t { None, Disabled, YoungerThanWindow, Retention, Grace };
+  Head head = Head::NoData;
+  bool panic = false;  // Metric: the panic window's average (else the stable one)
+  bool rps = false;    // Metric: requests/s (else concurrency)
+  double value = 0, target = 0;
+  int32_t scale_buffer = 0;  // Metric: added while there is traffic
+  Bound bound = Bound::None;
+  int32_t bound_to = 0;
+  Zero zero = Zero::None;  // Metric: why one is kept instead of none
+  core::Duration window{};
+  KeepAlive::Hold hold;
+  std::string note;  // a runtime's own addition (", capped at 1: ...")
+
+  std::string str() const;
+};
+
 struct ScaleDecision {
   int32_t want = 0;       // replicas to run (ready + starting)
   bool has_data = false;  // false: no samples within the stable window, `want` is held
   Decision kpa;           // the decider's own answer (when has_data)
   double stable = 0;      // window averages of the scaling metric
   double panic = 0;
-  std::string reason;  // why `want` is what it is, for people
+  Reason reason;  // why `want` is what it is
 };
 
 class RevisionAutoscaler {
@@ -90,7 +121,7 @@ class RevisionAutoscaler {
  private:
   int32_t bounded(int32_t want) const;
   // The keep-alive policy's answer for an idle revision, or nullopt (KPA decides).
-  std::optional<int32_t> keep_alive(core::TimePoint now, int32_t kpa_want, std::string* reason);
+  std::optional<int32_t> keep_alive(core::TimePoint now, int32_t kpa_want, Reason* reason);
 
   ScalingSpec spec_;
   MetricWindow stable_concurrency_, panic_concurrency_, stable_rps_, panic_rps_;

@@ -59,17 +59,26 @@ void ScalingLoop::add(const std::string& revision,
                       const std::string& configuration,
                       ScalingSpec spec) {
   auto r = std::make_unique<Revision>(revision, configuration, spec, time_.now());
+  auto at = std::lower_bound(ordered_.begin(), ordered_.end(), revision,
+                             [](const Revision* a, const std::string& k) { return a->key < k; });
   if (auto it = revisions_.find(revision); it != revisions_.end()) {
     // A new spec restarts the windows; what runs and what the activators see stays.
     r->want = it->second->want;
     r->targets = std::move(it->second->targets);
     r->healthy = std::move(it->second->healthy);
+    *at = r.get();
+  } else {
+    ordered_.insert(at, r.get());
   }
   revisions_[revision] = std::move(r);
 }
 
 void ScalingLoop::remove(const std::string& revision) {
-  revisions_.erase(revision);
+  auto it = revisions_.find(revision);
+  if (it == revisions_.end())
+    return;
+  ordered_.erase(std::find(ordered_.begin(), ordered_.end(), it->second.get()));
+  revisions_.erase(it);
 }
 
 void ScalingLoop::set_pods(const std::string& revision, std::vector<std::string> ready_targets) {
@@ -155,11 +164,12 @@ void ScalingLoop::tick() {
   const auto now = time_.now();
   if (now >= next_scrape_) {
     next_scrape_ = now + opts_.scrape_interval;
-    for (auto& [key, r] : revisions_) scrape(*r);
+    // By index: a Scaler may add a revision while it is called.
+    for (size_t i = 0; i < ordered_.size(); ++i) scrape(*ordered_[i]);
   }
   if (now >= next_decide_) {
     next_decide_ = now + opts_.tick_interval;
-    for (auto& [key, r] : revisions_) decide(*r, false);
+    for (size_t i = 0; i < ordered_.size(); ++i) decide(*ordered_[i], false);
   }
   timer_.expires_at(std::min(next_scrape_, next_decide_));
   timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -173,10 +183,15 @@ void ScalingLoop::scrape(Revision& r) {
   if (r.targets.empty() || r.scraping)
     return;
   std::vector<std::string> sample = r.targets;
-  const auto n = static_cast<size_t>(sample_size(static_cast<int32_t>(sample.size())));
-  for (size_t i = sample.size() - 1; i > 0; --i)
-    std::swap(sample[i], sample[random_.uniform(i + 1)]);
-  sample.resize(std::min(n, sample.size()));
+  const auto n = std::min(sample.size(),
+                          static_cast<size_t>(sample_size(static_cast<int32_t>(sample.size()))));
+  // n of them uniformly (the first n steps of a Fisher-Yates shuffle); all of them when
+  // the sample is the population (most revisions: fewer than 4 pods).
+  if (n < sample.size()) {
+    for (size_t i = 0; i < n; ++i)
+      std::swap(sample[i], sample[i + random_.uniform(sample.size() - i)]);
+    sample.resize(n);
+  }
   r.scraping = true;
   const double population = static_cast<double>(r.targets.size());
   const size_t asked = sample.size();
@@ -252,7 +267,7 @@ const ScalingSpec* ScalingLoop::spec(const std::string& revision) const {
 
 std::vector<std::string> ScalingLoop::revisions() const {
   std::vector<std::string> out;
-  for (const auto& [key, r] : revisions_) out.push_back(key);
+  for (const Revision* r : ordered_) out.push_back(r->key);
   return out;
 }
 
@@ -287,7 +302,8 @@ std::string ScalingLoop::metrics_text() const {
     };
     for (const auto& d : defs) {
       auto f = metrics::family(d.name, d.help, prometheus::MetricType::Gauge);
-      for (const auto& [key, r] : revisions_) {
+      for (const Revision* r : ordered_) {
+        const std::string& key = r->key;
         const auto slash = key.find('/');
         const std::string ns = key.substr(0, slash);
         const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);

@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "autoscaler/revision_autoscaler.h"
@@ -148,7 +149,10 @@ class ScalingLoop {
   core::Random& random_;
   LoopOptions opts_;
   core::Timer timer_;
-  std::map<std::string, std::unique_ptr<Revision>> revisions_;
+  // Found by key on every stat and scrape; decided in key order (deterministic, as the
+  // metrics list them): a hash map owns them, a sorted vector orders them.
+  std::unordered_map<std::string, std::unique_ptr<Revision>> revisions_;
+  std::vector<Revision*> ordered_;
   core::TimePoint next_scrape_, next_decide_;
   bool running_ = false;
   uint64_t early_decisions_ = 0;  // scale-ups decided between ticks

@@ -466,7 +466,7 @@ http::Task<void> KubeAutoscaler::reconcile(std::string revision) {
       const std::string url = "/apis/apps/v1/namespaces/" + ns + "/deployments/" + target;
       auto r = co_await client_.request("PATCH", url, patch, kJsonPatch);
       if (r.ok()) {
-        spdlog::info("{}: {} → {} ({}{})", revision, current, want + held, d.reason,
+        spdlog::info("{}: {} → {} ({}{})", revision, current, want + held, d.reason.str(),
                      held > 0 ? fmt::format(" + {} for quarantined pod(s)", held) : "");
         deployments_[ns + "/" + target] = want + held;  // the watch confirms it
       } else {

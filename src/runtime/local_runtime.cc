@@ -236,10 +236,10 @@ int32_t LocalRuntime::scale(const std::string& revision,
     return 0;
   autoscaler::ScaleDecision d = decision;
   if (cap_for_fixed_port(r->spec, d.want))
-    d.reason += ", capped at 1: the container listens on a fixed port";
+    d.reason.note = ", capped at 1: the container listens on a fixed port";
   if (d.want != r->want) {
     spdlog::info("{}: {} → {} ({}{})", r->spec.name, r->want, d.want, poke ? "first request; " : "",
-                 d.reason);
+                 d.reason.str());
     r->want = d.want;
   }
   reconcile(*r);

@@ -32,7 +32,7 @@ Duration seconds(double s) {
 
 struct Replica {
   enum class State { Starting, Ready, Draining };
-  uint64_t id = 0;
+  uint32_t id = 0;
   std::string name;  // "r<id>", as the loop's pod lists name it (made once)
   State state = State::Starting;
   TimePoint ready_at;
@@ -41,7 +41,7 @@ struct Replica {
 
 struct Pending {
   TimePoint arrival;
-  double duration_s = 0;
+  float duration_s = 0;
 };
 
 struct Service {
@@ -57,15 +57,18 @@ struct Service {
   ServiceResult result;
 };
 
+// 24 bytes (the heap holds every request in flight: thousands at once).
 struct Event {
-  enum class Kind { Ready, Done };
+  enum class Kind : uint8_t { Ready, Done };
   TimePoint at;
   uint64_t seq = 0;  // ties: first scheduled, first handled
-  Kind kind = Kind::Done;
   uint32_t service = 0;
-  uint64_t replica = 0;
+  uint32_t replica : 31 = 0;  // ids from 1: a year of scale-ups is well under 2^31
+  uint32_t done : 1 = 0;      // Kind::Done
+  Kind kind() const { return done ? Kind::Done : Kind::Ready; }
   bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
+static_assert(sizeof(Event) == 24);
 
 class Simulation final : public autoscaler::Scaler, public autoscaler::StatScraper {
  public:
@@ -208,7 +211,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       r.name = fmt::format("r{}", r.id);
       r.ready_at = now + s.setup.start_time;
       s.replicas.push_back(r);
-      events_.push({r.ready_at, ++seq_, Event::Kind::Ready, index(s), r.id});
+      events_.push({r.ready_at, ++seq_, index(s), r.id, 0});
       ++running;
     }
     s.step.replicas = std::max(s.step.replicas, static_cast<uint32_t>(s.replicas.size()));
@@ -243,7 +246,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   uint32_t index(const Service& s) const { return static_cast<uint32_t>(&s - services_.data()); }
 
-  Replica* find(Service& s, uint64_t id) {
+  Replica* find(Service& s, uint32_t id) {
     for (auto& r : s.replicas)
       if (r.id == id)
         return &r;
@@ -269,7 +272,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     if (r == nullptr)
       return;  // scaled away before it was ready
     account(s);
-    if (e.kind == Event::Kind::Ready) {
+    if (e.kind() == Event::Kind::Ready) {
       r->state = Replica::State::Ready;
       mark(s);
     } else {
@@ -302,7 +305,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         ++s.result.cold_starts;
       ++best->in_flight;
       ++s.in_flight;
-      events_.push({now + seconds(p.duration_s), ++seq_, Event::Kind::Done, index(s), best->id});
+      events_.push({now + seconds(p.duration_s), ++seq_, index(s), best->id, 1});
     }
   }
 
@@ -368,7 +371,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   uint64_t seq_ = 0;
   uint64_t seconds_ = 0;
   std::vector<uint32_t> dirty_;  // services whose readiness changed since the last second
-  uint64_t replica_ids_ = 0;
+  uint32_t replica_ids_ = 0;
 };
 
 }  // namespace

@@ -251,17 +251,19 @@ TraceOrError read_azure2019(std::string_view text,
             continue;
           if (t.invocations.size() + count > options.max_invocations)
             return too_many(name, line_no, options);
+          // Exponential inter-arrivals given the minute's count are that many uniform
+          // points in it: drawn here unordered, put in order by sort_by_arrival with the
+          // rest of the minute.
           times.clear();
           for (uint64_t i = 0; i < count; ++i)
             times.push_back(options.spread == Spread::Uniform
                                 ? (static_cast<double>(i) + 0.5) * 60.0 / count
                                 : uniform01(random) * 60.0);
-          if (options.spread == Spread::Exponential)
-            std::sort(times.begin(), times.end());
           for (double at : times)
             t.invocations.push_back(
                 {m * 60.0 + at, service,
-                 dist == dists.end() ? options.default_duration_s : dist->second.draw_s(random)});
+                 static_cast<float>(dist == dists.end() ? options.default_duration_s
+                                                        : dist->second.draw_s(random))});
         }
         return std::nullopt;
       });
@@ -296,8 +298,8 @@ TraceOrError read_azure2021(std::string_view text,
                              where(name, line_no), f[3]);
         if (t.invocations.size() >= options.max_invocations)
           return too_many(name, line_no, options);
-        t.invocations.push_back(
-            {end - duration, names.id(std::string(f[0]), t.services), duration});
+        t.invocations.push_back({end - duration, names.id(std::string(f[0]), t.services),
+                                 static_cast<float>(duration)});
         t.length_s = std::max(t.length_s, end);
         return std::nullopt;
       });
@@ -331,7 +333,8 @@ TraceOrError read_csv(std::string_view text, std::string_view name, const ReadOp
           return fmt::format("{}: duration_s is '{}', not seconds", where(name, line_no), f[2]);
         if (t.invocations.size() >= options.max_invocations)
           return too_many(name, line_no, options);
-        t.invocations.push_back({at, names.id(std::string(f[1]), t.services), duration});
+        t.invocations.push_back(
+            {at, names.id(std::string(f[1]), t.services), static_cast<float>(duration)});
         t.length_s = std::max(t.length_s, at + duration);
         return std::nullopt;
       });

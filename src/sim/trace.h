@@ -39,11 +39,14 @@
 
 namespace sluice::sim {
 
+// 16 bytes: a day of the 2019 dataset is ~50 M of these. A float holds a duration to
+// 1 part in 16 M (a 1,000 s request to 60 µs), well inside the latency histogram's 1%.
 struct Invocation {
-  double arrival_s = 0;   // seconds from the trace's start
-  uint32_t service = 0;   // index into Trace::services
-  double duration_s = 0;  // execution time in the app
+  double arrival_s = 0;  // seconds from the trace's start
+  uint32_t service = 0;  // index into Trace::services
+  float duration_s = 0;  // execution time in the app
 };
+static_assert(sizeof(Invocation) == 16);
 
 struct Trace {
   std::vector<std::string> services;    // by first appearance
@@ -57,7 +60,7 @@ enum class Spread { Exponential, Uniform };
 struct ReadOptions {
   Spread spread = Spread::Exponential;
   double default_duration_s = 1.0;
-  // Bounds a trace's memory (24 bytes an invocation, 2.4 GB at the bound): a day of the
+  // Bounds a trace's memory (16 bytes an invocation, 1.6 GB at the bound): a day of the
   // 2019 dataset sampled to 1,000 apps holds ~50 M invocations; a trace beyond the bound
   // is refused with the line that crossed it, not read on into memory.
   size_t max_invocations = 100'000'000;

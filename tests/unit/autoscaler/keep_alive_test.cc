@@ -43,7 +43,7 @@ TEST(KeepAlive, KpaHoldsNothingAndFixedHoldsUntilItsTimeAfterTheLastRequest) {
   busy_at(fixed, {0s});
   EXPECT_EQ(kpa.hold(t0 + 5min).replicas, 0);
   EXPECT_EQ(fixed.hold(t0 + 1s + 9min).replicas, 1);
-  EXPECT_EQ(fixed.hold(t0 + 1s + 9min).reason, "keep-alive 600s after the last request");
+  EXPECT_EQ(fixed.hold(t0 + 1s + 9min).reason(), "keep-alive 600s after the last request");
   EXPECT_EQ(fixed.hold(t0 + 1s + 10min).replicas, 0);
   // Nothing is held before the first request ever came.
   KeepAlive fresh(spec("fixed:10m"));
@@ -57,7 +57,7 @@ TEST(KeepAlive, HistogramFallsBackToTheWholeRangeUntilItIsRepresentative) {
   busy_at(k, {0s, 30min, 60min});
   EXPECT_FALSE(k.representative());
   EXPECT_EQ(k.hold(t0 + 60min + 1s + 3h).replicas, 1);
-  EXPECT_NE(k.hold(t0 + 60min + 1s + 3h).reason.find("not representative yet (2 idle times)"),
+  EXPECT_NE(k.hold(t0 + 60min + 1s + 3h).reason().find("not representative yet (2 idle times)"),
             std::string::npos);
   EXPECT_EQ(k.hold(t0 + 60min + 1s + 4h).replicas, 0);
 }
@@ -77,8 +77,8 @@ TEST(KeepAlive, APeriodicServiceIsLetGoThenPreWarmedBeforeItsNextRequest) {
   EXPECT_EQ(k.hold(end + 1min).replicas, 0);   // let go at once
   EXPECT_EQ(k.hold(end + 26min).replicas, 0);  // 27 min (30 less 10%) less 20 s: not yet
   EXPECT_EQ(k.hold(end + 26min + 41s).replicas, 1);
-  EXPECT_EQ(k.hold(end + 26min + 41s).reason, "pre-warm: next request expected in ~19 s");
-  EXPECT_EQ(k.hold(end + 32min).reason, "keep-alive: idle times' tail 30 min");
+  EXPECT_EQ(k.hold(end + 26min + 41s).reason(), "pre-warm: next request expected in ~19 s");
+  EXPECT_EQ(k.hold(end + 32min).reason(), "keep-alive: idle times' tail 30 min");
   EXPECT_EQ(k.hold(end + 33min).replicas, 0);  // 10% past the tail
 }
 

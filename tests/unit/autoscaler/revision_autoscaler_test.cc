@@ -36,7 +36,8 @@ TEST_F(RevisionAutoscalerTest, StartsAtZeroAndTheFirstRequestPokesItToOne) {
   a.record(clock_.now(), 1, 1);
   const ScaleDecision d = a.decide(clock_.now(), 0);
   EXPECT_EQ(d.want, 1);
-  EXPECT_NE(d.reason.find("stable: 1 concurrent, target 7/replica"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.str().find("stable: 1 concurrent, target 7/replica"), std::string::npos)
+      << d.reason.str();
   EXPECT_FALSE(a.wants_poke(1)) << "only a revision at zero is poked";
 }
 
@@ -48,8 +49,9 @@ TEST_F(RevisionAutoscalerTest, IdleForAStableWindowScalesToZeroWithoutRetention)
   for (int i = 0; i < 5; ++i) EXPECT_EQ(second(a, 0, 1).want, 1) << i;
   // Six seconds of zeros: the stable average is 0 and the pod was active ≥ 6 s.
   const ScaleDecision d = second(a, 0, 1);
-  EXPECT_EQ(d.want, 0) << d.reason;
-  EXPECT_NE(d.reason.find("no traffic for a stable window (6s)"), std::string::npos) << d.reason;
+  EXPECT_EQ(d.want, 0) << d.reason.str();
+  EXPECT_NE(d.reason.str().find("no traffic for a stable window (6s)"), std::string::npos)
+      << d.reason.str();
 }
 
 // A keep-alive policy owns an idle revision's last replica: fixed 30 s lets go 30 s after
@@ -84,8 +86,8 @@ TEST_F(RevisionAutoscalerTest, AKeepAlivePolicyOwnsTheLastReplicaOfAnIdleRevisio
   clock_.advance(3s);
   ScaleDecision d = h.decide(clock_.now(), 1);
   EXPECT_TRUE(d.has_data);
-  EXPECT_EQ(d.want, 0) << d.reason;
-  EXPECT_EQ(d.reason, "idle: next request expected in ~9 min");
+  EXPECT_EQ(d.want, 0) << d.reason.str();
+  EXPECT_EQ(d.reason.str(), "idle: next request expected in ~9 min");
   // Nothing recorded since: the windows are empty, and the policy pre-warms at 10 min
   // less 10% less the start time, from the end of the busy second.
   clock_.advance(1s + 540s - 20s - 3s - 1s);
@@ -93,8 +95,8 @@ TEST_F(RevisionAutoscalerTest, AKeepAlivePolicyOwnsTheLastReplicaOfAnIdleRevisio
   clock_.advance(1s);
   d = h.decide(clock_.now(), 0);
   EXPECT_FALSE(d.has_data);
-  EXPECT_EQ(d.want, 1) << d.reason;
-  EXPECT_EQ(d.reason, "pre-warm: next request expected in ~20 s");
+  EXPECT_EQ(d.want, 1) << d.reason.str();
+  EXPECT_EQ(d.reason.str(), "pre-warm: next request expected in ~20 s");
 }
 
 TEST_F(RevisionAutoscalerTest, PodRetentionKeepsTheReplicaAfterTheWindow) {
@@ -141,7 +143,7 @@ TEST_F(RevisionAutoscalerTest, ScaleBufferAddsReplicasOnlyWhileThereIsTraffic) {
   a.record(clock_.now(), 7, 7);
   const ScaleDecision d = a.decide(clock_.now(), 0);
   EXPECT_EQ(d.want, 3) << "kpa 1 + buffer 2";
-  EXPECT_NE(d.reason.find("scale buffer 2"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.str().find("scale buffer 2"), std::string::npos) << d.reason.str();
   second(a, 7, 3);
   int32_t want = 3;  // replicas follow the decision
   for (int i = 0; i < 20 && want != 0; ++i) want = second(a, 0, want).want;
@@ -158,7 +160,7 @@ TEST_F(RevisionAutoscalerTest, BoundsAndInitialScale) {
   a.record(clock_.now(), 700, 700);
   ScaleDecision d = a.decide(clock_.now(), 3);
   EXPECT_EQ(d.want, 3);
-  EXPECT_NE(d.reason.find("capped at max-scale 3"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.str().find("capped at max-scale 3"), std::string::npos) << d.reason.str();
   for (int i = 0; i < 20; ++i) d = second(a, 0, 3);
   EXPECT_EQ(d.want, 2) << "idle: min-scale holds 2";
 }
@@ -171,7 +173,8 @@ TEST_F(RevisionAutoscalerTest, PanicUsesReadyPodsOnly) {
   const ScaleDecision d = second(a, 40, 1);
   EXPECT_TRUE(d.kpa.panicking);
   EXPECT_EQ(d.want, 6) << "ceil(40 / 7)";
-  EXPECT_NE(d.reason.find("panic: 40 concurrent, target 7/replica"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.str().find("panic: 40 concurrent, target 7/replica"), std::string::npos)
+      << d.reason.str();
 }
 
 // Effective capacity: `want` counts every replica the load needs, whether ready or still

@@ -249,7 +249,7 @@ TEST_F(ScalingLoopTest, OutOfProxyModeScaleToZeroWaitsTheWholeGraceAfterGoingIdl
     if (loop_.last_want("ns/a") == 0)
       zero = clock_.now();
   }
-  ASSERT_NE(zero, core::TimePoint{}) << loop_.last("ns/a")->reason;
+  ASSERT_NE(zero, core::TimePoint{}) << loop_.last("ns/a")->reason.str();
   EXPECT_GE(zero - idle, 10s) << "proxied for none of it: the grace is counted from idle";
 }
 

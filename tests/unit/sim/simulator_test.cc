@@ -106,7 +106,8 @@ TEST(Simulator, ABurstBeyondOneReplicasSlotsScalesOutAndLosesNothing) {
 
 TEST(Simulator, TheSameInputGivesTheSameResult) {
   std::vector<Invocation> inv;
-  for (int i = 0; i < 200; ++i) inv.push_back({1.0 + 0.37 * i, 0, 0.05 * (i % 7)});
+  for (int i = 0; i < 200; ++i)
+    inv.push_back({1.0 + 0.37 * i, 0, 0.05f * static_cast<float>(i % 7)});
   const auto a = simulate(trace_of(inv, 300), {setup(3s)});
   const auto b = simulate(trace_of(inv, 300), {setup(3s)});
   EXPECT_EQ(a[0].cold_starts, b[0].cold_starts);
