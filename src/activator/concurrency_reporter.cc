@@ -4,13 +4,14 @@
 
 namespace sluice::activator {
 
-std::optional<RevisionConcurrency> ConcurrencyReporter::request_in(const std::string& revision,
-                                                                   core::TimePoint now) {
+template <class Key>
+std::optional<KeyedConcurrency<Key>> BasicConcurrencyReporter<Key>::request_in(const Key& revision,
+                                                                              core::TimePoint now) {
   auto it = entries_.find(revision);
-  std::optional<RevisionConcurrency> poke;
+  std::optional<KeyedConcurrency<Key>> poke;
   if (it == entries_.end()) {
     it = entries_.emplace(revision, Entry(now)).first;
-    RevisionConcurrency r{revision, {}};
+    KeyedConcurrency<Key> r{revision, {}};
     r.report.average_concurrency = 1;
     r.report.request_count = 1;
     poke = std::move(r);
@@ -19,14 +20,16 @@ std::optional<RevisionConcurrency> ConcurrencyReporter::request_in(const std::st
   return poke;
 }
 
-void ConcurrencyReporter::request_out(const std::string& revision, core::TimePoint now) {
+template <class Key>
+void BasicConcurrencyReporter<Key>::request_out(const Key& revision, core::TimePoint now) {
   auto it = entries_.find(revision);
   if (it != entries_.end())
     it->second.stats.handle(stats::RequestStats::Event::ReqOut, now);
 }
 
-std::vector<RevisionConcurrency> ConcurrencyReporter::cut(core::TimePoint now) {
-  std::vector<RevisionConcurrency> batch;
+template <class Key>
+std::vector<KeyedConcurrency<Key>> BasicConcurrencyReporter<Key>::cut(core::TimePoint now) {
+  std::vector<KeyedConcurrency<Key>> batch;
   for (auto it = entries_.begin(); it != entries_.end();) {
     Entry& e = it->second;
     stats::Report r = e.stats.report(now);
@@ -45,5 +48,8 @@ std::vector<RevisionConcurrency> ConcurrencyReporter::cut(core::TimePoint now) {
   }
   return batch;
 }
+
+template class BasicConcurrencyReporter<std::string>;
+template class BasicConcurrencyReporter<uint32_t>;
 
 }  // namespace sluice::activator

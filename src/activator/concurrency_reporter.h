@@ -11,6 +11,7 @@
 // Threading: single owner (the activator's home worker). Time: callers pass `now`.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -20,17 +21,23 @@
 
 namespace sluice::activator {
 
-struct RevisionConcurrency {
-  std::string revision;  // "ns/name"
+template <class Key>
+struct KeyedConcurrency {
+  Key revision;  // "ns/name"
   stats::Report report;
 };
+using RevisionConcurrency = KeyedConcurrency<std::string>;
 
-class ConcurrencyReporter {
+// Keyed by the revision's name in the activator; by a dense index in the simulator,
+// which replays tens of millions of requests a day through this same code (instantiated
+// for std::string and uint32_t in the .cc).
+template <class Key>
+class BasicConcurrencyReporter {
  public:
   // Returns the immediate poke for a revision's first request.
-  std::optional<RevisionConcurrency> request_in(const std::string& revision, core::TimePoint now);
-  void request_out(const std::string& revision, core::TimePoint now);
-  std::vector<RevisionConcurrency> cut(core::TimePoint now);
+  std::optional<KeyedConcurrency<Key>> request_in(const Key& revision, core::TimePoint now);
+  void request_out(const Key& revision, core::TimePoint now);
+  std::vector<KeyedConcurrency<Key>> cut(core::TimePoint now);
 
  private:
   struct Entry {
@@ -38,7 +45,9 @@ class ConcurrencyReporter {
     stats::RequestStats stats;
     bool poked = true;  // the immediate report still has to be subtracted
   };
-  std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<Key, Entry> entries_;
 };
+
+using ConcurrencyReporter = BasicConcurrencyReporter<std::string>;
 
 }  // namespace sluice::activator

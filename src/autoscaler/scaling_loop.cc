@@ -16,7 +16,7 @@ namespace sluice::autoscaler {
 
 namespace asio = boost::asio;
 
-struct ScalingLoop::Revision {
+struct ScalingLoop::Revision : std::enable_shared_from_this<Revision> {
   Revision(std::string k, std::string config, ScalingSpec s, core::TimePoint now)
       : key(std::move(k)),
         config_name(std::move(config)),
@@ -52,13 +52,12 @@ ScalingLoop::ScalingLoop(core::TimeSource& time,
       timer_(time, executor) {}
 
 ScalingLoop::~ScalingLoop() {
-  *alive_ = false;
 }
 
 void ScalingLoop::add(const std::string& revision,
                       const std::string& configuration,
                       ScalingSpec spec) {
-  auto r = std::make_unique<Revision>(revision, configuration, spec, time_.now());
+  auto r = std::make_shared<Revision>(revision, configuration, spec, time_.now());
   auto at = std::lower_bound(ordered_.begin(), ordered_.end(), revision,
                              [](const Revision* a, const std::string& k) { return a->key < k; });
   if (auto it = revisions_.find(revision); it != revisions_.end()) {
@@ -195,14 +194,14 @@ void ScalingLoop::scrape(Revision& r) {
   r.scraping = true;
   const double population = static_cast<double>(r.targets.size());
   const size_t asked = sample.size();
-  scraper_.scrape(std::move(sample), [this, alive = alive_, key = r.key, population,
-                                      asked](std::optional<ScrapeSample> got) {
-    if (!*alive)
+  // The revision, not the loop, is what the answer needs: it goes with remove(), a new
+  // spec and the loop's end alike (an answer for it then is dropped).
+  scraper_.scrape(std::move(sample), [this, weak = std::weak_ptr<Revision>(r.shared_from_this()),
+                                      population, asked](std::optional<ScrapeSample> got) {
+    const auto held = weak.lock();
+    if (!held)
       return;
-    auto it = revisions_.find(key);
-    if (it == revisions_.end())
-      return;
-    Revision& rev = *it->second;
+    Revision& rev = *held;
     rev.scraping = false;
     // Knative records nothing when the sample is incomplete.
     if (!got || got->pods != static_cast<int>(asked) || got->pods == 0 || !running_)

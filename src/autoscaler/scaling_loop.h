@@ -151,13 +151,11 @@ class ScalingLoop {
   core::Timer timer_;
   // Found by key on every stat and scrape; decided in key order (deterministic, as the
   // metrics list them): a hash map owns them, a sorted vector orders them.
-  std::unordered_map<std::string, std::unique_ptr<Revision>> revisions_;
+  std::unordered_map<std::string, std::shared_ptr<Revision>> revisions_;
   std::vector<Revision*> ordered_;
   core::TimePoint next_scrape_, next_decide_;
   bool running_ = false;
   uint64_t early_decisions_ = 0;  // scale-ups decided between ticks
-  // Scrapes in flight hold this to learn whether the loop still exists.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Knative's scrape client: GET /metrics asking for protobuf from each target in turn.

@@ -65,9 +65,17 @@ double MetricWindow::linear(int64_t now_s) const {
   // Summed afresh over the window (at most an hour of buckets, once per tick), not kept
   // as a running total: adding values in and taking them out again drifts below zero.
   // Seconds after the last write are zeros; their ring slots hold a window ago's data.
+  // In time order (the same sum, bit for bit, as bucket by bucket), walking the ring
+  // from the oldest slot instead of dividing for every one.
   double sum = 0;
   const int64_t oldest = std::max(first_write_, std::max(now_s, last_write_) - n + 1);
-  for (int64_t t = oldest; t <= last_write_; ++t) sum += bucket(t);
+  const double* ring = buckets_.data();
+  size_t slot = static_cast<size_t>(oldest % n);
+  for (int64_t t = oldest; t <= last_write_; ++t) {
+    sum += ring[slot];
+    if (++slot == buckets_.size())
+      slot = 0;
+  }
   return floor6(sum / static_cast<double>(std::min(with_history, n - gap)));
 }
 

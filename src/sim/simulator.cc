@@ -257,7 +257,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     Service& s = services_[inv.service];
     ++s.result.requests;
     ++s.step.arrivals;
-    if (auto poke = reporter_.request_in(s.key, now_)) {
+    if (auto poke = reporter_.request_in(inv.service, now_)) {
       sync();
       loop_.stat(s.key, poke->report.average_concurrency, poke->report.request_count);
       io_.poll();
@@ -276,7 +276,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       r->state = Replica::State::Ready;
       mark(s);
     } else {
-      reporter_.request_out(s.key, now_);
+      reporter_.request_out(e.service, now_);
       --r->in_flight;
       --s.in_flight;
       if (r->state == Replica::State::Draining && r->in_flight == 0)
@@ -313,7 +313,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   void every_second() {
     const TimePoint now = now_;
     for (const auto& c : reporter_.cut(now))
-      loop_.stat(c.revision, c.report.average_concurrency, c.report.request_count);
+      loop_.stat(services_[c.revision].key, c.report.average_concurrency, c.report.request_count);
     // Readiness where it changed, as the runtime's view of ready pods. (An activator's
     // healthy list would say the same: every ready replica is healthy in the model.)
     ++seconds_;
@@ -363,7 +363,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   boost::asio::io_context io_{1};
   core::FastRandom random_;
   autoscaler::ScalingLoop loop_;
-  activator::ConcurrencyReporter reporter_;
+  activator::BasicConcurrencyReporter<uint32_t> reporter_;  // by service index
   std::vector<Service> services_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   TimePoint start_;
