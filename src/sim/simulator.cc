@@ -70,6 +70,59 @@ struct Event {
 };
 static_assert(sizeof(Event) == 24);
 
+// Events in time order (ties: first pushed, first out), by the second they fall in: the
+// current second's in a heap (one second's events, not every request in flight), the
+// next kHorizon seconds' in unsorted buckets, later ones in a heap of their own. The
+// simulation only ever asks for the current second's (advance() moves it on).
+class EventQueue {
+ public:
+  explicit EventQueue(TimePoint start) : start_(start), buckets_(kHorizon) {}
+
+  void push(const Event& e) {
+    const int64_t sec = second_of(e.at);
+    if (sec <= current_) {
+      now_.push_back(e);
+      std::push_heap(now_.begin(), now_.end(), std::greater<>());
+    } else if (sec < current_ + kHorizon) {
+      buckets_[static_cast<size_t>(sec % kHorizon)].push_back(e);
+    } else {
+      far_.push(e);
+    }
+  }
+  // The next event of the current second, if any.
+  const Event* top() const { return now_.empty() ? nullptr : &now_.front(); }
+  void pop() {
+    std::pop_heap(now_.begin(), now_.end(), std::greater<>());
+    now_.pop_back();
+  }
+  // Makes `second` (from the start) the current one; the earlier ones must be done.
+  void advance(int64_t second) {
+    while (current_ < second) {
+      ++current_;
+      auto& b = buckets_[static_cast<size_t>(current_ % kHorizon)];
+      now_.insert(now_.end(), b.begin(), b.end());
+      b.clear();
+      while (!far_.empty() && second_of(far_.top().at) < current_ + kHorizon) {
+        push(far_.top());
+        far_.pop();
+      }
+      std::make_heap(now_.begin(), now_.end(), std::greater<>());
+    }
+  }
+
+ private:
+  static constexpr int64_t kHorizon = 4096;  // seconds
+  int64_t second_of(TimePoint t) const {
+    return std::chrono::duration_cast<std::chrono::seconds>(t - start_).count();
+  }
+
+  TimePoint start_;
+  int64_t current_ = 0;
+  std::vector<Event> now_;  // a heap
+  std::vector<std::vector<Event>> buckets_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> far_;
+};
+
 class Simulation final : public autoscaler::Scaler, public autoscaler::StatScraper {
  public:
   Simulation(const Trace& trace, const std::vector<ServiceSetup>& setups, const SimOptions& options)
@@ -77,7 +130,6 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         options_(options),
         random_(options.seed),
         loop_(clock_, io_.get_executor(), *this, *this, random_) {
-    start_ = now_ = clock_.now();
     services_.reserve(trace.services.size());
     for (size_t i = 0; i < trace.services.size(); ++i) {
       Service s;
@@ -107,18 +159,20 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     uint64_t second = 0;
     while (true) {
       const TimePoint boundary = start_ + std::chrono::seconds(++second);
+      events_.advance(static_cast<int64_t>(second) - 1);
       while (true) {
         const bool arrival =
             next < trace_.invocations.size() && at(trace_.invocations[next]) < boundary;
-        const bool event = !events_.empty() && events_.top().at < boundary;
+        const Event* top = events_.top();
+        const bool event = top != nullptr && top->at < boundary;
         if (!arrival && !event)
           break;
-        if (arrival && (!event || at(trace_.invocations[next]) <= events_.top().at)) {
+        if (arrival && (!event || at(trace_.invocations[next]) <= top->at)) {
           const Invocation& inv = trace_.invocations[next++];
           now_ = at(inv);
           arrive(inv);
         } else {
-          const Event e = events_.top();
+          const Event e = *top;
           events_.pop();
           now_ = e.at;
           handle(e);
@@ -365,9 +419,9 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   autoscaler::ScalingLoop loop_;
   activator::BasicConcurrencyReporter<uint32_t> reporter_;  // by service index
   std::vector<Service> services_;
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
-  TimePoint start_;
-  TimePoint now_;  // the model's time; the loop's clock follows it (sync())
+  TimePoint start_ = clock_.now();
+  TimePoint now_ = start_;  // the model's time; the loop's clock follows it (sync())
+  EventQueue events_{start_};
   uint64_t seq_ = 0;
   uint64_t seconds_ = 0;
   std::vector<uint32_t> dirty_;  // services whose readiness changed since the last second
