@@ -424,30 +424,65 @@ Action add_simulate_command(CLI::App& app) {
     Progress progress(isatty(STDERR_FILENO) != 0, policies.size());
     core::SteadyTimeSource wall;  // how long the simulation took, for people
     const auto t0 = wall.now();
-    // The policies are independent runs over the same trace: one thread each, as many at
-    // once as there are cores.
+    // The policies are independent runs over the same trace, and so are the services in
+    // a run: with fewer policies than cores each policy's services are split into shards
+    // of about equal work (invocations, plus a second's decision per simulated second),
+    // one thread per run, as many at once as there are cores.
     std::vector<std::vector<sim::ServiceResult>> results(policies.size());
     // Set up before the threads start (setups_for fills a shared cache).
     std::vector<std::vector<sim::ServiceSetup>> policy_setups;
     for (const auto& p : policies) policy_setups.push_back(setups_for(p));
-    const size_t workers =
-        std::max<size_t>(1, std::min<size_t>(policies.size(), std::thread::hardware_concurrency()));
+    const size_t cores = std::max<size_t>(1, std::thread::hardware_concurrency());
+    const size_t shards =
+        std::max<size_t>(1, std::min(trace.services.size(), cores / policies.size()));
+    std::vector<std::vector<uint32_t>> shard_services(shards);
+    if (shards > 1) {
+      std::vector<double> work(trace.services.size(), trace.length_s);
+      for (const auto& inv : trace.invocations) work[inv.service] += 1;
+      std::vector<uint32_t> order(trace.services.size());
+      for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](uint32_t a, uint32_t b) { return work[a] > work[b]; });
+      std::vector<double> load(shards, 0);
+      for (uint32_t i : order) {
+        const size_t k =
+            static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+        shard_services[k].push_back(i);
+        load[k] += work[i];
+      }
+      for (auto& v : shard_services) std::sort(v.begin(), v.end());
+    }
+    const size_t units = policies.size() * shards;
+    std::vector<std::vector<sim::ServiceResult>> unit_results(units);
+    const size_t workers = std::min(units, cores);
     {
       std::vector<std::thread> threads;
       for (size_t w = 0; w < workers; ++w) {
         threads.emplace_back([&, w] {
-          for (size_t i = w; i < policies.size(); i += workers) {
+          for (size_t u = w; u < units; u += workers) {
+            const size_t i = u / shards;
             sim::SimOptions sopts;
             sopts.seed = raw->seed;
             sopts.progress = [&progress, i](double f) { progress.update(i, f); };
             sopts.series_step_s = raw->out.empty() ? 0 : series_step(trace.length_s);
             sopts.series_of = series_of;
-            results[i] = sim::simulate(trace, policy_setups[i], sopts);
+            sopts.services = shard_services[u % shards];
+            unit_results[u] = sim::simulate(trace, policy_setups[i], sopts);
             progress.update(i, 1);
           }
         });
       }
       for (auto& t : threads) t.join();
+    }
+    for (size_t p = 0; p < policies.size(); ++p) {
+      if (shards == 1) {
+        results[p] = std::move(unit_results[p]);
+        continue;
+      }
+      results[p].resize(trace.services.size());
+      for (size_t k = 0; k < shards; ++k)
+        for (uint32_t i : shard_services[k])
+          results[p][i] = std::move(unit_results[p * shards + k][i]);
     }
     const double took = core::to_seconds(wall.now() - t0);
     progress.done();
@@ -468,10 +503,8 @@ Action add_simulate_command(CLI::App& app) {
           static_cast<unsigned long long>(t.scale_events), t.worst_added_latency_s);
     }
     const double simulated = trace.length_s * static_cast<double>(policies.size());
-    std::fprintf(stderr,
-                 "simulated %zu × %.0f s in %.2f s (%.0f× real time per policy, %zu thread(s))\n",
-                 policies.size(), trace.length_s, took,
-                 took > 0 ? simulated / took / static_cast<double>(workers) : 0.0, workers);
+    std::fprintf(stderr, "simulated %zu × %.0f s in %.2f s (%.0f× real time, %zu thread(s))\n",
+                 policies.size(), trace.length_s, took, took > 0 ? simulated / took : 0.0, workers);
     if (!raw->out.empty()) {
       std::error_code ec;
       fs::create_directories(raw->out, ec);

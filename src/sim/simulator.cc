@@ -51,10 +51,14 @@ struct Service {
   std::deque<Pending> queue;
   int32_t asked = 0;  // the replicas the loop last asked for
   uint32_t in_flight = 0;
+  uint32_t idle = 0;     // replicas ready with nothing in flight
   TimePoint accounted;   // replica-seconds are summed up to here
   bool publish = false;  // readiness changed: on the dirty list for the loop
   SeriesPoint step;      // the series step being filled
   ServiceResult result;
+  bool included = true;   // simulated by this run (SimOptions::services)
+  bool finished = false;  // back at its floor after the trace: `final` holds its results
+  ServiceResult final;
 };
 
 // 24 bytes (the heap holds every request in flight: thousands at once).
@@ -70,50 +74,51 @@ struct Event {
 };
 static_assert(sizeof(Event) == 24);
 
-// Events in time order (ties: first pushed, first out), by the second they fall in: the
-// current second's in a heap (one second's events, not every request in flight), the
-// next kHorizon seconds' in unsorted buckets, later ones in a heap of their own. The
-// simulation only ever asks for the current second's (advance() moves it on).
+// Events in time order (ties: first pushed, first out), by the slot (1/16 s) they fall
+// in: the current slot's in a heap (a few events, not every request in flight), the
+// next kHorizon slots' in unsorted buckets, later ones in a heap of their own.
 class EventQueue {
  public:
   explicit EventQueue(TimePoint start) : start_(start), buckets_(kHorizon) {}
 
   void push(const Event& e) {
-    const int64_t sec = second_of(e.at);
-    if (sec <= current_) {
+    const int64_t slot = slot_of(e.at);
+    if (slot <= current_) {
       now_.push_back(e);
       std::push_heap(now_.begin(), now_.end(), std::greater<>());
-    } else if (sec < current_ + kHorizon) {
-      buckets_[static_cast<size_t>(sec % kHorizon)].push_back(e);
+    } else if (slot < current_ + kHorizon) {
+      buckets_[static_cast<size_t>(slot % kHorizon)].push_back(e);
     } else {
       far_.push(e);
     }
   }
-  // The next event of the current second, if any.
-  const Event* top() const { return now_.empty() ? nullptr : &now_.front(); }
+  // The first event before `before`, if any (moving on to its slot).
+  const Event* first_before(TimePoint before) {
+    const int64_t last = slot_of(before - Duration(1));
+    while (now_.empty() && current_ < last) step();
+    return !now_.empty() && now_.front().at < before ? &now_.front() : nullptr;
+  }
   void pop() {
     std::pop_heap(now_.begin(), now_.end(), std::greater<>());
     now_.pop_back();
   }
-  // Makes `second` (from the start) the current one; the earlier ones must be done.
-  void advance(int64_t second) {
-    while (current_ < second) {
-      ++current_;
-      auto& b = buckets_[static_cast<size_t>(current_ % kHorizon)];
-      now_.insert(now_.end(), b.begin(), b.end());
-      b.clear();
-      while (!far_.empty() && second_of(far_.top().at) < current_ + kHorizon) {
-        push(far_.top());
-        far_.pop();
-      }
-      std::make_heap(now_.begin(), now_.end(), std::greater<>());
-    }
-  }
 
  private:
-  static constexpr int64_t kHorizon = 4096;  // seconds
-  int64_t second_of(TimePoint t) const {
-    return std::chrono::duration_cast<std::chrono::seconds>(t - start_).count();
+  static constexpr int64_t kPerSecond = 16;
+  static constexpr int64_t kHorizon = 4096 * kPerSecond;  // about an hour of slots
+  int64_t slot_of(TimePoint t) const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t - start_).count() /
+           (1'000'000'000 / kPerSecond);
+  }
+  void step() {
+    ++current_;
+    auto& b = buckets_[static_cast<size_t>(current_ % kHorizon)];
+    now_.swap(b);  // now_ was empty
+    while (!far_.empty() && slot_of(far_.top().at) < current_ + kHorizon) {
+      push(far_.top());
+      far_.pop();
+    }
+    std::make_heap(now_.begin(), now_.end(), std::greater<>());
   }
 
   TimePoint start_;
@@ -131,8 +136,18 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         random_(options.seed),
         loop_(clock_, io_.get_executor(), *this, *this, random_) {
     services_.reserve(trace.services.size());
+    std::vector<bool> included(trace.services.size(), options.services.empty());
+    for (uint32_t i : options.services)
+      if (i < included.size())
+        included[i] = true;
     for (size_t i = 0; i < trace.services.size(); ++i) {
       Service s;
+      s.included = included[i];
+      if (!s.included) {
+        services_.push_back(std::move(s));
+        continue;
+      }
+      ++included_;
       // Short keys: the loop finds revisions by key on every call, and the traces' names
       // share long prefixes ("owner00012/app00012").
       s.key = fmt::format("sim/{}", i);
@@ -146,6 +161,8 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   std::vector<ServiceResult> run() {
     for (auto& s : services_) {
+      if (!s.included)
+        continue;
       s.asked = loop_.last_want(s.key);
       reconcile(s);
     }
@@ -153,22 +170,25 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     io_.poll();
     const double end_s = std::max(
         trace_.length_s, trace_.invocations.empty() ? 0.0 : trace_.invocations.back().arrival_s);
-    // After the trace: until every service is back at its floor, at most an hour more.
-    const TimePoint hard_stop = start_ + seconds(end_s) + 1h;
+    // After the trace: each service until it is back at its floor, at most an hour more.
+    const TimePoint end = start_ + seconds(end_s);
+    const TimePoint hard_stop = end + 1h;
+    size_t finished = 0;
     size_t next = 0;
     uint64_t second = 0;
     while (true) {
       const TimePoint boundary = start_ + std::chrono::seconds(++second);
-      events_.advance(static_cast<int64_t>(second) - 1);
       while (true) {
         const bool arrival =
             next < trace_.invocations.size() && at(trace_.invocations[next]) < boundary;
-        const Event* top = events_.top();
-        const bool event = top != nullptr && top->at < boundary;
+        const Event* top = events_.first_before(boundary);
+        const bool event = top != nullptr;
         if (!arrival && !event)
           break;
         if (arrival && (!event || at(trace_.invocations[next]) <= top->at)) {
           const Invocation& inv = trace_.invocations[next++];
+          if (!services_[inv.service].included)
+            continue;
           now_ = at(inv);
           arrive(inv);
         } else {
@@ -183,15 +203,33 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       every_second();
       if (options_.progress && second % 3600 == 0)
         options_.progress(std::min(1.0, static_cast<double>(second) / std::max(1.0, end_s)));
-      if (boundary >= start_ + seconds(end_s) && (settled() || boundary >= hard_stop))
-        break;
+      if (boundary >= end) {
+        // A service's results end when it is back at its floor: they depend on its own
+        // traffic alone, not on when the others settle (so a run split by services
+        // gives the same results as one run).
+        for (auto& s : services_) {
+          if (s.included && !s.finished && settled(s)) {
+            account(s);
+            s.final = s.result;
+            s.finished = true;
+            ++finished;
+          }
+        }
+        if (finished == included_ || boundary >= hard_stop)
+          break;
+      }
     }
     loop_.stop();
     std::vector<ServiceResult> out;
     out.reserve(services_.size());
     for (auto& s : services_) {
-      account(s);
-      out.push_back(std::move(s.result));
+      if (s.finished) {
+        out.push_back(std::move(s.final));
+      } else {
+        if (s.included)
+          account(s);
+        out.push_back(std::move(s.result));
+      }
     }
     return out;
   }
@@ -249,9 +287,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       return;
     s.accounted = now;
     s.result.replica_seconds += dt * static_cast<double>(s.replicas.size());
-    for (const auto& r : s.replicas)
-      if (r.state == Replica::State::Ready && r.in_flight == 0)
-        s.result.idle_replica_seconds += dt;
+    s.result.idle_replica_seconds += dt * static_cast<double>(s.idle);
   }
 
   void reconcile(Service& s) {
@@ -279,8 +315,10 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
           return r.state == Replica::State::Ready && r.in_flight == 0;
         });
       if (pick != s.replicas.rend()) {
-        if (pick->state == Replica::State::Ready)
+        if (pick->state == Replica::State::Ready) {
+          --s.idle;
           mark(s);
+        }
         s.replicas.erase(std::next(pick).base());
       } else {
         auto busy = std::find_if(s.replicas.rbegin(), s.replicas.rend(),
@@ -300,11 +338,11 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
 
   uint32_t index(const Service& s) const { return static_cast<uint32_t>(&s - services_.data()); }
 
+  // Replicas are appended with rising ids and erased in place: the vector stays sorted.
   Replica* find(Service& s, uint32_t id) {
-    for (auto& r : s.replicas)
-      if (r.id == id)
-        return &r;
-    return nullptr;
+    auto it = std::lower_bound(s.replicas.begin(), s.replicas.end(), id,
+                               [](const Replica& r, uint32_t v) { return r.id < v; });
+    return it != s.replicas.end() && it->id == id ? &*it : nullptr;
   }
 
   void arrive(const Invocation& inv) {
@@ -328,11 +366,13 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     account(s);
     if (e.kind() == Event::Kind::Ready) {
       r->state = Replica::State::Ready;
+      ++s.idle;
       mark(s);
     } else {
       reporter_.request_out(e.service, now_);
       --r->in_flight;
       --s.in_flight;
+      s.idle += r->state == Replica::State::Ready && r->in_flight == 0;
       if (r->state == Replica::State::Draining && r->in_flight == 0)
         s.replicas.erase(s.replicas.begin() + (r - s.replicas.data()));
     }
@@ -344,10 +384,14 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     const uint32_t cc = s.setup.container_concurrency;
     while (!s.queue.empty()) {
       Replica* best = nullptr;
-      for (auto& r : s.replicas)
+      for (auto& r : s.replicas) {
         if (r.state == Replica::State::Ready && (cc == 0 || r.in_flight < cc) &&
-            (best == nullptr || r.in_flight < best->in_flight))
+            (best == nullptr || r.in_flight < best->in_flight)) {
           best = &r;
+          if (r.in_flight == 0)
+            break;  // none is less loaded: the first idle one
+        }
+      }
       if (best == nullptr)
         return;
       account(s);
@@ -357,6 +401,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       s.result.added_latency.add(core::to_seconds(now - p.arrival));
       if (best->ready_at > p.arrival)
         ++s.result.cold_starts;
+      s.idle -= best->in_flight == 0;
       ++best->in_flight;
       ++s.in_flight;
       events_.push({now + seconds(p.duration_s), ++seq_, index(s), best->id, 1});
@@ -388,27 +433,26 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
         s.step = SeriesPoint{static_cast<uint32_t>(s.replicas.size()), 0};
       };
       if (options_.series_of.empty()) {
-        for (auto& s : services_) record(s);
+        for (auto& s : services_)
+          if (s.included)
+            record(s);
       } else {
         for (uint32_t i : options_.series_of)
-          if (i < services_.size())
+          if (i < services_.size() && services_[i].included)
             record(services_[i]);
       }
     }
     io_.poll();
   }
 
-  bool settled() const {
-    for (const auto& s : services_) {
-      if (!s.queue.empty() || s.in_flight > 0)
-        return false;
-      // Back at its floor: min-scale, or one replica where scale to zero is off.
-      const int32_t floor =
-          std::max(s.setup.scaling.min_scale, s.setup.scaling.enable_scale_to_zero ? 0 : 1);
-      if (static_cast<int32_t>(s.replicas.size()) > floor)
-        return false;
-    }
-    return true;
+  // Nothing queued or in flight, and back at its floor: min-scale, or one replica where
+  // scale to zero is off.
+  static bool settled(const Service& s) {
+    if (!s.queue.empty() || s.in_flight > 0)
+      return false;
+    const int32_t floor =
+        std::max(s.setup.scaling.min_scale, s.setup.scaling.enable_scale_to_zero ? 0 : 1);
+    return static_cast<int32_t>(s.replicas.size()) <= floor;
   }
 
   const Trace& trace_;
@@ -426,6 +470,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
   uint64_t seconds_ = 0;
   std::vector<uint32_t> dirty_;  // services whose readiness changed since the last second
   uint32_t replica_ids_ = 0;
+  size_t included_ = 0;  // services simulated (SimOptions::services)
 };
 
 }  // namespace

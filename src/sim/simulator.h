@@ -15,6 +15,10 @@
 // The queue-proxies' scrapes answer zero, as they do locally: every request goes through
 // the activator, whose own reports count it (the loop subtracts what was proxied).
 //
+// After the trace each service runs until it is back at its floor (nothing queued or in
+// flight, no more replicas than min-scale, or one where scale to zero is off), at most an
+// hour more; its results end there.
+//
 // Measured per service: requests; cold starts (requests answered by a replica that was
 // not ready when they arrived: they waited for a replica to start); added latency (from
 // arrival to a slot; p50/p99 from a log histogram, 1% resolution; max exact);
@@ -84,6 +88,10 @@ struct SimOptions {
   // `series_of` (indices), or every service when it is empty.
   uint32_t series_step_s = 0;
   std::vector<uint32_t> series_of;
+  // Simulate only these services (indices; the others' results stay empty); empty: all.
+  // Services do not interact in the model, so runs over disjoint sets give, together,
+  // exactly the results of one run over all of them (several threads share one policy).
+  std::vector<uint32_t> services;
 };
 
 // One result per trace service; `setups[i]` is trace.services[i]'s.

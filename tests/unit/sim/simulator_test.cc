@@ -115,6 +115,42 @@ TEST(Simulator, TheSameInputGivesTheSameResult) {
   EXPECT_EQ(a[0].added_latency.quantile(0.99), b[0].added_latency.quantile(0.99));
 }
 
+// Services share nothing in the model: a run split by services (as `sluice simulate`
+// splits a policy over cores) gives exactly the results of one run, also for services
+// that settle at different times after the trace (a min-scale floor, a keep-alive that
+// pre-warms after the last request).
+TEST(Simulator, RunsOverDisjointServicesTogetherGiveTheResultsOfOneRun) {
+  Trace t;
+  t.services = {"a", "b", "c", "d"};
+  t.length_s = 900;
+  for (int i = 0; i < 300; ++i)
+    t.invocations.push_back(
+        {2.0 + 2.9 * i, static_cast<uint32_t>(i % 4), 0.1f + 0.3f * static_cast<float>(i % 5)});
+  std::vector<ServiceSetup> setups(4, setup(3s));
+  setups[1].scaling.min_scale = 2;
+  setups[2].scaling.keep_alive = autoscaler::parse_keep_alive("histogram:2m", nullptr).value();
+  setups[3].container_concurrency = 1;
+  const auto whole = simulate(t, setups);
+  SimOptions odd, even;
+  odd.services = {1, 3};
+  even.services = {0, 2};
+  const auto a = simulate(t, setups, odd);
+  const auto b = simulate(t, setups, even);
+  ASSERT_EQ(whole.size(), 4u);
+  for (uint32_t i = 0; i < 4; ++i) {
+    const auto& part = i % 2 ? a[i] : b[i];
+    const auto& other = i % 2 ? b[i] : a[i];
+    EXPECT_EQ(other.requests, 0u) << i;  // not simulated by that run
+    EXPECT_EQ(part.requests, whole[i].requests) << i;
+    EXPECT_EQ(part.cold_starts, whole[i].cold_starts) << i;
+    EXPECT_EQ(part.replica_seconds, whole[i].replica_seconds) << i;
+    EXPECT_EQ(part.idle_replica_seconds, whole[i].idle_replica_seconds) << i;
+    EXPECT_EQ(part.scale_events, whole[i].scale_events) << i;
+    EXPECT_EQ(part.added_latency.max(), whole[i].added_latency.max()) << i;
+  }
+  EXPECT_GT(whole[1].replica_seconds, 2 * 890.0);  // its floor of two ran all along
+}
+
 // --- Keep-alive policies on hand-computed traces --------------------------------------
 
 ServiceSetup with_policy(const std::string& text, core::Duration start_time) {
