@@ -66,6 +66,7 @@ void KeepAlive::observe(core::TimePoint now, bool busy) {
     else
       ++beyond_;
     ++samples_;
+    summarize();
   }
   last_busy_ = now;
 }
@@ -74,9 +75,12 @@ bool KeepAlive::idle(core::TimePoint now) const {
   return !last_busy_ || now - (*last_busy_ + kSecond) >= kMinIdle;
 }
 
-bool KeepAlive::representative() const {
+void KeepAlive::summarize() {
+  head_ = percentile(kHead);
+  tail_ = percentile(kTail);
+  representative_ = false;
   if (samples_ - beyond_ < kMinSamples || beyond_ * 2 > samples_)
-    return false;
+    return;
   double sum = 0, sq = 0;
   for (uint32_t c : bins_) {
     sum += c;
@@ -84,7 +88,7 @@ bool KeepAlive::representative() const {
   }
   const double mean = sum / kBins;
   const double sd = std::sqrt(std::max(0.0, sq / kBins - mean * mean));
-  return mean > 0 && sd / mean >= kMinCv;
+  representative_ = mean > 0 && sd / mean >= kMinCv;
 }
 
 int KeepAlive::percentile(double q) const {

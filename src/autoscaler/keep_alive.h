@@ -88,14 +88,20 @@ class KeepAlive {
   // What the policy holds now for an idle revision (0 before any request came).
   Hold hold(core::TimePoint now) const;
 
-  bool representative() const;
+  bool representative() const { return representative_; }
   size_t samples() const { return samples_; }
   // The head and tail of the idle times (whole minutes, the bins' upper edges).
-  int head_minutes() const { return percentile(kHead); }
-  int tail_minutes() const { return percentile(kTail); }
+  int head_minutes() const { return head_; }
+  int tail_minutes() const { return tail_; }
 
  private:
   int percentile(double q) const;
+  // Recomputes the three above from the bins. Once per idle time, not per decision:
+  // every idle revision is asked every 2 s.
+  void summarize();
+
+  bool representative_ = false;
+  int head_ = kBins, tail_ = kBins;
 
   KeepAliveSpec spec_;
   std::array<uint32_t, kBins> bins_{};
