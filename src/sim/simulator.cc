@@ -32,8 +32,7 @@ Duration seconds(double s) {
 
 struct Replica {
   enum class State { Starting, Ready, Draining };
-  uint32_t id = 0;
-  std::string name;  // "r<id>", as the loop's pod lists name it (made once)
+  uint32_t id = 0;  // "r<id>" in the loop's pod lists
   State state = State::Starting;
   TimePoint ready_at;
   uint32_t in_flight = 0;
@@ -298,7 +297,6 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
     while (running < s.asked) {
       Replica r;
       r.id = ++replica_ids_;
-      r.name = fmt::format("r{}", r.id);
       r.ready_at = now + s.setup.start_time;
       s.replicas.push_back(r);
       events_.push({r.ready_at, ++seq_, index(s), r.id, 0});
@@ -421,7 +419,7 @@ class Simulation final : public autoscaler::Scaler, public autoscaler::StatScrap
       std::vector<std::string> ready;
       for (const auto& r : s.replicas)
         if (r.state == Replica::State::Ready)
-          ready.push_back(r.name);
+          ready.push_back(fmt::format("r{}", r.id));
       loop_.set_pods(s.key, std::move(ready));
       s.publish = false;
     }
