@@ -5,8 +5,8 @@
 namespace sluice::activator {
 
 template <class Key>
-std::optional<KeyedConcurrency<Key>> BasicConcurrencyReporter<Key>::request_in(const Key& revision,
-                                                                              core::TimePoint now) {
+std::optional<KeyedConcurrency<Key>> BasicConcurrencyReporter<Key>::request_in(
+    const Key& revision, core::TimePoint now) {
   auto it = entries_.find(revision);
   std::optional<KeyedConcurrency<Key>> poke;
   if (it == entries_.end()) {

@@ -51,8 +51,7 @@ ScalingLoop::ScalingLoop(core::TimeSource& time,
       opts_(options),
       timer_(time, executor) {}
 
-ScalingLoop::~ScalingLoop() {
-}
+ScalingLoop::~ScalingLoop() = default;
 
 void ScalingLoop::add(const std::string& revision,
                       const std::string& configuration,
