@@ -104,7 +104,7 @@ class EventQueue {
 
  private:
   static constexpr int64_t kPerSecond = 16;
-  static constexpr int64_t kHorizon = 4096 * kPerSecond;  // about an hour of slots
+  static constexpr int64_t kHorizon = 64 * kPerSecond;  // a minute of slots
   int64_t slot_of(TimePoint t) const {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t - start_).count() /
            (1'000'000'000 / kPerSecond);
