@@ -197,22 +197,11 @@ std::string Reason::str() const {
         out += fmt::format(", raised to min-scale {}", bound_to);
       else if (bound == Bound::CappedAtMax)
         out += fmt::format(", capped at max-scale {}", bound_to);
-      switch (zero) {
-        case Zero::None:
-          break;
-        case Zero::Disabled:
-          out += ", scale to zero disabled";
-          break;
-        case Zero::YoungerThanWindow:
-          out += ", active for less than a stable window";
-          break;
-        case Zero::Retention:
-          out += ", pod retention";
-          break;
-        case Zero::Grace:
-          out += ", scale-to-zero grace period";
-          break;
-      }
+      // By Zero, in its order.
+      static constexpr const char* kKept[] = {"", ", scale to zero disabled",
+                                              ", active for less than a stable window",
+                                              ", pod retention", ", scale-to-zero grace period"};
+      out += kKept[static_cast<size_t>(zero)];
       break;
   }
   return out + note;

@@ -60,7 +60,7 @@ struct Service {
   ServiceResult final;
 };
 
-// 24 bytes (the heap holds every request in flight: thousands at once).
+// 24 bytes (the queue holds every request in flight: thousands at once).
 struct Event {
   enum class Kind : uint8_t { Ready, Done };
   TimePoint at;

@@ -191,5 +191,37 @@ TEST_F(RevisionAutoscalerTest, StartingReplicasAbsorbLoadWithoutOrderingMore) {
   }
 }
 
+// A decision keeps its reason as facts; str() is what a runtime prints.
+TEST(ReasonText, EachWhyAOneIsKeptReadsAsItSays) {
+  Reason r;
+  r.head = Reason::Head::Metric;
+  r.value = 0;
+  r.target = 7;
+  const std::pair<Reason::Zero, std::string> cases[] = {
+      {Reason::Zero::None, "stable: 0 concurrent, target 7/replica"},
+      {Reason::Zero::Disabled, "stable: 0 concurrent, target 7/replica, scale to zero disabled"},
+      {Reason::Zero::YoungerThanWindow,
+       "stable: 0 concurrent, target 7/replica, active for less than a stable window"},
+      {Reason::Zero::Retention, "stable: 0 concurrent, target 7/replica, pod retention"},
+      {Reason::Zero::Grace, "stable: 0 concurrent, target 7/replica, scale-to-zero grace period"},
+  };
+  for (const auto& [zero, text] : cases) {
+    r.zero = zero;
+    EXPECT_EQ(r.str(), text);
+  }
+  r.panic = true;
+  r.rps = true;
+  r.value = 40;
+  r.zero = Reason::Zero::None;
+  r.scale_buffer = 1;
+  r.bound = Reason::Bound::CappedAtMax;
+  r.bound_to = 3;
+  r.note = ", capped at 1: the container listens on a fixed port";
+  EXPECT_EQ(r.str(),
+            "panic: 40 req/s, target 7/replica + scale buffer 1, capped at max-scale 3, capped at "
+            "1: the container listens on a fixed port");
+  EXPECT_EQ(Reason{}.str(), "no recent samples");
+}
+
 }  // namespace
 }  // namespace sluice::autoscaler
