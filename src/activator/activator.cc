@@ -28,6 +28,7 @@
 #include "http/forward.h"
 #include "http/grpc.h"
 #include "http/h2_server.h"
+#include "queue/replica_guard.h"
 
 namespace sluice::activator {
 
@@ -81,6 +82,8 @@ class ActivatorImpl {
     PodTracker* pod = nullptr;
     tcp::endpoint endpoint;
     std::string address;
+    // The pod's queue-proxy work runs here (set_local_pod): serve through it, one hop.
+    std::shared_ptr<queue::ReplicaGuard> local;
     // With Closed: why the revision cannot serve (embedder's word); with Expired: what
     // its pods were doing (describe_pods).
     std::string refused;
@@ -148,6 +151,8 @@ class ActivatorImpl {
   // rebuilt on every endpoints-file change).
   std::unordered_map<std::string, tcp::endpoint> endpoint_cache_;
   const tcp::endpoint& endpoint_of(const std::string& address);
+  // Pods served in-process, by address (home-owned; set_local_pod).
+  std::unordered_map<std::string, std::shared_ptr<queue::ReplicaGuard>> local_pods_;
 
   // The routing snapshot, one slot per worker, each written and read only on its own
   // worker (updates are posted there): a request reads it without an atomic or a lock
@@ -388,7 +393,22 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       options.call_deadline = call_deadline;
     }
     const auto sent_at = time_.now();
-    auto result = co_await http::forward(ex, target, options);
+    http::ForwardResult result;
+    if (lease.local) {
+      // One hop: the queue-proxy's work (its breaker, stats, timeouts, answers and
+      // metrics) runs here, and the request goes straight to the app.
+      queue::ReplicaGuard::Hop hop;
+      hop.proxied = true;
+      hop.one_hop = true;
+      hop.buffered_body = options.buffered_body;
+      hop.hand_back = static_cast<bool>(options.intercept);
+      auto served = co_await lease.local->serve(ex, hop);
+      result = served.result;
+      if (result.outcome == http::ForwardResult::Outcome::Intercepted)
+        queue_proxy_error = served.not_forwarded_error;
+    } else {
+      result = co_await http::forward(ex, target, options);
+    }
     using Outcome = http::ForwardResult::Outcome;
     rm.proxy_start.observe(shard, core::to_seconds(result.connected_at - ex.started_at()));
     if (result.outcome == Outcome::ConnectFailed) {
@@ -622,6 +642,10 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
       lease.pod = pod;
       lease.address = pod->address();
       lease.endpoint = endpoint_of(lease.address);
+      if (!local_pods_.empty()) {
+        if (auto local = local_pods_.find(lease.address); local != local_pods_.end())
+          lease.local = local->second;
+      }
       co_return lease;
     }
     // Capacity said yes but no pod has room (it changed meanwhile): give the slot back
@@ -850,6 +874,14 @@ Task<void> ActivatorImpl::probe_pod(std::string key, std::string address) {
 
 Task<ActivatorImpl::CheckAnswer> ActivatorImpl::check(std::string address, std::string revision) {
   CheckAnswer result;
+  if (auto local = local_pods_.find(address); local != local_pods_.end()) {
+    // In-process: the guard answers as its queue-proxy would (200 queue / 503).
+    const std::shared_ptr<queue::ReplicaGuard> guard = local->second;
+    result.instance = guard->instance_id();
+    const bool ok = co_await guard->health_check();
+    result.result = ok ? CheckResult::Passed : CheckResult::NotReady;
+    co_return result;
+  }
   std::string host;
   uint16_t port = 0;
   if (!config::split_host_port(address, host, port))
@@ -1089,6 +1121,29 @@ void Activator::set_revision_failure(const std::string& revision_key,
     auto it = impl->revisions_.find(key);
     if (it != impl->revisions_.end() && it->second->capacity() == 0)
       it->second->breaker().fail_waiters();
+  });
+}
+
+void Activator::set_local_pod(const std::string& address,
+                              std::shared_ptr<queue::ReplicaGuard> guard) {
+  asio::post(impl_->home(), [impl = impl_.get(), address, guard = std::move(guard)]() mutable {
+    if (guard) {
+      impl->local_pods_[address] = std::move(guard);
+    } else {
+      impl->local_pods_.erase(address);
+    }
+  });
+}
+
+void Activator::push_pod_state(const std::string& revision_key,
+                               const std::string& pod,
+                               PushedState state,
+                               const std::string& instance) {
+  asio::post(impl_->home(), [impl = impl_.get(), key = revision_key, pod, state, instance] {
+    auto it = impl->revisions_.find(key);
+    if (it != impl->revisions_.end())
+      impl->log_events(*it->second,
+                       it->second->on_push(pod, state, impl->time_.now(), instance));
   });
 }
 

@@ -21,9 +21,14 @@
 #include "config/endpoints_file.h"
 #include "core/time_source.h"
 
+namespace sluice::queue {
+class ReplicaGuard;
+}
+
 namespace sluice::activator {
 
 class ActivatorListener;
+enum class PushedState;
 
 struct ActivatorOptions {
   // The clock and timers of every loop; null: the steady clock (tests: a manual one).
@@ -75,6 +80,16 @@ class Activator {
   // While set and the revision has no pod taking traffic, its waiting and new requests
   // get 503 with this message (e.g. the command cannot start); nullopt clears it.
   void set_revision_failure(const std::string& revision_key, std::optional<std::string> why);
+  // A pod whose queue-proxy work runs in this process (`sluice run`'s replicas): its
+  // requests go through `guard` straight to the app at `address`, one hop, and its health
+  // checks ask the guard. Null forgets it. Register before the address is published.
+  void set_local_pod(const std::string& address, std::shared_ptr<queue::ReplicaGuard> guard);
+  // What a queue-proxy's push says (`/.sluice/pod-state`), as a direct call: a local
+  // replica's app became ready (the cold start's release), not ready, or draining.
+  void push_pod_state(const std::string& revision_key,
+                      const std::string& pod,
+                      PushedState state,
+                      const std::string& instance);
   // Stops accepting, finishes requests in flight (for at most `grace`; then as
   // stop_now()), then run() returns. Thread-safe.
   void shutdown(std::chrono::milliseconds grace = std::chrono::minutes(10));

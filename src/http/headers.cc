@@ -228,6 +228,8 @@ void for_each_upstream_request_field(
 
   if (options.host == UpstreamRequestOptions::Host::RestoreOriginal) {
     emit("Host", original_host ? *original_host : host.value_or(options.upstream_authority));
+  } else if (options.host == UpstreamRequestOptions::Host::Keep) {
+    emit("Host", host.value_or(options.upstream_authority));
   } else {
     // Only Sluice's own hops set K-Original-Host: a client's would become the Host the
     // app sees (and could name another tenant's virtual host), so it is replaced.

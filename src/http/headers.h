@@ -27,6 +27,10 @@ struct UpstreamRequestOptions {
     RestoreOriginal,
     // Activator: K-Original-Host := Host (a client's own is dropped), Host := the pod.
     MoveToOriginal,
+    // The activator and the queue-proxy's work in one hop (`sluice run`'s in-process
+    // replicas): Host stays the client's, and a client's K-Original-Host is dropped (only
+    // Sluice's own hops may set it).
+    Keep,
   };
   Host host = Host::RestoreOriginal;
   std::string_view upstream_authority;    // "127.0.0.1:8080"

@@ -29,8 +29,9 @@ void ReadinessProber::start() {
     set_ready(true);  // no probe configured: always ready (Knative)
     return;
   }
-  asio::co_spawn(io_, run(), asio::detached);
-  asio::co_spawn(io_, warn_while_not_ready(), asio::detached);
+  running_ = 2;
+  asio::co_spawn(io_, run(), [this](const std::exception_ptr&) { --running_; });
+  asio::co_spawn(io_, warn_while_not_ready(), [this](const std::exception_ptr&) { --running_; });
 }
 
 Task<void> ReadinessProber::warn_while_not_ready() {

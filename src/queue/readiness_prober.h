@@ -40,6 +40,9 @@ class ReadinessProber {
 
   void start();
   void stop();
+  // No coroutine of its own is running (none started, or all ended after stop()): the
+  // prober may be destroyed. On the prober's io_context.
+  bool idle() const { return running_ == 0; }
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   // Thread-safe: the app refused a connection; stop trusting it and re-probe now.
   void report_unreachable();
@@ -72,6 +75,7 @@ class ReadinessProber {
   std::chrono::milliseconds startup_interval_;
   core::Timer tick_;
   core::Timer not_ready_warning_;
+  int running_ = 0;  // run() and warn_while_not_ready() not yet returned
   int successes_ = 0;
   int failures_ = 0;
   bool ever_ready_ = false;

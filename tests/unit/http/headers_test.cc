@@ -88,6 +88,36 @@ TEST(UpstreamRequestHead, TheActivatorReplacesAClientsOriginalHost) {
   EXPECT_EQ(out.find("admin.other"), std::string::npos) << out;
 }
 
+// One hop for the activator and the queue-proxy's work (`sluice run`'s in-process
+// replicas): the app sees the client's Host, and a client's K-Original-Host never.
+TEST(UpstreamRequestHead, OneHopKeepsTheClientsHostAndDropsItsOriginalHost) {
+  std::string wire =
+      "GET / HTTP/1.1\r\nHost: hello.default\r\nK-Original-Host: admin.other\r\n"
+      "K-Proxy-Request: activator\r\n\r\n";
+  MessageHead head;
+  parse_head(wire, head);
+  UpstreamRequestOptions opts;
+  opts.host = UpstreamRequestOptions::Host::Keep;
+  opts.upstream_authority = "127.0.0.1:40001";
+  opts.add_proxy_request_header = true;
+  opts.client_ip = "127.0.0.1";
+  std::string out;
+  write_upstream_request_head(head, BodyFraming::None, std::nullopt, false, opts, out);
+  EXPECT_TRUE(has_line(out, "Host: hello.default")) << out;
+  EXPECT_EQ(out.find("K-Original-Host"), std::string::npos) << out;
+  EXPECT_EQ(out.find("admin.other"), std::string::npos) << out;
+  EXPECT_TRUE(has_line(out, "X-Forwarded-For: 127.0.0.1")) << out;
+  // The client's own K-Proxy-Request is replaced, not repeated.
+  EXPECT_EQ(out.find("K-Proxy-Request"), out.rfind("K-Proxy-Request")) << out;
+  // No Host at all (HTTP/1.0): the app's own address.
+  std::string bare = "GET / HTTP/1.0\r\n\r\n";
+  MessageHead head10;
+  parse_head(bare, head10);
+  out.clear();
+  write_upstream_request_head(head10, BodyFraming::None, std::nullopt, false, opts, out);
+  EXPECT_TRUE(has_line(out, "Host: 127.0.0.1:40001")) << out;
+}
+
 // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
 TEST(UpstreamRequestHead, AnAbsoluteFormTargetNamesTheHost) {
   std::string wire = "GET http://beta.default.localhost:8080/p?q=1 HTTP/1.1\r\nHost: alpha\r\n\r\n";
