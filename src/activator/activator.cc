@@ -1124,6 +1124,10 @@ void Activator::set_revision_failure(const std::string& revision_key,
   });
 }
 
+boost::asio::io_context& Activator::home_context() {
+  return impl_->workers_.front()->io();
+}
+
 void Activator::set_local_pod(const std::string& address,
                               std::shared_ptr<queue::ReplicaGuard> guard) {
   asio::post(impl_->home(), [impl = impl_.get(), address, guard = std::move(guard)]() mutable {
@@ -1142,8 +1146,7 @@ void Activator::push_pod_state(const std::string& revision_key,
   asio::post(impl_->home(), [impl = impl_.get(), key = revision_key, pod, state, instance] {
     auto it = impl->revisions_.find(key);
     if (it != impl->revisions_.end())
-      impl->log_events(*it->second,
-                       it->second->on_push(pod, state, impl->time_.now(), instance));
+      impl->log_events(*it->second, it->second->on_push(pod, state, impl->time_.now(), instance));
   });
 }
 

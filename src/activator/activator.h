@@ -21,6 +21,9 @@
 #include "config/endpoints_file.h"
 #include "core/time_source.h"
 
+namespace boost::asio {
+class io_context;
+}
 namespace sluice::queue {
 class ReplicaGuard;
 }
@@ -84,6 +87,9 @@ class Activator {
   // requests go through `guard` straight to the app at `address`, one hop, and its health
   // checks ask the guard. Null forgets it. Register before the address is published.
   void set_local_pod(const std::string& address, std::shared_ptr<queue::ReplicaGuard> guard);
+  // The home worker's context (its thread runs every revision's throttler): where
+  // in-process guards keep their breaker and stats, so a request needs no extra hop.
+  boost::asio::io_context& home_context();
   // What a queue-proxy's push says (`/.sluice/pod-state`), as a direct call: a local
   // replica's app became ready (the cold start's release), not ready, or draining.
   void push_pod_state(const std::string& revision_key,

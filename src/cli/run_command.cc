@@ -29,6 +29,7 @@ Action add_run_command(CLI::App& app) {
     int threads = 1;
     std::string log_level = "info";
     std::string address = "127.0.0.1";
+    std::string queue_proxy = "in-process";
   };
   auto raw = std::make_shared<Raw>();
   app.add_option("FILE", raw->files, "Knative Service YAML file(s), with optional ConfigMaps")
@@ -44,6 +45,11 @@ Action add_run_command(CLI::App& app) {
   app.add_option("--threads", raw->threads, "Activator worker threads (default 1)")
       ->check(CLI::Range(1, 256));
   app.add_option("--log-level", raw->log_level, "trace|debug|info|warn|error (default info)");
+  app.add_option("--queue-proxy", raw->queue_proxy,
+                 "in-process: the queue-proxy's work for each replica runs inside sluice, one "
+                 "hop to the app (default); process: a `sluice queue-proxy` process per "
+                 "replica, two hops, the layout of a cluster")
+      ->check(CLI::IsMember({"in-process", "process"}));
   return [raw]() -> int {
     core::setup_logging("run", raw->log_level, false);
     spdlog::set_pattern("%H:%M:%S.%e %^%v%$");
@@ -84,6 +90,8 @@ Action add_run_command(CLI::App& app) {
         ropts.activator_host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
     }
     ropts.sluice_binary = ec ? "sluice" : self;
+    ropts.in_process = raw->queue_proxy == "in-process";
+    ropts.activator_threads = static_cast<size_t>(raw->threads);
     runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
 
     activator::ActivatorOptions aopts;
@@ -101,10 +109,21 @@ Action add_run_command(CLI::App& app) {
       boost::asio::post(io, [&, port] { runtime.start(port); });
     };
     activator::Activator act(aopts);
-    runtime.connect({[&act](config::EndpointsFile f) { act.update_endpoints(std::move(f)); },
-                     [&act](const std::string& revision, std::optional<std::string> why) {
-                       act.set_revision_failure(revision, std::move(why));
-                     }});
+    runtime::LocalRuntime::Sink sink;
+    sink.endpoints = [&act](config::EndpointsFile f) { act.update_endpoints(std::move(f)); };
+    sink.failure = [&act](const std::string& revision, std::optional<std::string> why) {
+      act.set_revision_failure(revision, std::move(why));
+    };
+    sink.local_pod = [&act](const std::string& address,
+                            std::shared_ptr<queue::ReplicaGuard> guard) {
+      act.set_local_pod(address, std::move(guard));
+    };
+    sink.pod_state = [&act](const std::string& revision, const std::string& address,
+                            activator::PushedState state, const std::string& instance) {
+      act.push_pod_state(revision, address, state, instance);
+    };
+    sink.home = &act.home_context();
+    runtime.connect(std::move(sink));
 
     // Ctrl-C / SIGTERM: the activator finishes what it holds (for at most kGrace), then
     // every replica drains. A second one stops now: buffered requests get 503 naming the

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <iterator>
 #include <limits>
 
 namespace sluice::metrics {
@@ -22,6 +24,24 @@ std::vector<prometheus::MetricFamily> Registry::collect() const {
 std::string Registry::serialize() const {
   prometheus::TextSerializer serializer;
   return serializer.Serialize(collect());
+}
+
+std::string serialize_merged(const std::vector<const Registry*>& registries) {
+  std::vector<prometheus::MetricFamily> merged;
+  for (const Registry* r : registries) {
+    for (auto& f : r->collect()) {
+      auto same = std::find_if(merged.begin(), merged.end(),
+                               [&](const prometheus::MetricFamily& m) { return m.name == f.name; });
+      if (same == merged.end()) {
+        merged.push_back(std::move(f));
+      } else {
+        same->metric.insert(same->metric.end(), std::make_move_iterator(f.metric.begin()),
+                            std::make_move_iterator(f.metric.end()));
+      }
+    }
+  }
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(merged);
 }
 
 prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {

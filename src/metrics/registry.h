@@ -31,6 +31,10 @@ class Registry {
   std::vector<Collector> collectors_;
 };
 
+// Several registries as one exposition: families of the same name (one per replica, say)
+// become one family, so each name has one HELP and TYPE line as the format requires.
+std::string serialize_merged(const std::vector<const Registry*>& registries);
+
 // Helpers to build families.
 prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type);
 prometheus::ClientMetric counter_metric(const Labels& labels, double value);

@@ -109,8 +109,7 @@ Task<void> QueueProxyImpl::handle_main(Exchange& ex) {
     co_return;
   }
   ReplicaGuard::Hop hop;
-  hop.proxied =
-      ex.request().get("K-Proxy-Request") == std::optional<std::string_view>("activator");
+  hop.proxied = ex.request().get("K-Proxy-Request") == std::optional<std::string_view>("activator");
   co_await guard_->serve(ex, hop);
 }
 
@@ -326,8 +325,8 @@ int QueueProxyImpl::run() {
       "app at {}, containerConcurrency {}, revision timeout {}, {} worker(s)",
       cfg_.namespace_name, cfg_.revision_name, cfg_.address, main_server_->port(),
       admin_server_->port(), stats_server_->port(), metrics_server_->port(),
-      guard_->http1_target().authority,
-      cfg_.container_concurrency, config::format_duration(cfg_.revision_timeout), cfg_.threads);
+      guard_->http1_target().authority, cfg_.container_concurrency,
+      config::format_duration(cfg_.revision_timeout), cfg_.threads);
   for (const auto& n : cfg_.notices) spdlog::warn("{}", n);
 
   guard_->prober().on_change([this](bool ready) {

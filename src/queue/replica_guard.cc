@@ -368,9 +368,9 @@ void ReplicaGuard::leave_on_home(bool proxied, bool held_slot, core::TimePoint n
 }
 
 Task<ReplicaGuard::Admission> ReplicaGuard::enter(bool proxied,
-                                                      core::TimePoint now,
-                                                      core::TimePoint deadline,
-                                                      http::Exchange& client) {
+                                                  core::TimePoint now,
+                                                  core::TimePoint deadline,
+                                                  http::Exchange& client) {
   if (on_home())
     co_return co_await enter_on_home(proxied, now, deadline, nullptr, &client);
   // From another worker, whichever it is, the client's hang-up reaches the queue on home
@@ -379,17 +379,15 @@ Task<ReplicaGuard::Admission> ReplicaGuard::enter(bool proxied,
   std::unique_ptr<http::HangupWatch> watch;
   if (breaker_)
     watch = client.watch_hangup([token] { admission::WaitToken::abandon(token); });
-  co_return co_await asio::co_spawn(home_.get_executor(),
-                                    enter_on_home(proxied, now, deadline, token, nullptr),
-                                    use_awaitable);
+  co_return co_await asio::co_spawn(
+      home_.get_executor(), enter_on_home(proxied, now, deadline, token, nullptr), use_awaitable);
 }
 
 void ReplicaGuard::leave(bool proxied, bool held_slot, core::TimePoint now) {
   if (on_home()) {
     leave_on_home(proxied, held_slot, now);
   } else {
-    asio::post(home_,
-               [this, proxied, held_slot, now] { leave_on_home(proxied, held_slot, now); });
+    asio::post(home_, [this, proxied, held_slot, now] { leave_on_home(proxied, held_slot, now); });
   }
 }
 

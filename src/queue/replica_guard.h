@@ -57,11 +57,11 @@ class ReplicaGuard {
  public:
   struct Options {
     config::QueueProxyConfig config;
-    core::TimeSource* time = nullptr;            // required
-    asio::io_context* home = nullptr;            // breaker and stats; required
-    asio::io_context* control = nullptr;         // the prober; required
-    size_t shards = 1;                           // metric shards: the serving workers
-    std::string instance_id;                     // Sluice-Pod-Instance
+    core::TimeSource* time = nullptr;             // required
+    asio::io_context* home = nullptr;             // breaker and stats; required
+    asio::io_context* control = nullptr;          // the prober; required
+    size_t shards = 1;                            // metric shards: the serving workers
+    std::string instance_id;                      // Sluice-Pod-Instance
     std::shared_ptr<spdlog::logger> request_log;  // null: no request log
   };
   explicit ReplicaGuard(Options options);

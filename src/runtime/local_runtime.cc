@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/endpoints_file.h"
+#include "config/queue_proxy_config.h"
 #include "http/client.h"
 
 namespace sluice::runtime {
@@ -52,6 +53,40 @@ bool cap_for_fixed_port(const service::ServiceSpec& s, int32_t& want) {
   return true;
 }
 
+// The environment Knative's reconciler gives a queue-proxy container, for one replica
+// (SLUICE_ACTIVATORS aside): a `sluice queue-proxy` process gets it as its environment,
+// an in-process guard loads its configuration from it.
+std::vector<std::pair<std::string, std::string>> queue_proxy_env(const service::ServiceSpec& s,
+                                                                 const std::string& pod,
+                                                                 uint16_t serving_port,
+                                                                 uint16_t app_port) {
+  std::string probe = s.container.readiness_probe_json;
+  if (probe.empty()) {
+    probe = nlohmann::json{
+        {"tcpSocket", {{"host", "127.0.0.1"}, {"port", app_port}}},
+        {"successThreshold",
+         1}}.dump();
+  }
+  return {
+      {"SERVING_NAMESPACE", s.namespace_name},
+      {"SERVING_SERVICE", s.name},
+      {"SERVING_CONFIGURATION", s.name},
+      {"SERVING_REVISION", s.revision},
+      {"SERVING_POD", pod},
+      {"SERVING_POD_IP", "127.0.0.1"},
+      {"QUEUE_SERVING_PORT", std::to_string(serving_port)},
+      {"QUEUE_SERVING_TLS_PORT", "8112"},  // not served: Sluice terminates no TLS
+      {"USER_PORT", std::to_string(app_port)},
+      {"CONTAINER_CONCURRENCY", std::to_string(s.container_concurrency)},
+      {"REVISION_TIMEOUT_SECONDS", std::to_string(s.timeout_seconds)},
+      {"REVISION_RESPONSE_START_TIMEOUT_SECONDS", std::to_string(s.response_start_timeout_seconds)},
+      {"REVISION_IDLE_TIMEOUT_SECONDS", std::to_string(s.idle_timeout_seconds)},
+      {"SERVING_READINESS_PROBE", probe},
+      {"SERVING_LOGGING_CONFIG", "{}"},
+      {"SERVING_LOGGING_LEVEL", "warn"},
+      {"SLUICE_APP_PROTOCOL", s.container.h2c ? "h2c" : "http1"}};
+}
+
 }  // namespace
 
 struct LocalRuntime::Replica {
@@ -59,12 +94,19 @@ struct LocalRuntime::Replica {
   std::string name;  // <revision>-<n>
   uint16_t qp_port = 0, app_port = 0, admin_port = 0, stats_port = 0, metrics_port = 0;
   std::unique_ptr<Process> app, qp;
+  // In-process: the queue-proxy's work for this replica (no qp process).
+  std::shared_ptr<queue::ReplicaGuard> guard;
+  bool in_process = false;
+  bool guard_drained = false;  // stopping: no request left in the guard
   ReplicaLifecycle life;
   core::TimePoint since;
   core::TimePoint term_at, kill_at;
   bool qp_termed = false, app_termed = false;
   std::string last_line;
-  std::string address() const { return "127.0.0.1:" + std::to_string(qp_port); }
+  // What the activator sends to: the queue-proxy, or the app itself in one hop.
+  std::string address() const {
+    return "127.0.0.1:" + std::to_string(in_process ? app_port : qp_port);
+  }
   bool counts() const { return life.counts(); }
   bool routable() const { return life.routable(); }
   bool is(ReplicaState s) const { return life.state() == s; }
@@ -92,7 +134,11 @@ LocalRuntime::LocalRuntime(asio::io_context& io,
       timer_(time_, io.get_executor()),
       random_(core::os_seed()),
       scraper_(io.get_executor()),
-      loop_(time_, io.get_executor(), *this, scraper_, random_) {
+      loop_(time_,
+            io.get_executor(),
+            *this,
+            opts_.in_process ? static_cast<autoscaler::StatScraper&>(guard_scraper_) : scraper_,
+            random_) {
   for (auto& s : services) {
     auto r = std::make_unique<Revision>(std::move(s));
     loop_.add(r->key, r->spec.name, r->spec.scaling);
@@ -161,7 +207,8 @@ void LocalRuntime::on_pod_event(const std::string& revision,
     const auto started = rep.life.since();
     if (t.to == PodState::Healthy && rep.life.healthy(time_.now())) {
       spdlog::info("{}: replica {} ready in {} (:{})", r->spec.name, rep.name,
-                   seconds_text(time_.now() - started), rep.qp_port);
+                   seconds_text(time_.now() - started),
+                   rep.in_process ? rep.app_port : rep.qp_port);
       if (r->failure)
         set_failure(*r, std::nullopt);
     }
@@ -184,7 +231,7 @@ void LocalRuntime::tick() {
   for (auto& r : revisions_) {
     for (auto& rep : r->replicas) check_processes(*r, *rep);
     const auto gone = std::remove_if(r->replicas.begin(), r->replicas.end(), [&](const auto& rep) {
-      const bool done = rep->is(ReplicaState::Stopping) && !rep->app && !rep->qp;
+      const bool done = rep->is(ReplicaState::Stopping) && !rep->app && !rep->qp && !rep->guard;
       if (done)
         spdlog::info("{}: replica {} stopped", r->spec.name, rep->name);
       return done;
@@ -209,6 +256,15 @@ void LocalRuntime::tick() {
       return;
     }
   }
+  // A retired guard is freed once its prober is done and no request or check holds it
+  // (then nothing can post to it either); the release is posted so that whatever the
+  // prober already queued on this thread runs first.
+  std::erase_if(retired_guards_, [this](std::shared_ptr<queue::ReplicaGuard>& g) {
+    if (!g->idle() || g.use_count() > 1)
+      return false;
+    asio::post(io_, [last = std::move(g)] {});
+    return true;
+  });
   if (now >= next_metrics_) {
     next_metrics_ = now + 1s;
     update_metrics();
@@ -224,7 +280,8 @@ void LocalRuntime::report_ready(const Revision& r) {
   std::vector<std::string> targets;
   for (const auto& rep : r.replicas)
     if (rep->is(ReplicaState::Ready))
-      targets.push_back(config::join_host_port("127.0.0.1", rep->stats_port));
+      targets.push_back(rep->in_process ? rep->address()
+                                        : config::join_host_port("127.0.0.1", rep->stats_port));
   loop_.set_pods(r.key, std::move(targets));
 }
 
@@ -263,6 +320,7 @@ void LocalRuntime::reconcile(Revision& r) {
     for (int32_t i = count; i < r.want && !failing; ++i) {
       auto rep = std::make_unique<Replica>(policy_, time_.now());
       rep->name = fmt::format("{}-{}", r.spec.revision, r.next_index++);
+      rep->in_process = opts_.in_process;
       pick_ports(r, *rep);
       Replica& ref = *rep;
       r.replicas.push_back(std::move(rep));
@@ -317,6 +375,8 @@ void LocalRuntime::publish_endpoints() {
 
 void LocalRuntime::pick_ports(const Revision& r, Replica& rep) {
   rep.app_port = r.spec.container.port.value_or(free_port());
+  if (rep.in_process)
+    return;  // the guard has no ports
   rep.qp_port = free_port();
   rep.admin_port = free_port();
   rep.stats_port = free_port();
@@ -348,6 +408,10 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
     return;
   }
   rep.app = std::move(std::get<std::unique_ptr<Process>>(started));
+  if (rep.in_process) {
+    start_guard(r, rep);
+    return;
+  }
 
   SpawnSpec qp;
   qp.argv = {opts_.sluice_binary,
@@ -364,32 +428,9 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
              "0s",
              "--startup-probe-interval",
              std::to_string(opts_.startup_probe_interval.count()) + "ms"};
-  std::string probe = s.container.readiness_probe_json;
-  if (probe.empty()) {
-    probe = nlohmann::json{
-        {"tcpSocket", {{"host", "127.0.0.1"}, {"port", rep.app_port}}},
-        {"successThreshold",
-         1}}.dump();
-  }
-  qp.env = {
-      {"SERVING_NAMESPACE", s.namespace_name},
-      {"SERVING_SERVICE", s.name},
-      {"SERVING_CONFIGURATION", s.name},
-      {"SERVING_REVISION", s.revision},
-      {"SERVING_POD", rep.name},
-      {"SERVING_POD_IP", "127.0.0.1"},
-      {"QUEUE_SERVING_PORT", std::to_string(rep.qp_port)},
-      {"QUEUE_SERVING_TLS_PORT", "8112"},  // not served: Sluice terminates no TLS
-      {"USER_PORT", std::to_string(rep.app_port)},
-      {"CONTAINER_CONCURRENCY", std::to_string(s.container_concurrency)},
-      {"REVISION_TIMEOUT_SECONDS", std::to_string(s.timeout_seconds)},
-      {"REVISION_RESPONSE_START_TIMEOUT_SECONDS", std::to_string(s.response_start_timeout_seconds)},
-      {"REVISION_IDLE_TIMEOUT_SECONDS", std::to_string(s.idle_timeout_seconds)},
-      {"SERVING_READINESS_PROBE", probe},
-      {"SERVING_LOGGING_CONFIG", "{}"},
-      {"SERVING_LOGGING_LEVEL", "warn"},
-      {"SLUICE_ACTIVATORS", opts_.activator_host + ":" + std::to_string(opts_.activator_port)},
-      {"SLUICE_APP_PROTOCOL", s.container.h2c ? "h2c" : "http1"}};
+  qp.env = queue_proxy_env(s, rep.name, rep.qp_port, rep.app_port);
+  qp.env.emplace_back("SLUICE_ACTIVATORS",
+                      opts_.activator_host + ":" + std::to_string(opts_.activator_port));
   auto qp_started = Process::spawn(io_, qp, [self, prefix = rep.name](std::string_view line) {
     self->last_line = std::string(line.substr(0, 300));
     spdlog::info("{} queue-proxy | {}", prefix, line);
@@ -399,6 +440,58 @@ void LocalRuntime::start_replica(Revision& r, Replica& rep) {
     return;
   }
   rep.qp = std::move(std::get<std::unique_ptr<Process>>(qp_started));
+}
+
+void LocalRuntime::start_guard(Revision& r, Replica& rep) {
+  // The very configuration a `sluice queue-proxy` process would load from its
+  // environment and flags: one source for both layouts.
+  // (QUEUE_SERVING_PORT is the app's: a guard has no port of its own)
+  const auto env = queue_proxy_env(r.spec, rep.name, rep.app_port, rep.app_port);
+  config::QueueProxyFlags flags;
+  flags.drain_quiet_period = "0s";
+  flags.startup_probe_interval = std::to_string(opts_.startup_probe_interval.count()) + "ms";
+  auto loaded = config::load_queue_proxy_config(
+      [&env](std::string_view name) -> std::optional<std::string> {
+        for (const auto& [k, v] : env)
+          if (k == name)
+            return v;
+        return std::nullopt;
+      },
+      flags);
+  if (!loaded.config) {
+    std::string why = "queue-proxy configuration:";
+    for (const auto& e : loaded.errors) why += " " + e;
+    crashed(r, rep, why, /*cannot_run=*/true);
+    return;
+  }
+  queue::ReplicaGuard::Options g;
+  g.config = std::move(*loaded.config);
+  g.time = &time_;
+  g.home = sink_.home;
+  g.control = &io_;
+  g.shards = opts_.activator_threads;
+  g.instance_id = core::random_hex_id(random_);
+  rep.guard = std::make_shared<queue::ReplicaGuard>(std::move(g));
+  rep.guard_drained = false;
+  // The cold start's release: the app's readiness reaches the activator as a direct call.
+  rep.guard->prober().on_change(
+      [this, key = r.key, address = rep.address(), instance = rep.guard->instance_id()](bool ok) {
+        if (sink_.pod_state)
+          sink_.pod_state(key, address,
+                          ok ? activator::PushedState::Ready : activator::PushedState::NotReady,
+                          instance);
+      });
+  sink_.local_pod(rep.address(), rep.guard);
+  rep.guard->start();
+}
+
+void LocalRuntime::retire_guard(Replica& rep) {
+  if (!rep.guard)
+    return;
+  rep.guard->stop();
+  rep.guard->prober().on_change(nullptr);
+  sink_.local_pod(rep.address(), nullptr);
+  retired_guards_.push_back(std::move(rep.guard));
 }
 
 void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
@@ -415,6 +508,29 @@ void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
 
 void LocalRuntime::check_processes(Revision& r, Replica& rep) {
   const auto now = time_.now();
+  if (rep.is(ReplicaState::Stopping) && rep.in_process) {
+    // The guard drains first (what it holds finishes, however long a stream or tunnel
+    // lasts, up to the kill deadline); the app is stopped once nothing reaches it.
+    if (rep.guard && now >= rep.term_at) {
+      rep.guard->set_draining(true);
+      if (rep.guard->in_flight() == 0 || now >= rep.kill_at)
+        rep.guard_drained = true;
+    }
+    if (!rep.guard || rep.guard_drained) {
+      if (rep.app && !rep.app_termed) {
+        rep.app->signal(SIGTERM);
+        rep.app_termed = true;
+        rep.kill_at = std::min(rep.kill_at, now + 10s);
+      }
+      if (rep.app && rep.app->poll())
+        rep.app.reset();
+      if (!rep.app)
+        retire_guard(rep);
+    }
+    if (rep.app && now >= rep.kill_at)
+      rep.app->signal(SIGKILL);
+    return;
+  }
   if (rep.is(ReplicaState::Stopping)) {
     // The queue-proxy drains first; the app is stopped once nothing reaches it anymore.
     if (rep.qp && !rep.qp_termed && now >= rep.term_at) {
@@ -463,6 +579,7 @@ void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what, b
   // Both processes go: the replica restarts as a whole on the same ports.
   rep.app.reset();
   rep.qp.reset();
+  retire_guard(rep);
   const auto now = time_.now();
   bool failed = true;
   if (cannot_run)
@@ -519,10 +636,50 @@ void LocalRuntime::stop_now() {
 }
 
 // ---------------------------------------------------------------------------------------
+// In-process stats: what the HTTP scrape of a queue-proxy's stat port would return, read
+// from the guards on their home thread.
+
+void LocalRuntime::GuardScraper::scrape(std::vector<std::string> targets, Done done) {
+  std::vector<std::shared_ptr<queue::ReplicaGuard>> guards;
+  for (const auto& target : targets) {
+    std::shared_ptr<queue::ReplicaGuard> found;
+    for (const auto& r : runtime_.revisions_)
+      for (const auto& rep : r->replicas)
+        if (rep->guard && rep->address() == target)
+          found = rep->guard;
+    if (!found) {
+      done(std::nullopt);  // a replica that went away spoils the sample (as a failed scrape)
+      return;
+    }
+    guards.push_back(std::move(found));
+  }
+  asio::post(*runtime_.sink_.home, [this, guards = std::move(guards), done = std::move(done)] {
+    autoscaler::ScrapeSample sample;
+    const auto now = runtime_.time_.now();
+    for (const auto& g : guards) {
+      const stats::Report r = g->cut_stats(now);
+      ++sample.pods;
+      // Requests that came through the activator are counted by its own reports.
+      sample.concurrency += r.average_concurrency - r.average_proxied_concurrency;
+      sample.rps += r.request_count - r.proxied_request_count;
+    }
+    asio::post(runtime_.io_, [done, sample] { done(sample); });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
 // Metrics
 
 void LocalRuntime::update_metrics() {
   std::string text = loop_.metrics_text();
+  // The in-process guards' metrics (Knative's queue-proxy names, one pod_name each).
+  std::vector<const metrics::Registry*> registries;
+  for (const auto& r : revisions_)
+    for (const auto& rep : r->replicas)
+      if (rep->guard)
+        registries.push_back(&rep->guard->metrics().registry());
+  if (!registries.empty())
+    text += metrics::serialize_merged(registries);
   std::lock_guard lock(metrics_mu_);
   metrics_text_ = std::move(text);
 }

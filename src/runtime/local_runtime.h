@@ -1,9 +1,16 @@
 // runtime/local_runtime.h
 //
 // `sluice run`'s replicas on one machine: for every Service it runs replicas as local
-// processes (the user's command + a `sluice queue-proxy` in front of it, on free loopback
-// ports), feeds the embedded activator their addresses, and runs as many as the scaling
-// loop (autoscaler::ScalingLoop, which it is the Scaler of) asks for.
+// processes on free loopback ports, feeds the embedded activator their addresses, and
+// runs as many as the scaling loop (autoscaler::ScalingLoop, which it is the Scaler of)
+// asks for. Two layouts (LocalOptions::in_process):
+//   - in-process (the default): a replica is one process, the user's command. Its
+//     queue-proxy work (queue::ReplicaGuard: breaker, stats, readiness probing, drain,
+//     metrics) runs inside sluice: the activator serves through the guard straight to
+//     the app, readiness changes reach the activator as direct calls, and the autoscaler
+//     reads the guards' stats without HTTP.
+//   - process (`--queue-proxy=process`): the user's command + a `sluice queue-proxy`
+//     process in front of it, two hops over loopback, as in a cluster.
 //
 //   activator ──reports, pods──▶ ScalingLoop ──scale(want)──▶ LocalRuntime
 //       ▲                            ▲ ready replicas' stat ports   │ start / restart /
@@ -15,12 +22,14 @@
 // 2 s … 30 s; 10 s of staying ready clears the count. After 5 crashes in a row it is
 // Failed: its cause is handed to the activator, whose waiting requests get 503 naming
 // it; a failed replica retries every 30 s. Scale-down
-// takes the replica out of the activator first, then SIGTERMs the queue-proxy (which
-// finishes what it holds), then the app; SIGKILL after the revision timeout.
+// takes the replica out of the activator first, then drains its queue-proxy work (the
+// guard's requests finish, or the queue-proxy process gets SIGTERM and finishes what it
+// holds), then SIGTERMs the app; SIGKILL after the revision timeout.
 //
 // Threading: everything runs on one io_context (the thread that calls run(); it forks,
 // so it must live as long as sluice: PR_SET_PDEATHSIG follows the forking thread).
-// ActivatorListener calls arrive on the activator's home worker and are posted here.
+// ActivatorListener calls arrive on the activator's home worker and are posted here. The
+// guards' probers run on this io_context too; their breakers and stats on Sink::home.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -32,12 +41,14 @@
 #include <vector>
 
 #include "activator/listener.h"
+#include "activator/revision_throttler.h"
 #include "autoscaler/revision_autoscaler.h"
 #include "autoscaler/scaling_loop.h"
 #include "config/endpoints_file.h"
 #include "core/random.h"
 #include "core/timer.h"
 #include "http/io.h"
+#include "queue/replica_guard.h"
 #include "runtime/process.h"
 #include "runtime/replica_lifecycle.h"
 #include "service/service_file.h"
@@ -51,6 +62,10 @@ struct LocalOptions {
   // Where queue-proxies push their state: the activator's address ("[::1]" for IPv6).
   std::string activator_host = "127.0.0.1";
   std::string sluice_binary;  // for `sluice queue-proxy`
+  // The queue-proxy's work in sluice itself (one hop), or a process per replica.
+  bool in_process = true;
+  // The activator's worker threads: the guards' metric shards.
+  size_t activator_threads = 1;
   // Readiness polling of a starting app (cold start waits on it).
   std::chrono::milliseconds startup_probe_interval{5};
   // Crash handling.
@@ -71,6 +86,17 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
     std::function<void(config::EndpointsFile)> endpoints;
     // A revision's replicas keep failing (the cause), or recovered (nullopt).
     std::function<void(const std::string& revision, std::optional<std::string>)> failure;
+    // In-process replicas: a guard for the replica at `address` (null: forget it), and
+    // what its readiness says, as a queue-proxy's push would (called on the io thread).
+    std::function<void(const std::string& address, std::shared_ptr<queue::ReplicaGuard>)> local_pod;
+    std::function<void(const std::string& revision,
+                       const std::string& address,
+                       activator::PushedState,
+                       const std::string& instance)>
+        pod_state;
+    // Where the guards keep their breaker and stats: the thread requests reach them on
+    // (the activator's home worker).
+    boost::asio::io_context* home = nullptr;
   };
   void connect(Sink sink) { sink_ = std::move(sink); }
   ~LocalRuntime() override;
@@ -104,6 +130,15 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
  private:
   struct Replica;
   struct Revision;
+  // Reads the in-process guards' stats (on Sink::home) for the scaling loop.
+  class GuardScraper final : public autoscaler::StatScraper {
+   public:
+    explicit GuardScraper(LocalRuntime& runtime) : runtime_(runtime) {}
+    void scrape(std::vector<std::string> targets, Done done) override;
+
+   private:
+    LocalRuntime& runtime_;
+  };
 
   void tick();
   void reconcile(Revision& r);
@@ -114,6 +149,9 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   void stop_replica(Revision& r, Replica& rep, bool at_once);
   void check_processes(Revision& r, Replica& rep);
   void crashed(Revision& r, Replica& rep, const std::string& what, bool cannot_run = false);
+  void start_guard(Revision& r, Replica& rep);
+  // The replica's guard leaves the activator and stops; it is freed once nothing holds it.
+  void retire_guard(Replica& rep);
   void set_failure(Revision& r, std::optional<std::string> why);
   void update_metrics();
   Revision* find(const std::string& key);
@@ -128,7 +166,11 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   core::Timer timer_;
   core::FastRandom random_;
   autoscaler::HttpStatScraper scraper_;
+  GuardScraper guard_scraper_{*this};
   autoscaler::ScalingLoop loop_;
+  // Guards of replicas that are gone, until their prober is idle and no request holds
+  // them (io thread).
+  std::vector<std::shared_ptr<queue::ReplicaGuard>> retired_guards_;
   core::TimePoint next_metrics_{};
   bool stopping_ = false;
   std::function<void()> on_stopped_;
