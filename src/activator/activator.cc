@@ -935,9 +935,13 @@ Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
     co_return;
   };
   co_await asio::co_spawn(home(), collect(), asio::use_awaitable);
-  std::string text = metrics_.serialize(*gauges, opts_.discovery ? opts_.discovery->failures() : 0);
-  if (opts_.extra_metrics)
-    text += opts_.extra_metrics();
+  auto families = metrics_.collect(*gauges, opts_.discovery ? opts_.discovery->failures() : 0);
+  if (opts_.extra_metrics) {
+    std::vector<prometheus::MetricFamily> more;
+    opts_.extra_metrics(more);
+    metrics::merge_families(families, std::move(more));
+  }
+  const std::string text = metrics::serialize(families);
   const http::ExtraHeaders extra{{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
   co_await ex.respond(200, text, extra);
 }

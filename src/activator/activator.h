@@ -20,6 +20,7 @@
 #include "activator/discovery.h"
 #include "config/endpoints_file.h"
 #include "core/time_source.h"
+#include "metrics/registry.h"
 
 namespace boost::asio {
 class io_context;
@@ -59,9 +60,9 @@ struct ActivatorOptions {
   ActivatorListener* listener = nullptr;
   // false: the embedder handles SIGTERM/SIGINT and calls shutdown().
   bool handle_signals = true;
-  // More Prometheus text for /metrics (the embedder's own metrics); called on the
-  // control thread.
-  std::function<std::string()> extra_metrics;
+  // More families for /metrics (the embedder's own metrics), merged with the
+  // activator's by name; called on the control thread.
+  metrics::Registry::Collector extra_metrics;
   // Called once both ports are bound (on the thread that called run()) with the serving
   // port (the one the kernel chose for port 0): an embedder that picks free ports for
   // others must not pick these.

@@ -71,7 +71,8 @@ void ActivatorMetrics::record_queue_time(RevisionMetrics& m, size_t shard, doubl
   }
 }
 
-std::string ActivatorMetrics::serialize(const std::vector<RevisionGauges>& gauges,
+std::vector<prometheus::MetricFamily> ActivatorMetrics::collect(
+    const std::vector<RevisionGauges>& gauges,
                                         uint64_t reload_failures) const {
   using prometheus::MetricType;
   std::lock_guard lock(mu_);
@@ -173,8 +174,7 @@ std::string ActivatorMetrics::serialize(const std::vector<RevisionGauges>& gauge
                   &concurrency, &pending, &healthy, &quarantined, &capacity, &reload, &rejected}) {
     out.push_back(std::move(*f));
   }
-  prometheus::TextSerializer serializer;
-  return serializer.Serialize(out);
+  return out;
 }
 
 }  // namespace sluice::activator

@@ -65,7 +65,8 @@ class ActivatorMetrics {
     const RevisionMetrics* metrics;
     double pending, healthy, quarantined, capacity;
   };
-  std::string serialize(const std::vector<RevisionGauges>& gauges, uint64_t reload_failures) const;
+  std::vector<prometheus::MetricFamily> collect(const std::vector<RevisionGauges>& gauges,
+                                                uint64_t reload_failures) const;
 
   void record_queue_time(RevisionMetrics& m, size_t shard, double seconds) const;
   // A connection or request refused before it reached a revision (malformed, too large,

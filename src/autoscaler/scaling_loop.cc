@@ -269,7 +269,7 @@ std::vector<std::string> ScalingLoop::revisions() const {
   return out;
 }
 
-std::string ScalingLoop::metrics_text() const {
+std::vector<prometheus::MetricFamily> ScalingLoop::metric_families() const {
   metrics::Registry registry;
   registry.add([this](std::vector<prometheus::MetricFamily>& out) {
     struct Def {
@@ -319,7 +319,11 @@ std::string ScalingLoop::metrics_text() const {
     early.metric.push_back(metrics::counter_metric({}, static_cast<double>(early_decisions_)));
     out.push_back(std::move(early));
   });
-  return registry.serialize();
+  return registry.collect();
+}
+
+std::string ScalingLoop::metrics_text() const {
+  return metrics::serialize(metric_families());
 }
 
 // ---------------------------------------------------------------------------------------

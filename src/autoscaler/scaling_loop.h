@@ -30,6 +30,8 @@
 // (which pods to sample) from the injected Random.
 #pragma once
 
+#include <prometheus/metric_family.h>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <map>
@@ -132,6 +134,7 @@ class ScalingLoop {
 
   // Autoscaler metrics in Prometheus text (Knative's autoscaler_* gauges).
   std::string metrics_text() const;
+  std::vector<prometheus::MetricFamily> metric_families() const;
 
  private:
   struct Revision;

@@ -103,7 +103,9 @@ Action add_run_command(CLI::App& app) {
     aopts.handle_signals = false;
     aopts.drain_timeout = std::chrono::milliseconds(0);
     aopts.listener = &runtime;
-    aopts.extra_metrics = [&runtime] { return runtime.metrics_text(); };
+    aopts.extra_metrics = [&runtime](std::vector<prometheus::MetricFamily>& out) {
+      runtime.collect_metrics(out);
+    };
     // Replicas get free ports only once the activator holds its own.
     aopts.on_listening = [&](uint16_t port) {
       boost::asio::post(io, [&, port] { runtime.start(port); });

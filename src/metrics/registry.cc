@@ -26,22 +26,23 @@ std::string Registry::serialize() const {
   return serializer.Serialize(collect());
 }
 
-std::string serialize_merged(const std::vector<const Registry*>& registries) {
-  std::vector<prometheus::MetricFamily> merged;
-  for (const Registry* r : registries) {
-    for (auto& f : r->collect()) {
-      auto same = std::find_if(merged.begin(), merged.end(),
-                               [&](const prometheus::MetricFamily& m) { return m.name == f.name; });
-      if (same == merged.end()) {
-        merged.push_back(std::move(f));
-      } else {
-        same->metric.insert(same->metric.end(), std::make_move_iterator(f.metric.begin()),
-                            std::make_move_iterator(f.metric.end()));
-      }
+void merge_families(std::vector<prometheus::MetricFamily>& into,
+                    std::vector<prometheus::MetricFamily> more) {
+  for (auto& f : more) {
+    auto same = std::find_if(into.begin(), into.end(),
+                             [&](const prometheus::MetricFamily& m) { return m.name == f.name; });
+    if (same == into.end()) {
+      into.push_back(std::move(f));
+    } else {
+      same->metric.insert(same->metric.end(), std::make_move_iterator(f.metric.begin()),
+                          std::make_move_iterator(f.metric.end()));
     }
   }
+}
+
+std::string serialize(const std::vector<prometheus::MetricFamily>& families) {
   prometheus::TextSerializer serializer;
-  return serializer.Serialize(merged);
+  return serializer.Serialize(families);
 }
 
 prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {

@@ -31,9 +31,11 @@ class Registry {
   std::vector<Collector> collectors_;
 };
 
-// Several registries as one exposition: families of the same name (one per replica, say)
-// become one family, so each name has one HELP and TYPE line as the format requires.
-std::string serialize_merged(const std::vector<const Registry*>& registries);
+// Adds `more` to `into`: a family whose name `into` has already gets its samples appended
+// (one per replica, say), so each name keeps one HELP and TYPE line as the format requires.
+void merge_families(std::vector<prometheus::MetricFamily>& into,
+                    std::vector<prometheus::MetricFamily> more);
+std::string serialize(const std::vector<prometheus::MetricFamily>& families);
 
 // Helpers to build families.
 prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type);

@@ -67,6 +67,7 @@ class QueueMetrics {
   std::atomic<int64_t> pending_requests{0};  // written by the home worker
 
   metrics::Registry& registry() { return registry_; }
+  const metrics::Registry& registry() const { return registry_; }
 
  private:
   metrics::Labels base_;

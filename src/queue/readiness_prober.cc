@@ -46,7 +46,7 @@ Task<void> ReadinessProber::warn_while_not_ready() {
     // Refused: nothing listens where the probe looks. The usual cause is an app that
     // ignores $PORT and listens on a port of its own choosing.
     const bool refused = last_error_.find("refused") != std::string::npos;
-    spdlog::warn("app not ready after {} s: {}{}", waited_s,
+    spdlog::warn("{}app not ready after {} s: {}{}", log_prefix_, waited_s,
                  last_error_.empty() ? std::string("no probe answered yet") : last_error_,
                  refused ? fmt::format(" (nothing listens on port {}: the app must listen on the "
                                        "port in $PORT, {})",
@@ -77,7 +77,7 @@ void ReadinessProber::report_unreachable() {
 
 void ReadinessProber::set_ready(bool r) {
   if (ready_.exchange(r, std::memory_order_acq_rel) != r) {
-    spdlog::info("app is {}{}", r ? "ready" : "not ready",
+    spdlog::info("{}app is {}{}", log_prefix_, r ? "ready" : "not ready",
                  r || last_error_.empty() ? "" : " (" + last_error_ + ")");
     if (on_change_)
       on_change_(r);

@@ -55,6 +55,9 @@ class ReadinessProber {
   // Called on the control thread whenever ready() flips (e.g. to push to an activator).
   void on_change(std::function<void(bool)> fn) { on_change_ = std::move(fn); }
   const std::string& last_error() const { return last_error_; }
+  // Before start(): what its log lines begin with ("hello-00001-1: " when several apps'
+  // probers share one log; a sidecar's has one app and no prefix).
+  void set_log_prefix(std::string prefix) { log_prefix_ = std::move(prefix); }
 
  private:
   Task<void> run();
@@ -80,6 +83,7 @@ class ReadinessProber {
   int failures_ = 0;
   bool ever_ready_ = false;
   std::string last_error_;
+  std::string log_prefix_;
   std::function<void(bool)> on_change_;
 };
 

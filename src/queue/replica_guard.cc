@@ -31,7 +31,9 @@ ReplicaGuard::ReplicaGuard(Options o)
       metrics_(cfg_, o.shards),
       prober_(control_, time_, cfg_.readiness_probes, cfg_.startup_probe_interval),
       request_log_(std::move(o.request_log)),
-      instance_id_(std::move(o.instance_id)) {
+      instance_id_(std::move(o.instance_id)),
+      log_prefix_(std::move(o.log_prefix)) {
+  prober_.set_log_prefix(log_prefix_);
   if (cfg_.container_concurrency > 0) {
     breaker_ = std::make_unique<admission::Breaker>(cfg_.container_concurrency,
                                                     10 * cfg_.container_concurrency);
@@ -187,7 +189,7 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
       case Outcome::BrokenAfterStart:
         app_answered = true;
         metrics_.count_error(shard, ProxyError::BrokenMidResponse);
-        spdlog::warn("request {}: app connection broke mid-response: {}",
+        spdlog::warn("{}request {}: app connection broke mid-response: {}", log_prefix_,
                      std::string_view(logged_id.data(), logged_id.size()), result.error.message());
         break;
       case Outcome::ConnectFailed:

@@ -63,6 +63,7 @@ class ReplicaGuard {
     size_t shards = 1;                            // metric shards: the serving workers
     std::string instance_id;                      // Sluice-Pod-Instance
     std::shared_ptr<spdlog::logger> request_log;  // null: no request log
+    std::string log_prefix;  // its warnings' first words ("hello-00001-1: "), if any
   };
   explicit ReplicaGuard(Options options);
   ReplicaGuard(const ReplicaGuard&) = delete;
@@ -129,6 +130,7 @@ class ReplicaGuard {
   const std::string& instance_id() const { return instance_id_; }
   ReadinessProber& prober() { return prober_; }
   QueueMetrics& metrics() { return metrics_; }
+  const QueueMetrics& metrics() const { return metrics_; }
 
  private:
   struct Admission {
@@ -173,6 +175,7 @@ class ReplicaGuard {
   std::atomic<int64_t> last_request_ns_{0};
   std::shared_ptr<spdlog::logger> request_log_;
   std::string instance_id_;
+  std::string log_prefix_;
 };
 
 }  // namespace sluice::queue

@@ -471,6 +471,7 @@ void LocalRuntime::start_guard(Revision& r, Replica& rep) {
   g.control = &io_;
   g.shards = opts_.activator_threads;
   g.instance_id = core::random_hex_id(random_);
+  g.log_prefix = rep.name + ": ";
   rep.guard = std::make_shared<queue::ReplicaGuard>(std::move(g));
   rep.guard_drained = false;
   // The cold start's release: the app's readiness reaches the activator as a direct call.
@@ -483,6 +484,7 @@ void LocalRuntime::start_guard(Revision& r, Replica& rep) {
       });
   sink_.local_pod(rep.address(), rep.guard);
   rep.guard->start();
+  update_metrics();
 }
 
 void LocalRuntime::retire_guard(Replica& rep) {
@@ -492,6 +494,7 @@ void LocalRuntime::retire_guard(Replica& rep) {
   rep.guard->prober().on_change(nullptr);
   sink_.local_pod(rep.address(), nullptr);
   retired_guards_.push_back(std::move(rep.guard));
+  update_metrics();
 }
 
 void LocalRuntime::stop_replica(Revision& r, Replica& rep, bool at_once) {
@@ -671,22 +674,26 @@ void LocalRuntime::GuardScraper::scrape(std::vector<std::string> targets, Done d
 // Metrics
 
 void LocalRuntime::update_metrics() {
-  std::string text = loop_.metrics_text();
-  // The in-process guards' metrics (Knative's queue-proxy names, one pod_name each).
-  std::vector<const metrics::Registry*> registries;
+  auto families = loop_.metric_families();
+  std::vector<std::shared_ptr<const queue::ReplicaGuard>> guards;
   for (const auto& r : revisions_)
     for (const auto& rep : r->replicas)
       if (rep->guard)
-        registries.push_back(&rep->guard->metrics().registry());
-  if (!registries.empty())
-    text += metrics::serialize_merged(registries);
+        guards.push_back(rep->guard);
   std::lock_guard lock(metrics_mu_);
-  metrics_text_ = std::move(text);
+  loop_families_ = std::move(families);
+  metric_guards_ = std::move(guards);
 }
 
-std::string LocalRuntime::metrics_text() const {
-  std::lock_guard lock(metrics_mu_);
-  return metrics_text_;
+void LocalRuntime::collect_metrics(std::vector<prometheus::MetricFamily>& out) const {
+  std::vector<std::shared_ptr<const queue::ReplicaGuard>> guards;
+  {
+    std::lock_guard lock(metrics_mu_);
+    metrics::merge_families(out, loop_families_);
+    guards = metric_guards_;
+  }
+  // Read now: the guards' cells may be read from any thread while requests record.
+  for (const auto& g : guards) metrics::merge_families(out, g->metrics().registry().collect());
 }
 
 }  // namespace sluice::runtime

@@ -112,8 +112,9 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   // On the io thread, after stop_all: no more waiting for drains. Every process gets
   // SIGTERM now and SIGKILL 2 s later.
   void stop_now();
-  // Autoscaler metrics (Prometheus text); any thread.
-  std::string metrics_text() const;
+  // The autoscaler's metrics and the in-process guards' (Knative's queue-proxy names, a
+  // pod_name each), appended to `out`; any thread.
+  void collect_metrics(std::vector<prometheus::MetricFamily>& out) const;
 
   // Scaler (io thread).
   int32_t scale(const std::string& revision,
@@ -175,9 +176,11 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
   bool stopping_ = false;
   std::function<void()> on_stopped_;
 
-  // The loop's metrics, rendered on the io thread for the activator's metrics port.
+  // The loop's metrics, collected on the io thread for the activator's metrics port, and
+  // the guards whose metrics a scrape reads.
   mutable std::mutex metrics_mu_;
-  std::string metrics_text_;
+  std::vector<prometheus::MetricFamily> loop_families_;
+  std::vector<std::shared_ptr<const queue::ReplicaGuard>> metric_guards_;
 };
 
 }  // namespace sluice::runtime
