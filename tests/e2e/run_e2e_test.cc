@@ -1,13 +1,16 @@
-// `sluice run` end to end: a Service YAML, real replicas (sluice-testapp behind real
-// `sluice queue-proxy` processes), the embedded activator and autoscaler, real clients.
+// `sluice run` end to end: a Service YAML, real replicas (sluice-testapp, its queue-proxy
+// work in sluice itself, or behind real `sluice queue-proxy` processes with
+// --queue-proxy=process), the embedded activator and autoscaler, real clients.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -40,11 +43,18 @@ struct RunUnderTest {
   std::string file = dir + "/service.yaml";
   std::optional<Process> proc;
 
-  void start(const std::string& yaml) {
+  void start(const std::string& yaml, const std::vector<std::string>& extra = {}) {
     std::filesystem::create_directories(dir);
     std::ofstream(file) << yaml;
-    proc.emplace(std::vector<std::string>{SLUICE_BIN, "run", file, "--port", std::to_string(port),
-                                          "--metrics-port", std::to_string(metrics_port)});
+    std::vector<std::string> argv{SLUICE_BIN,
+                                  "run",
+                                  file,
+                                  "--port",
+                                  std::to_string(port),
+                                  "--metrics-port",
+                                  std::to_string(metrics_port)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc.emplace(argv);
     ASSERT_TRUE(wait_for_port(port)) << proc->output();
   }
   HttpResponse get(const std::string& service, const std::string& path = "/") {
@@ -57,6 +67,15 @@ struct RunUnderTest {
     return eventually([&] { return logged(text); }, timeout);
   }
   std::string metrics() { return curl(metrics_port, "/metrics").body; }
+  // `pgrep -a -P`: one "PID COMMAND LINE" per child process of sluice.
+  std::vector<std::string> children() {
+    std::vector<std::string> lines;
+    std::istringstream in(run("pgrep -a -P " + std::to_string(proc->pid())).out);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty())
+        lines.push_back(line);
+    return lines;
+  }
   ~RunUnderTest() { std::filesystem::remove_all(dir); }
 };
 
@@ -91,6 +110,79 @@ TEST(RunE2E, Http2ClientsReachAnHttp1AppFromZero) {
   EXPECT_NE(pk.body.find("\n\nfrom h2"), std::string::npos) << pk.body;
   const auto up = curl(sluice.port, "/", host + "--http2");
   EXPECT_EQ(up.head.rfind("HTTP/2 200", 0), 0u) << up.head;
+}
+
+// Issue 13: by default a replica is one process, the user's command. The queue-proxy's
+// work runs inside sluice, so the app sees one hop (one X-Forwarded-For entry, the
+// client's Host, never a client's K-Original-Host), and the queue-proxy's metrics are on
+// sluice run's metrics port, one family per name beside the activator's.
+TEST(RunE2E, AReplicaIsOneProcessAndTheAppSeesOneHop) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("one", "", "        autoscaling.knative.dev/min-scale: \"2\"\n", 10));
+  ASSERT_TRUE(sluice.shows("replica one-00001-2 ready")) << sluice.proc->output();
+  const auto children = sluice.children();
+  ASSERT_EQ(children.size(), 2u) << "one process per replica";
+  for (const auto& c : children) {
+    EXPECT_NE(c.find(TESTAPP_BIN), std::string::npos) << c;
+    EXPECT_EQ(c.find("queue-proxy"), std::string::npos) << c;
+  }
+  const auto echo = curl(sluice.port, "/echo",
+                         "-H 'Host: one.default.localhost' -H 'K-Original-Host: admin.other'");
+  ASSERT_EQ(echo.status, 200) << echo.body << sluice.proc->output();
+  EXPECT_NE(echo.body.find("Host: one.default.localhost\n"), std::string::npos) << echo.body;
+  EXPECT_NE(echo.body.find("X-Forwarded-For: 127.0.0.1\n"), std::string::npos) << echo.body;
+  EXPECT_NE(echo.body.find("K-Proxy-Request: activator\n"), std::string::npos) << echo.body;
+  EXPECT_NE(echo.body.find("X-Request-Id: "), std::string::npos) << echo.body;
+  EXPECT_EQ(echo.body.find("admin.other"), std::string::npos) << echo.body;
+  // Knative's queue-proxy metrics, by replica, live: counted as soon as answered.
+  const std::string m = sluice.metrics();
+  EXPECT_NE(m.find("revision_request_count{namespace_name=\"default\",service_name=\"one\""),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("pod_name=\"one-00001-"), std::string::npos) << m;
+  EXPECT_NE(m.find("container_name=\"queue-proxy\""), std::string::npos) << m;
+  std::set<std::string> types;
+  std::istringstream lines(m);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      EXPECT_TRUE(types.insert(line).second) << "a family twice: " << line;
+    }
+  }
+  EXPECT_TRUE(types.count("# TYPE breaker_pending_requests gauge")) << m;
+}
+
+// --queue-proxy=process keeps the layout of a cluster: a `sluice queue-proxy` process in
+// front of each replica's app, two hops, from zero and back.
+TEST(RunE2E, QueueProxyProcessKeepsTheTwoHopLayout) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("two", "", "", 10), {"--queue-proxy", "process"});
+  const auto echo = curl(sluice.port, "/echo", "-H 'Host: two.default.localhost'");
+  ASSERT_EQ(echo.status, 200) << echo.body << sluice.proc->output();
+  EXPECT_NE(echo.body.find("X-Forwarded-For: 127.0.0.1, 127.0.0.1\n"), std::string::npos)
+      << "two hops\n"
+      << echo.body;
+  EXPECT_TRUE(sluice.shows("replica two-00001-1 ready")) << sluice.proc->output();
+  const auto children = sluice.children();
+  EXPECT_EQ(children.size(), 2u);
+  EXPECT_TRUE(std::any_of(children.begin(), children.end(), [](const std::string& c) {
+    return c.find("queue-proxy") != std::string::npos;
+  })) << "a queue-proxy process";
+  EXPECT_TRUE(sluice.shows("two: 1 → 0", 40s)) << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("replica two-00001-1 stopped")) << sluice.proc->output();
+  EXPECT_EQ(curl(sluice.port, "/", "-H 'Host: two.default.localhost'").status, 200);
+  sluice.proc->signal(SIGINT);
+  EXPECT_EQ(sluice.proc->wait(20s), 0) << sluice.proc->output();
+}
+
+TEST(RunE2E, AnUnknownQueueProxyLayoutIsRefused) {
+  RunUnderTest sluice;
+  std::filesystem::create_directories(sluice.dir);
+  std::ofstream(sluice.file) << service_yaml("x", "", "");
+  const auto r =
+      run(std::string(SLUICE_BIN) + " run " + sluice.file + " --queue-proxy sidecar --port 0 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("--queue-proxy"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sidecar"), std::string::npos) << r.out;
 }
 
 // The conformance suite against `sluice run`'s one port, with a replica kept warm.
