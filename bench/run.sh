@@ -4,6 +4,7 @@
 #   bench/run.sh [--duration 10] [--rounds 2] [--conns 64,256]      queue-proxy vs peers
 #   bench/run.sh --activator [--duration 10] [--trials 50]            activator hop, cold start
 #   bench/run.sh --run [--trials 20]                                  sluice run: cold start, reaction
+#   bench/run.sh --one-hop [--duration 10] [--rounds 3] [--trials 20] sluice run in-process vs --queue-proxy=process vs HAProxy
 #   bench/run.sh --cluster [--trials 20] [--duration 10] [--conns 16] Knative's data plane vs Sluice's on the cluster harness
 #   bench/run.sh --autoscaler [--pokes 5] [--revisions 1000]           Knative's autoscaler vs sluice autoscaler on the harness
 #   bench/run.sh --http2 [--duration 8] [--rounds 2]                   HTTP/2 hops (h2load) vs HAProxy and nghttpx
@@ -39,6 +40,10 @@ fi
 if [[ "${1:-}" == "--cluster" ]]; then
   shift
   exec python3 bench/cluster_bench.py "$@"
+fi
+if [[ "${1:-}" == "--one-hop" ]]; then
+  shift
+  exec python3 bench/one_hop_bench.py "$@"
 fi
 if [[ "${1:-}" == "--run" ]]; then
   shift
