@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -21,10 +22,16 @@ ReadinessProber::ReadinessProber(asio::io_context& io,
     : io_(io),
       probes_(std::move(probes)),
       startup_interval_(startup_interval),
+      time_(time),
       tick_(time, io.get_executor()),
       not_ready_warning_(time, io.get_executor()) {}
 
+core::Duration startup_probe_period(core::Duration polling_for, std::chrono::milliseconds cap) {
+  return std::clamp<core::Duration>(polling_for / 10, std::min<core::Duration>(1ms, cap), cap);
+}
+
 void ReadinessProber::start() {
+  polling_since_ = time_.now();
   if (probes_.empty()) {
     set_ready(true);  // no probe configured: always ready (Knative)
     return;
@@ -170,6 +177,7 @@ void ReadinessProber::lost_app() {
   successes_ = 0;
   failures_ = 0;
   ever_ready_ = false;  // back to fast polling, so recovery is seen within one interval
+  polling_since_ = time_.now();
   set_ready(false);
   tick_.cancel();
 }
@@ -211,7 +219,10 @@ Task<void> ReadinessProber::run() {
                                            : (ever_ready_ ? 1000ms : startup_interval_);
     if (!ever_ready_ && first.period.count() > 0)
       period = std::min(period, 1000ms);
-    tick_.expires_after(period);
+    core::Duration wait = period;
+    if (!ever_ready_ && first.period.count() == 0)
+      wait = startup_probe_period(time_.now() - polling_since_, startup_interval_);
+    tick_.expires_after(wait);
     co_await tick_.async_wait(kUseTuple);
   }
 }

@@ -4,7 +4,10 @@
 // cached state instead of probing the app each time (Knative 1.18 probes per check).
 // Every configured probe runs each round; all must pass. Until the app is first ready
 // rounds run every startup interval (50 ms: Knative's aggressive mode, periodSeconds 0) or every
-// periodSeconds; once ready, every periodSeconds (1 s in aggressive mode). Ready after
+// periodSeconds; once ready, every periodSeconds (1 s in aggressive mode). In aggressive
+// mode the startup interval is reached by a ramp (startup_probe_period): a tenth of the
+// time polled so far, at least 1 ms, so an app that starts in 2 ms is seen ready within
+// about a millisecond, and one that takes a minute costs no more probes than before. Ready after
 // successThreshold consecutive passing rounds; not ready after failureThreshold
 // consecutive failing rounds, or at once when the proxy itself could not reach the app
 // (report_unreachable) or a health check's fresh probe failed (check), which also drop
@@ -30,6 +33,10 @@ using http::error_code;
 using http::kUseTuple;
 using http::Task;
 using http::tcp;
+
+// How long to wait for the next round while an app starts (aggressive mode), after
+// polling it for `polling_for`: polling_for / 10, within [1 ms, cap].
+core::Duration startup_probe_period(core::Duration polling_for, std::chrono::milliseconds cap);
 
 class ReadinessProber {
  public:
@@ -76,6 +83,8 @@ class ReadinessProber {
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
   std::chrono::milliseconds startup_interval_;
+  core::TimeSource& time_;
+  core::TimePoint polling_since_;  // when fast polling (re)started: the ramp's origin
   core::Timer tick_;
   core::Timer not_ready_warning_;
   int running_ = 0;  // run() and warn_while_not_ready() not yet returned

@@ -82,5 +82,26 @@ TEST(ReplicaGuard, ItsMetricsCarryTheReplicaAsKnativesSidecarLabelsIt) {
   EXPECT_NE(text.find("container_name=\"queue-proxy\""), std::string::npos) << text;
 }
 
+// A starting app is polled at a tenth of the time polled so far, from 1 ms up to the
+// startup interval: readiness is seen within about 10% of the start time.
+TEST(StartupProbePeriod, RampsFromAMillisecondToTheStartupInterval) {
+  using std::chrono::microseconds;
+  using std::chrono::milliseconds;
+  struct Case {
+    core::Duration polling_for;
+    milliseconds cap;
+    core::Duration want;
+  } cases[] =
+      {
+          {0ms, 5ms, 1ms},     {3ms, 5ms, 1ms},  {20ms, 5ms, 2ms},
+          {35ms, 5ms, 3500us}, {50ms, 5ms, 5ms}, {10s, 5ms, 5ms},
+          {400ms, 50ms, 40ms}, {1h, 50ms, 50ms}, {0ms, 0ms, 0ms},  // a zero interval stays zero
+      };
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    EXPECT_EQ(startup_probe_period(cases[i].polling_for, cases[i].cap), cases[i].want)
+        << "case " << i;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::queue
