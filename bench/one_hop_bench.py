@@ -93,21 +93,26 @@ class SluiceRun:
 
 
 def ticks(pids):
-    total = 0
+    """(user, kernel) clock ticks of these processes together."""
+    user = kernel = 0
     for pid in pids:
         try:
-            u, s = proxy_bench.cpu_ticks(pid)
-            total += u + s
+            u, k = proxy_bench.cpu_ticks(pid)
+            user, kernel = user + u, kernel + k
         except OSError:
             pass
-    return total
+    return user, kernel
 
 
 def load(port, pids, conns, duration):
     run_wrk(port, conns, 1)  # warm-up: pools filled, caches hot
     before = ticks(pids)
     res = run_wrk(port, conns, duration)
-    res["cpu_us"] = (ticks(pids) - before) * 1e6 / CLK_TCK / max(res["requests"], 1)
+    after = ticks(pids)
+    per_request = 1e6 / CLK_TCK / max(res["requests"], 1)
+    res["user_us"] = (after[0] - before[0]) * per_request
+    res["kernel_us"] = (after[1] - before[1]) * per_request
+    res["cpu_us"] = res["user_us"] + res["kernel_us"]
     return res
 
 
@@ -147,13 +152,16 @@ def steady(args):
     base = statistics.median(r["cpu_us"] for r in rows["HAProxy 2.6 (one hop)"])
     print(f"\nSteady load: wrk -c{args.conns}, {args.duration} s × {args.rounds} rounds "
           "(medians), one warm replica of sluice-testapp")
-    print("| path | req/s | p50 ms | p99 ms | CPU µs/req (Sluice or HAProxy) | × HAProxy | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| path | req/s | p50 ms | p99 ms | CPU µs/req (Sluice or HAProxy) | user | kernel "
+          "| × HAProxy | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in rows.items():
         cpu = statistics.median(r["cpu_us"] for r in runs)
         print(f"| {name} | {statistics.median(r['rps'] for r in runs):.0f} | "
               f"{statistics.median(r['p50'] for r in runs):.2f} | "
               f"{statistics.median(r['p99'] for r in runs):.2f} | {cpu:.1f} | "
+              f"{statistics.median(r['user_us'] for r in runs):.1f} | "
+              f"{statistics.median(r['kernel_us'] for r in runs):.1f} | "
               f"{cpu / base:.2f}× | {sum(r['errors'] for r in runs)} |", flush=True)
 
 

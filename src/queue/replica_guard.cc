@@ -111,7 +111,10 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
     return fmt::format("the call's deadline (grpc-timeout {:.3f} s) passed {}",
                        core::to_seconds(*grpc_left), while_what);
   };
-  const Admission admission = co_await enter(proxied, ex.started_at(), deadline, ex);
+  // Most requests find a free slot on the home thread: no coroutine for them.
+  Admission admission;
+  if (!enter_now(proxied, ex.started_at()))
+    admission = co_await enter(proxied, ex.started_at(), deadline, ex);
   using Admit = admission::Breaker::Admit;
   int status = 0;
   core::TimePoint end{};
@@ -383,6 +386,18 @@ Task<ReplicaGuard::Admission> ReplicaGuard::enter(bool proxied,
     watch = client.watch_hangup([token] { admission::WaitToken::abandon(token); });
   co_return co_await asio::co_spawn(
       home_.get_executor(), enter_on_home(proxied, now, deadline, token, nullptr), use_awaitable);
+}
+
+bool ReplicaGuard::enter_now(bool proxied, core::TimePoint now) {
+  if (!on_home())
+    return false;
+  if (breaker_ && !breaker_->try_acquire())
+    return false;  // waits (or is refused) in enter()
+  using Event = stats::RequestStats::Event;
+  stats_.handle(proxied ? Event::ProxiedIn : Event::ReqIn, now);
+  if (breaker_)  // what was there at arrival, as enter_on_home() records it
+    metrics_.queue_depth.store(breaker_->pending() - 1, std::memory_order_relaxed);
+  return true;
 }
 
 void ReplicaGuard::leave(bool proxied, bool held_slot, core::TimePoint now) {

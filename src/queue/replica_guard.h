@@ -148,6 +148,9 @@ class ReplicaGuard {
                                 std::shared_ptr<admission::WaitToken> token,
                                 http::Exchange* client);
   void leave_on_home(bool proxied, bool held_slot, core::TimePoint now);
+  // On home with a slot free now (or no breaker): stats in and the slot taken, true;
+  // otherwise nothing done, false (enter() then admits or queues it).
+  bool enter_now(bool proxied, core::TimePoint now);
   Task<Admission> enter(bool proxied,
                         core::TimePoint now,
                         core::TimePoint deadline,
