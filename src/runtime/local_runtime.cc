@@ -15,6 +15,7 @@
 
 #include "config/endpoints_file.h"
 #include "config/queue_proxy_config.h"
+#include "core/assert.h"
 #include "http/client.h"
 
 namespace sluice::runtime {
@@ -156,6 +157,8 @@ LocalRuntime::Revision* LocalRuntime::find(const std::string& key) {
 }
 
 void LocalRuntime::start(uint16_t activator_port) {
+  SLUICE_CHECK(!opts_.in_process || (sink_.home != nullptr && sink_.local_pod),
+               "in-process replicas need the activator's home worker and local_pod in the Sink");
   opts_.activator_port = activator_port;
   for (auto& r : revisions_) {
     const auto& s = r->spec;
@@ -582,7 +585,6 @@ void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what, b
   // Both processes go: the replica restarts as a whole on the same ports.
   rep.app.reset();
   rep.qp.reset();
-  retire_guard(rep);
   const auto now = time_.now();
   bool failed = true;
   if (cannot_run)
@@ -601,6 +603,8 @@ void LocalRuntime::crashed(Revision& r, Replica& rep, const std::string& what, b
                  seconds_text(backoff));
   }
   publish_endpoints();
+  // After the endpoints: the activator never holds the address without its guard.
+  retire_guard(rep);
 }
 
 void LocalRuntime::set_failure(Revision& r, std::optional<std::string> why) {

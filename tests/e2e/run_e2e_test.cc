@@ -174,6 +174,34 @@ TEST(RunE2E, QueueProxyProcessKeepsTheTwoHopLayout) {
   EXPECT_EQ(sluice.proc->wait(20s), 0) << sluice.proc->output();
 }
 
+// In one hop a WebSocket still holds its replica's slot for its whole life, as it does in
+// a queue-proxy process: with containerConcurrency 1 and one replica, a request sent
+// while the socket is open waits for it to close.
+TEST(RunE2E, AWebSocketHoldsItsReplicasSlotInOneHop) {
+  RunUnderTest sluice;
+  sluice.start(service_yaml("ws", "",
+                            "        autoscaling.knative.dev/min-scale: \"1\"\n"
+                            "        autoscaling.knative.dev/max-scale: \"1\"\n",
+                            /*cc=*/1));
+  ASSERT_TRUE(sluice.shows("replica ws-00001-1 ready")) << sluice.proc->output();
+  Process socket({"/usr/bin/python3", std::string(E2E_DIR) + "/ws_client.py",
+                  "ws://127.0.0.1:" + std::to_string(sluice.port) + "/ws", "12", "0.2",
+                  "Knative-Serving-Revision:ws-00001,Knative-Serving-Namespace:default"});
+  // The socket is open (and holds the one slot) once the app has echoed its first message.
+  ASSERT_TRUE(eventually([&] { return socket.output().find("echo 0") != std::string::npos; }))
+      << socket.output();
+  const auto sent = std::chrono::steady_clock::now();
+  const auto r = sluice.get("ws");
+  const auto waited = std::chrono::steady_clock::now() - sent;
+  // 12 messages 0.2 s apart keep the socket open ~2.2 s after its first echo.
+  const bool socket_was_done = socket.output().find("echo 11") != std::string::npos;
+  EXPECT_EQ(socket.wait(30s), 0) << socket.output();
+  EXPECT_NE(socket.output().find("ok 12"), std::string::npos) << socket.output();
+  EXPECT_EQ(r.status, 200) << r.body << sluice.proc->output();
+  EXPECT_TRUE(socket_was_done) << "answered while the socket still held the slot";
+  EXPECT_GE(waited, 1s) << "the request did not wait for the socket's slot";
+}
+
 TEST(RunE2E, AnUnknownQueueProxyLayoutIsRefused) {
   RunUnderTest sluice;
   std::filesystem::create_directories(sluice.dir);
