@@ -402,6 +402,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       hop.one_hop = true;
       hop.buffered_body = options.buffered_body;
       hop.hand_back = static_cast<bool>(options.intercept);
+      hop.deadline = deadline;
       auto served = co_await lease.local->serve(ex, hop);
       result = served.result;
       if (result.outcome == http::ForwardResult::Outcome::Intercepted)

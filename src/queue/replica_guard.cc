@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/static_string/static_string.hpp>
@@ -54,7 +55,11 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   const auto& head = ex.request();
   http::Worker& worker = ex.worker();
   const size_t shard = worker.index();
-  last_request_ns_.store(ex.started_at().time_since_epoch().count(), std::memory_order_relaxed);
+  // When the request reached the queue-proxy's work: Knative's queue-proxy timers and
+  // latencies start there, after any buffering in the activator (in one hop that is now,
+  // not the client's arrival at sluice).
+  const core::TimePoint arrived = hop.one_hop ? time_.now() : ex.started_at();
+  last_request_ns_.store(arrived.time_since_epoch().count(), std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   struct InFlight {
     std::atomic<int64_t>& n;
@@ -102,10 +107,12 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   std::optional<core::Duration> grpc_left;
   if (http::is_grpc(head))
     grpc_left = http::grpc_timeout(head);
+  // (grpc-timeout counts from this process's own arrival: the activator's hop rewrote it
+  // to what was left; in one hop the head still holds the client's own)
   const core::TimePoint call_deadline =
       grpc_left ? ex.started_at() + *grpc_left : core::TimePoint::max();
-  const bool call_bound = call_deadline <= ex.started_at() + start_limit;
-  const core::TimePoint deadline = std::min(ex.started_at() + start_limit, call_deadline);
+  const bool call_bound = call_deadline <= arrived + start_limit;
+  const core::TimePoint deadline = std::min({arrived + start_limit, call_deadline, hop.deadline});
   // "the call's deadline (grpc-timeout 0.300 s) passed while ..."
   const auto deadline_passed = [&](std::string_view while_what) {
     return fmt::format("the call's deadline (grpc-timeout {:.3f} s) passed {}",
@@ -113,8 +120,8 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   };
   // Most requests find a free slot on the home thread: no coroutine for them.
   Admission admission;
-  if (!enter_now(proxied, ex.started_at()))
-    admission = co_await enter(proxied, ex.started_at(), deadline, ex);
+  if (!enter_now(proxied, arrived))
+    admission = co_await enter(proxied, arrived, deadline, ex);
   using Admit = admission::Breaker::Admit;
   int status = 0;
   core::TimePoint end{};
@@ -183,7 +190,7 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
     app_started = result.connected_at;
     end = result.finished_at != core::TimePoint{} ? result.finished_at : time_.now();
     const double ms = core::to_millis(end - app_started);
-    metrics_.record_proxy_start(shard, core::to_seconds(result.connected_at - ex.started_at()));
+    metrics_.record_proxy_start(shard, core::to_seconds(result.connected_at - arrived));
     switch (result.outcome) {
       case Outcome::Completed:
       case Outcome::ClientGone:
@@ -250,7 +257,7 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   leave(proxied, held_slot, end);
 
   if (count_in_metrics) {
-    const double total_ms = core::to_millis(end - ex.started_at());
+    const double total_ms = core::to_millis(end - arrived);
     metrics_.record_request(shard, route_tag, status, total_ms);
     if (app_answered)
       metrics_.record_app_request(shard, status, core::to_millis(end - app_started));
@@ -258,7 +265,7 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   if (request_log_) {
     request_log_->info(
         R"({{"requestId":"{}","method":"{}","path":"{}","status":{},"latencyMs":{:.3f},"queueMs":{:.3f},"proxied":{},"client":"{}"}})",
-        log_id, method, path, status, core::to_millis(end - ex.started_at()),
+        log_id, method, path, status, core::to_millis(end - arrived),
         core::to_millis(admission.queued), proxied, ex.client_ip());
   }
   co_return served;

@@ -80,6 +80,9 @@ class ReplicaGuard {
     // Answers made before the app saw the request are handed back (Served::result is
     // Intercepted) instead of sent: the caller may retry on another replica.
     bool hand_back = false;
+    // The caller's own bound on the response's start (the activator's: the revision
+    // timeout from the client's arrival), besides the guard's, which start at serve().
+    core::TimePoint deadline = core::TimePoint::max();
   };
   // What the caller of serve() would have seen from a queue-proxy across a socket:
   // Completed once something was answered (by the app or by the guard), ClientGone,

@@ -202,6 +202,23 @@ TEST(RunE2E, AWebSocketHoldsItsReplicasSlotInOneHop) {
   EXPECT_GE(waited, 1s) << "the request did not wait for the socket's slot";
 }
 
+// Knative's queue-proxy timers start when the replica gets the request, after the
+// activator buffered it through a cold start: in one hop too. The app starts in 1.5 s and
+// answers after 1 s; responseStartTimeoutSeconds 2 is not spent by the cold start.
+TEST(RunE2E, TheResponseStartTimeoutStartsWhenTheReplicaTakesTheRequest) {
+  RunUnderTest sluice;
+  std::string yaml = service_yaml("late", "\"--startup-delay-ms\", \"1500\"", "", 10);
+  const std::string timeout = "      timeoutSeconds: 30\n";
+  yaml.replace(yaml.find(timeout), timeout.size(),
+               timeout + "      responseStartTimeoutSeconds: 2\n");
+  sluice.start(yaml);
+  const auto r = sluice.get("late", "/?delay=1000");
+  EXPECT_EQ(r.status, 200) << r.body << sluice.proc->output();
+  // And it still bounds the app: 3 s without a response start is cut at 2 s.
+  const auto cut = sluice.get("late", "/?delay=3000");
+  EXPECT_EQ(cut.status, 504) << cut.body;
+}
+
 TEST(RunE2E, AnUnknownQueueProxyLayoutIsRefused) {
   RunUnderTest sluice;
   std::filesystem::create_directories(sluice.dir);
