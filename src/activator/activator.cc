@@ -1136,11 +1136,15 @@ boost::asio::io_context& Activator::home_context() {
 void Activator::set_local_pod(const std::string& address,
                               std::shared_ptr<queue::ReplicaGuard> guard) {
   asio::post(impl_->home(), [impl = impl_.get(), address, guard = std::move(guard)]() mutable {
-    if (guard) {
-      impl->local_pods_[address] = std::move(guard);
-    } else {
-      impl->local_pods_.erase(address);
-    }
+    impl->local_pods_[address] = std::move(guard);
+  });
+}
+
+void Activator::unset_local_pod(const std::string& address, const queue::ReplicaGuard* guard) {
+  asio::post(impl_->home(), [impl = impl_.get(), address, guard] {
+    auto it = impl->local_pods_.find(address);
+    if (it != impl->local_pods_.end() && it->second.get() == guard)
+      impl->local_pods_.erase(it);
   });
 }
 

@@ -86,8 +86,11 @@ class Activator {
   void set_revision_failure(const std::string& revision_key, std::optional<std::string> why);
   // A pod whose queue-proxy work runs in this process (`sluice run`'s replicas): its
   // requests go through `guard` straight to the app at `address`, one hop, and its health
-  // checks ask the guard. Null forgets it. Register before the address is published.
+  // checks ask the guard. Register before the address is published.
   void set_local_pod(const std::string& address, std::shared_ptr<queue::ReplicaGuard> guard);
+  // Forgets `guard` at `address`, unless another has been registered there since (a
+  // replica on a fixed port restarted while the old one drained).
+  void unset_local_pod(const std::string& address, const queue::ReplicaGuard* guard);
   // The home worker's context (its thread runs every revision's throttler): where
   // in-process guards keep their breaker and stats, so a request needs no extra hop.
   boost::asio::io_context& home_context();

@@ -116,9 +116,13 @@ Action add_run_command(CLI::App& app) {
     sink.failure = [&act](const std::string& revision, std::optional<std::string> why) {
       act.set_revision_failure(revision, std::move(why));
     };
-    sink.local_pod = [&act](const std::string& address,
-                            std::shared_ptr<queue::ReplicaGuard> guard) {
-      act.set_local_pod(address, std::move(guard));
+    sink.local_pod = [&act](const std::string& address, std::shared_ptr<queue::ReplicaGuard> guard,
+                            bool serving) {
+      if (serving) {
+        act.set_local_pod(address, std::move(guard));
+      } else {
+        act.unset_local_pod(address, guard.get());
+      }
     };
     sink.pod_state = [&act](const std::string& revision, const std::string& address,
                             activator::PushedState state, const std::string& instance) {

@@ -485,7 +485,7 @@ void LocalRuntime::start_guard(Revision& r, Replica& rep) {
                           ok ? activator::PushedState::Ready : activator::PushedState::NotReady,
                           instance);
       });
-  sink_.local_pod(rep.address(), rep.guard);
+  sink_.local_pod(rep.address(), rep.guard, true);
   rep.guard->start();
   update_metrics();
 }
@@ -495,7 +495,7 @@ void LocalRuntime::retire_guard(Replica& rep) {
     return;
   rep.guard->stop();
   rep.guard->prober().on_change(nullptr);
-  sink_.local_pod(rep.address(), nullptr);
+  sink_.local_pod(rep.address(), rep.guard, false);
   retired_guards_.push_back(std::move(rep.guard));
   update_metrics();
 }

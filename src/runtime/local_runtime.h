@@ -86,9 +86,12 @@ class LocalRuntime final : public activator::ActivatorListener, public autoscale
     std::function<void(config::EndpointsFile)> endpoints;
     // A revision's replicas keep failing (the cause), or recovered (nullopt).
     std::function<void(const std::string& revision, std::optional<std::string>)> failure;
-    // In-process replicas: a guard for the replica at `address` (null: forget it), and
-    // what its readiness says, as a queue-proxy's push would (called on the io thread).
-    std::function<void(const std::string& address, std::shared_ptr<queue::ReplicaGuard>)> local_pod;
+    // In-process replicas: a guard serves the replica at `address` (`serving`), or no
+    // longer (then only if it is still the one there), and what its readiness says, as a
+    // queue-proxy's push would (called on the io thread).
+    std::function<void(
+        const std::string& address, std::shared_ptr<queue::ReplicaGuard>, bool serving)>
+        local_pod;
     std::function<void(const std::string& revision,
                        const std::string& address,
                        activator::PushedState,
