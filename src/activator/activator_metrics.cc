@@ -72,8 +72,7 @@ void ActivatorMetrics::record_queue_time(RevisionMetrics& m, size_t shard, doubl
 }
 
 std::vector<prometheus::MetricFamily> ActivatorMetrics::collect(
-    const std::vector<RevisionGauges>& gauges,
-                                        uint64_t reload_failures) const {
+    const std::vector<RevisionGauges>& gauges, uint64_t reload_failures) const {
   using prometheus::MetricType;
   std::lock_guard lock(mu_);
   auto with = [&](const metrics::Labels& base,
