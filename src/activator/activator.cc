@@ -237,7 +237,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     co_await ex.respond(404, "revision not found: looked up " + route.looked_up);
     co_return;
   }
-  const std::string key = *route.revision;
+  const std::string key = std::move(*route.revision);
   const std::string revision_name = key.substr(key.find('/') + 1);
   // A gRPC call's own deadline (grpc-timeout) bounds it like the revision timeout does,
   // queueing included; the next hop is told what is left of it.
@@ -322,9 +322,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   };
   std::string last_error;
   int last_status = 502;
-  const http::ExtraHeaders error_headers{{"Sluice-Error-Source", "activator"}};
+  static const http::ExtraHeaders error_headers{{"Sluice-Error-Source", "activator"}};
   for (int attempt = 0; attempt < 3; ++attempt) {
-    if (time_.now() >= call_deadline) {  // "0m": no time to give a pod
+    if (grpc_left && time_.now() >= call_deadline) {  // "0m": no time to give a pod
       co_await answer_call_deadline("before the request reached a replica");
       co_return;
     }
@@ -403,6 +403,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       hop.buffered_body = options.buffered_body;
       hop.hand_back = static_cast<bool>(options.intercept);
       hop.deadline = deadline;
+      hop.handed_over = sent_at;
       auto served = co_await lease.local->serve(ex, hop);
       result = served.result;
       if (result.outcome == http::ForwardResult::Outcome::Intercepted)
@@ -428,7 +429,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     }
     RequestOutcome outcome = RequestOutcome::Other;
     bool retry = false;
-    const double ms = core::to_millis(time_.now() - sent_at);
+    const core::TimePoint ended =
+        result.finished_at != core::TimePoint{} ? result.finished_at : time_.now();
+    const double ms = core::to_millis(ended - sent_at);
     switch (result.outcome) {
       case Outcome::Completed:
       case Outcome::BrokenAfterStart:

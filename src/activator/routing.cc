@@ -1,5 +1,7 @@
 #include "activator/routing.h"
 
+#include <array>
+
 #include "http/headers.h"
 
 namespace sluice::activator {
@@ -13,6 +15,32 @@ std::string key(std::string_view ns, std::string_view name) {
   k.append(name);
   return k;
 }
+
+// "ns/name" for a lookup, on the stack when it fits (a namespace and a name are DNS labels,
+// at most 63 bytes each): routing runs for every request and allocates nothing on a hit.
+class LookupKey {
+ public:
+  LookupKey(std::string_view ns, std::string_view name) {
+    const size_t n = ns.size() + 1 + name.size();
+    if (n > buf_.size()) {
+      long_ = key(ns, name);
+      view_ = long_;
+      return;
+    }
+    ns.copy(buf_.data(), ns.size());
+    buf_[ns.size()] = '/';
+    name.copy(buf_.data() + ns.size() + 1, name.size());
+    view_ = std::string_view(buf_.data(), n);
+  }
+  LookupKey(const LookupKey&) = delete;
+  LookupKey& operator=(const LookupKey&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  std::array<char, 160> buf_;
+  std::string long_;
+  std::string_view view_;
+};
 }  // namespace
 
 void RouteTable::add(const std::string& ns,
@@ -26,7 +54,8 @@ void RouteTable::add(const std::string& ns,
 
 std::optional<std::string> RouteTable::find_revision(std::string_view ns,
                                                      std::string_view name) const {
-  auto it = revisions_.find(key(ns, name));
+  const LookupKey k(ns, name);
+  auto it = revisions_.find(k.view());
   if (it == revisions_.end())
     return std::nullopt;
   return it->second;
@@ -34,7 +63,8 @@ std::optional<std::string> RouteTable::find_revision(std::string_view ns,
 
 std::optional<std::string> RouteTable::find_service(std::string_view ns,
                                                     std::string_view service) const {
-  auto it = services_.find(key(ns, service));
+  const LookupKey k(ns, service);
+  auto it = services_.find(k.view());
   if (it == services_.end())
     return std::nullopt;
   return it->second;
@@ -46,7 +76,8 @@ RouteResult route(const http::MessageHead& head, const RouteTable& table) {
   auto ns = head.get("Knative-Serving-Namespace");
   if (rev && ns && !rev->empty() && !ns->empty()) {
     r.revision = table.find_revision(*ns, *rev);
-    r.looked_up = "revision " + key(*ns, *rev) + " (Knative-Serving-Revision/-Namespace headers)";
+    if (!r.revision)
+      r.looked_up = "revision " + key(*ns, *rev) + " (Knative-Serving-Revision/-Namespace headers)";
     return r;
   }
   std::string_view host = http::request_authority(head);
@@ -74,8 +105,9 @@ RouteResult route(const http::MessageHead& head, const RouteTable& table) {
   r.revision = table.find_revision(namespace_part, first);
   if (!r.revision)
     r.revision = table.find_service(namespace_part, first);
-  r.looked_up = "revision or service " + key(namespace_part, first) + " (from Host \"" +
-                std::string(host) + "\")";
+  if (!r.revision)
+    r.looked_up = "revision or service " + key(namespace_part, first) + " (from Host \"" +
+                  std::string(host) + "\")";
   return r;
 }
 

@@ -30,7 +30,7 @@ class RouteTable {
 
 struct RouteResult {
   std::optional<std::string> revision;  // "ns/name"
-  std::string looked_up;                // for the 404 body: what was tried
+  std::string looked_up;                // for the 404 body: what was tried (only on a miss)
 };
 
 RouteResult route(const http::MessageHead& head, const RouteTable& table);

@@ -197,7 +197,9 @@ Task<ForwardResult> forward_on(Exchange& exchange,
       // watchdog watches the connect too: a deadline that passes aborts it.
       up = make_upstream(worker, target, attempt > 0);
       exchange.watch_upstream(up.get());
-      const error_code ec = co_await up->connect();
+      error_code ec;
+      if (!up->connected())
+        ec = co_await up->connect();
       if (ec) {
         result.outcome = exchange.client_gone() ? Outcome::ClientGone
                          : exchange.timed_out() ? Outcome::TimedOut

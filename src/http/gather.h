@@ -98,6 +98,16 @@ Task<error_code> write_gather(AsyncWriteStream& s, Gather& g) {
     co_return error_code{};
   error_code ec;
   if (auto one = g.single()) {
+    // Most writes fit the socket's buffer: written now, the coroutine goes on without a
+    // trip through the event loop. Only what the socket did not take is waited for.
+    if constexpr (requires { s.try_write(*one, ec); }) {
+      const size_t n = s.try_write(*one, ec);
+      if (ec || n == one->size()) {
+        g.reset();
+        co_return ec;
+      }
+      *one += n;
+    }
     auto [wec, n] = co_await asio::async_write(s, *one, kUseTuple);
     ec = wec;
   } else {

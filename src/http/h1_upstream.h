@@ -24,6 +24,7 @@ class H1Upstream final : public UpstreamStream {
 
   Protocol protocol() const override { return Protocol::Http1; }
   bool reused() const override { return conn_->reused; }
+  bool connected() const override { return conn_->reused; }
   void start_request(const MessageHead& head,
                      const RequestShape& shape,
                      const UpstreamRequestOptions& rewrite) override;

@@ -62,12 +62,30 @@ class TcpStream final : public Stream::Impl {
     error_code ignored;
     socket_.close(ignored);
   }
+  tcp::socket* direct_socket() override { return &socket_; }
 
  private:
   tcp::socket socket_;
 };
 
 }  // namespace
+
+size_t Stream::try_write(asio::const_buffer buffer, error_code& ec) {
+  ec.clear();
+  if (socket_ == nullptr || !socket_->is_open() || buffer.size() == 0)
+    return 0;
+  for (;;) {
+    const ssize_t n =
+        ::send(socket_->native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0)
+      return static_cast<size_t>(n);
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      ec = error_code(errno, asio::error::get_system_category());
+    return 0;
+  }
+}
 
 Stream Stream::tcp(tcp::socket socket) {
   return Stream(std::make_unique<TcpStream>(std::move(socket)));

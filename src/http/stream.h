@@ -8,7 +8,11 @@
 //
 // A Stream models Asio's AsyncReadStream and AsyncWriteStream, so asio::async_write
 // and co_await work on it as on a socket. Operations are type-erased with
-// any_completion_handler: one indirect call per read or write.
+// any_completion_handler: one indirect call per read or write. A plain TCP stream skips
+// the erasure for reads and writes: the operation goes straight to the socket, because
+// the erased path costs an allocation and two type-erased executors per operation
+// (profiled: a fifth of a proxied request's user time). Failure injection in unit tests
+// keeps the erased path.
 //
 // Threading: like a socket, a Stream and its operations belong to one executor.
 #pragma once
@@ -19,6 +23,8 @@
 #include <boost/asio/buffer.hpp>
 #include <memory>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include "http/io.h"
 
@@ -66,10 +72,20 @@ class Stream {
     // Fails pending operations with operation_aborted.
     virtual void cancel() = 0;
     virtual void close() = 0;
+    // The socket itself when reads and writes may bypass the erasure; null otherwise.
+    virtual tcp::socket* direct_socket() { return nullptr; }
   };
 
   Stream() = default;
-  explicit Stream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  explicit Stream(std::unique_ptr<Impl> impl)
+      : impl_(std::move(impl)), socket_(impl_ ? impl_->direct_socket() : nullptr) {}
+  Stream(Stream&& other) noexcept
+      : impl_(std::move(other.impl_)), socket_(std::exchange(other.socket_, nullptr)) {}
+  Stream& operator=(Stream&& other) noexcept {
+    impl_ = std::move(other.impl_);
+    socket_ = std::exchange(other.socket_, nullptr);
+    return *this;
+  }
   // A TCP socket (accepted, or not yet connected).
   static Stream tcp(tcp::socket socket);
 
@@ -78,6 +94,10 @@ class Stream {
 
   template <typename MutableBufferSequence, typename Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
+    if constexpr (kDirect<Token>) {
+      if (socket_)
+        return socket_->async_read_some(first(buffers), std::forward<Token>(token));
+    }
     return asio::async_initiate<Token, void(error_code, size_t)>(
         [this](auto handler, asio::mutable_buffer b) { impl_->read_some(b, std::move(handler)); },
         token, first(buffers));
@@ -91,6 +111,10 @@ class Stream {
       asio::const_buffer piece(*it);
       if (piece.size() > 0)
         b.items[b.count++] = piece;
+    }
+    if constexpr (kDirect<Token>) {
+      if (socket_)
+        return socket_->async_write_some(b, std::forward<Token>(token));
     }
     return asio::async_initiate<Token, void(error_code, size_t)>(
         [this](auto handler, const ConstBuffers& bufs) {
@@ -112,6 +136,11 @@ class Stream {
         token, to);
   }
 
+  // Writes what the socket takes at once, without waiting and without a round trip
+  // through the event loop: the bytes written (0 with no error when the socket is full
+  // or this stream cannot write directly; the caller then waits with async_write).
+  size_t try_write(asio::const_buffer buffer, error_code& ec);
+
   Peek peek() { return impl_ ? impl_->peek() : Peek::Closed; }
   std::optional<tcp::endpoint> remote_endpoint() {
     return impl_ ? impl_->remote_endpoint() : std::nullopt;
@@ -130,6 +159,16 @@ class Stream {
   }
 
  private:
+  // Whether the socket's own operation returns what the erased one does (it does for
+  // completion handlers and use_awaitable, not for every token), so both can be returned.
+  template <typename Token>
+  static constexpr bool kDirect = std::is_same_v<
+      decltype(std::declval<tcp::socket&>().async_read_some(asio::mutable_buffer(),
+                                                            std::declval<Token>())),
+      decltype(asio::async_initiate<Token, void(error_code, size_t)>(
+          std::declval<void (*)(asio::any_completion_handler<void(error_code, size_t)>)>(),
+          std::declval<Token&>()))>;
+
   template <typename MutableBufferSequence>
   static asio::mutable_buffer first(const MutableBufferSequence& buffers) {
     for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
@@ -142,6 +181,7 @@ class Stream {
   }
 
   std::unique_ptr<Impl> impl_;
+  tcp::socket* socket_ = nullptr;  // impl_'s socket when it may be used directly
 };
 
 }  // namespace sluice::http

@@ -42,6 +42,9 @@ class UpstreamStream {
   // Makes the exchange ready to start: nothing to do on a pooled HTTP/1 connection or a
   // live HTTP/2 session with room; else dials. abort() during it ends it.
   virtual Task<error_code> connect() = 0;
+  // connect() would do nothing (a pooled HTTP/1 connection): the caller may skip the
+  // coroutine, which is most of what reusing a connection costs.
+  virtual bool connected() const { return false; }
   // The connection was pooled (HTTP/1) or shared (HTTP/2) before this request: a close
   // before any answer may be the idle-close race, and a body-less request may be retried.
   virtual bool reused() const = 0;

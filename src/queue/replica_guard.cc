@@ -58,7 +58,9 @@ Task<ReplicaGuard::Served> ReplicaGuard::serve(Exchange& ex, Hop hop) {
   // When the request reached the queue-proxy's work: Knative's queue-proxy timers and
   // latencies start there, after any buffering in the activator (in one hop that is now,
   // not the client's arrival at sluice).
-  const core::TimePoint arrived = hop.one_hop ? time_.now() : ex.started_at();
+  const core::TimePoint arrived = !hop.one_hop                           ? ex.started_at()
+                                  : hop.handed_over != core::TimePoint{} ? hop.handed_over
+                                                                         : time_.now();
   last_request_ns_.store(arrived.time_since_epoch().count(), std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   struct InFlight {

@@ -83,6 +83,9 @@ class ReplicaGuard {
     // The caller's own bound on the response's start (the activator's: the revision
     // timeout from the client's arrival), besides the guard's, which start at serve().
     core::TimePoint deadline = core::TimePoint::max();
+    // In one hop, when the caller handed the request over, if it just read the clock
+    // (saves reading it again); unset, serve() reads it.
+    core::TimePoint handed_over{};
   };
   // What the caller of serve() would have seen from a queue-proxy across a socket:
   // Completed once something was answered (by the app or by the guard), ClientGone,

@@ -253,6 +253,49 @@ TEST(QueueProxyE2E, MidResponseWarningNamesTheRightRequestId) {
   EXPECT_EQ(curl(t.port, "/").status, 200);
 }
 
+// A small response is written at once when the socket takes it, and only the rest is
+// waited for. A client that pipelines many requests and reads late fills its socket:
+// the writes are then partial, and every response must still arrive whole and in order.
+TEST(QueueProxyE2E, PipelinedAnswersToAClientThatReadsLateArriveWhole) {
+  QueueProxyUnderTest t;
+  t.start();
+  const std::string script = R"(
+import socket, sys, time
+port, n, size = int(sys.argv[1]), 1500, 4000
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.settimeout(60)
+s.sendall(b"".join(b"GET /?size=%d&i=%d HTTP/1.1\r\nHost: h\r\n\r\n" % (size, i) for i in range(n)))
+time.sleep(1.0)  # the queue-proxy's writes fill the socket meanwhile
+buf, whole = b"", 0
+while whole < n:
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end >= 0:
+        head = buf[:head_end].decode()
+        length = int([l.split(":")[1] for l in head.split("\r\n") if l.lower().startswith("content-length:")][0])
+        if len(buf) >= head_end + 4 + length:
+            body = buf[head_end + 4:head_end + 4 + length]
+            if not head.startswith("HTTP/1.1 200") or body != b"x" * size:
+                print("bad answer", whole, head[:40]); sys.exit(1)
+            whole += 1
+            buf = buf[head_end + 4 + length:]
+            continue
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+print("whole", whole, "left", len(buf))
+)";
+  const std::string path = testing::TempDir() + "/qp-pipelined.py";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs(script.c_str(), f);
+  std::fclose(f);
+  auto r = run("timeout 120 /usr/bin/python3 " + path + " " + std::to_string(t.port) + " 2>&1");
+  EXPECT_EQ(r.out, "whole 1500 left 0\n") << t.qp->output();
+  EXPECT_TRUE(t.qp->running()) << t.qp->output();
+}
+
 // An app wrote a second response a few ms after a complete one; the pool reused the
 // connection blind (it had idled < 10 ms) and the next client got the stale answer.
 TEST(QueueProxyE2E, BytesLeftOnAPooledConnectionNeverReachTheNextClient) {

@@ -40,6 +40,29 @@ TEST(Routing, AnAbsoluteFormTargetRoutesByItsAuthority) {
   EXPECT_EQ(route(h.head, table()).revision, "prod/api-00007");
 }
 
+// The 404 text is built on a miss only: routing runs for every request.
+TEST(Routing, AHitBuildsNoLookedUpText) {
+  auto r = route(Head("Host: hello.default.localhost\r\n").head, table());
+  EXPECT_EQ(r.revision, "default/hello-00002");
+  EXPECT_EQ(r.looked_up, "");
+}
+
+// A key longer than the lookup's stack buffer is still found.
+TEST(Routing, ALongNamespaceAndNameAreFound) {
+  RouteTable t;
+  const std::string ns(63, 'n'), rev(63, 'r');
+  t.add(ns, rev, "");
+  auto r = route(
+      Head("Knative-Serving-Revision: " + rev + "\r\nKnative-Serving-Namespace: " + ns + "\r\n")
+          .head,
+      t);
+  EXPECT_EQ(r.revision, ns + "/" + rev);
+  const std::string longer(200, 'x');
+  t.add(longer, longer, "");
+  EXPECT_EQ(t.find_revision(longer, longer), longer + "/" + longer);
+  EXPECT_FALSE(t.find_revision(longer, "y"));
+}
+
 TEST(Routing, UnknownSaysWhatWasLookedUp) {
   auto r = route(Head("Host: nope.default.example.com\r\n").head, table());
   EXPECT_FALSE(r.revision);
