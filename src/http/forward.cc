@@ -250,12 +250,16 @@ Task<ForwardResult> forward_on(Exchange& exchange,
 
     // --- response head (skipping 1xx interim answers other than 101) ---
     UpstreamStream::HeadRead head_read;
-    for (;;) {
+    for (int interim = 0;; ++interim) {
       head_read = co_await up->read_head(head_request);
       if (head_read.error)
         break;
       const int status = up->head().status;
       if (status / 100 == 1 && status != 101) {
+        if (interim == kMaxInterimResponses) {
+          head_read.error = ParseError::TooManyInterimResponses;
+          break;
+        }
         const error_code wec = co_await exchange.send_interim(up->head());
         if (wec) {
           result.outcome = Outcome::ClientGone;

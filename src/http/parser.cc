@@ -206,6 +206,9 @@ class ParseErrorCategory final : public boost::system::error_category {
         return "chunked body line ends in a bare LF, not CRLF";
       case ParseError::ObsFold:
         return "a header field folded over several lines (obs-fold)";
+      case ParseError::TooManyInterimResponses:
+        return "more than " + std::to_string(kMaxInterimResponses) +
+               " interim (1xx) responses before the final one";
     }
     return "unknown parse error";
   }

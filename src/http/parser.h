@@ -144,6 +144,11 @@ class StreamParser : public bhttp::basic_parser<isRequest> {
 using RequestParser = StreamParser<true>;
 using ResponseParser = StreamParser<false>;
 
+// Interim (1xx) responses relayed before the final one: 100 Continue and a few 103 Early
+// Hints are all real apps send. One that keeps sending them would otherwise hold the
+// request, and its client, in relays until the deadline. More is TooManyInterimResponses.
+inline constexpr int kMaxInterimResponses = 16;
+
 // Errors of our own, beyond Beast's http::error.
 enum class ParseError {
   TransferEncodingNotChunked = 1,
@@ -154,6 +159,7 @@ enum class ParseError {
   TrailersTooLarge,
   BareLineFeed,
   ObsFold,
+  TooManyInterimResponses,
 };
 const boost::system::error_category& parse_error_category();
 inline error_code make_error_code(ParseError e) {

@@ -219,6 +219,39 @@ TEST(RunE2E, TheResponseStartTimeoutStartsWhenTheReplicaTakesTheRequest) {
   EXPECT_EQ(cut.status, 504) << cut.body;
 }
 
+// 103 Early Hints reach the client through the one hop; an app that keeps sending
+// interim answers has its request ended with a 502 that says so, and serves on.
+TEST(RunE2E, InterimAnswersAreRelayedAndAStormOfThemIsCut) {
+  constexpr int kMaxInterim = 16;  // the documented limit (http::kMaxInterimResponses)
+  RunUnderTest sluice;
+  sluice.start(service_yaml("hints", "", "", 10));
+  const std::string get =
+      "GET /?hints=%d HTTP/1.1\r\nHost: hints.default.localhost\r\n"
+      "Connection: close\r\n\r\n";
+  auto request = [&](int hints) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), get.c_str(), hints);
+    return raw_exchange(sluice.port, buf, 30s);
+  };
+  auto count = [](const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+  };
+  const std::string two = request(2);
+  EXPECT_EQ(count(two, "HTTP/1.1 103 Early Hints\r\n"), 2u) << two << sluice.proc->output();
+  EXPECT_NE(two.find("Link: </hint-1.css>"), std::string::npos) << two;
+  EXPECT_NE(two.find("HTTP/1.1 200 OK"), std::string::npos) << two;
+  EXPECT_NE(two.find("hello from sluice-testapp"), std::string::npos) << two;
+
+  const std::string storm = request(kMaxInterim + 1);
+  EXPECT_EQ(count(storm, "HTTP/1.1 103 Early Hints\r\n"), size_t(kMaxInterim)) << storm;
+  EXPECT_NE(storm.find("HTTP/1.1 502"), std::string::npos) << storm << sluice.proc->output();
+  EXPECT_NE(storm.find("interim (1xx) responses"), std::string::npos) << storm;
+  EXPECT_EQ(storm.find("hello from sluice-testapp"), std::string::npos) << storm;
+  EXPECT_EQ(sluice.get("hints").status, 200) << sluice.proc->output();
+}
+
 TEST(RunE2E, AnUnknownQueueProxyLayoutIsRefused) {
   RunUnderTest sluice;
   std::filesystem::create_directories(sluice.dir);

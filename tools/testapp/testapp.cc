@@ -10,6 +10,7 @@
 //   size=BYTES          body of that many 'x' (default: "hello from sluice-testapp\n")
 //   chunks=N&interval=MS   chunked body, N pieces, one every MS
 //   sse=N&interval=MS      text/event-stream, N events "data: i", one every MS
+//   hints=N             N interim "103 Early Hints" heads before the answer
 //   fail=hang|close|reset  never answer | close mid-response | reset the connection
 //   fail=refuse[&ms=N]     answer, then refuse new connections (for N ms, else for good)
 //   unsolicited=MS[&mark=FILE]  MS after the response, write a second one nobody asked
@@ -173,6 +174,14 @@ asio::awaitable<void> session(tcp::socket socket) {
     if (path != "/max-inflight")
       counted.emplace();
     co_await sleep_ms(num(q, "delay", 0));
+    if (const long hints = num(q, "hints", 0); hints > 0 && req.version() >= 11) {
+      std::string heads;
+      for (long i = 0; i < hints; ++i)
+        heads += "HTTP/1.1 103 Early Hints\r\nLink: </hint-" + std::to_string(i) + ".css>\r\n\r\n";
+      auto [hec, hn] = co_await asio::async_write(socket, asio::buffer(heads), kTuple);
+      if (hec)
+        co_return;
+    }
     const std::string fail = q.count("fail") ? q["fail"] : "";
     if (fail == "hang") {
       co_await sleep_ms(3600 * 1000);

@@ -326,6 +326,42 @@ TEST(ForwardOverTestStreams, OneBytePiecesOnBothSidesStillRelayTheWholeResponse)
   }
 }
 
+// 103 Early Hints go to the client as they come, then the final answer; an app that
+// sends more than kMaxInterimResponses gets its request ended with a 502.
+TEST(ForwardOverTestStreams, InterimAnswersAreRelayedUpToTheLimitThenItIsA502) {
+  const std::string request = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string hint = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n";
+  const std::string final_answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  auto statuses = [](const Parsed& p) {
+    std::vector<int> out;
+    for (const auto& r : p.complete) out.push_back(r.result_int());
+    return out;
+  };
+
+  const Trial within = run_once(request, repeat(hint, 3) + final_answer, Side::None, 0);
+  const Parsed ok = parse_responses(within.client_saw);
+  EXPECT_EQ(statuses(ok), (std::vector<int>{103, 103, 103, 200})) << within.client_saw;
+  EXPECT_EQ(ok.complete.back().body(), "hello");
+  EXPECT_EQ(ok.complete[0][bh::field::link], "</s.css>");
+
+  const Trial storm =
+      run_once(request, repeat(hint, kMaxInterimResponses + 1) + final_answer, Side::None, 0);
+  const Parsed cut = parse_responses(storm.client_saw);
+  std::vector<int> expected(kMaxInterimResponses, 103);
+  expected.push_back(502);
+  EXPECT_EQ(statuses(cut), expected) << storm.client_saw;
+  ASSERT_EQ(storm.results.size(), 1u);
+  EXPECT_EQ(storm.results[0].outcome, ForwardResult::Outcome::BadResponse);
+  EXPECT_EQ(storm.results[0].error, make_error_code(ParseError::TooManyInterimResponses));
+  EXPECT_EQ(storm.client_saw.find("hello"), std::string::npos);
+  EXPECT_TRUE(storm.connection_freed);
+}
+
 TEST(ForwardOverTestStreams, ARefusedConnectIsA502WithNothingSent) {
   const Case c = cases()[1];
   const Trial r = run_once(c.request, c.response, Side::None, 0, false, /*refuse_connect=*/true);
