@@ -51,14 +51,23 @@ Task<void> ReadinessProber::warn_while_not_ready() {
     if (ec || stopped_ || ever_ready_)
       co_return;
     // Refused: nothing listens where the probe looks. The usual cause is an app that
-    // ignores $PORT and listens on a port of its own choosing.
+    // ignores $PORT and listens on a port of its own choosing; else a readinessProbe that
+    // names a port the app does not listen on.
     const bool refused = last_error_.find("refused") != std::string::npos;
+    const uint16_t probed = probes_.front().port;
+    std::string hint;
+    if (refused && (user_port_ == 0 || probed == user_port_)) {
+      hint =
+          fmt::format(" (nothing listens on port {}: the app must listen on the port in $PORT, {})",
+                      probed, probed);
+    } else if (refused) {
+      hint = fmt::format(
+          " (nothing listens on port {}, the port the readinessProbe names; the "
+          "app's $PORT is {})",
+          probed, user_port_);
+    }
     spdlog::warn("{}app not ready after {} s: {}{}", log_prefix_, waited_s,
-                 last_error_.empty() ? std::string("no probe answered yet") : last_error_,
-                 refused ? fmt::format(" (nothing listens on port {}: the app must listen on the "
-                                       "port in $PORT, {})",
-                                       probes_.front().port, probes_.front().port)
-                         : std::string());
+                 last_error_.empty() ? std::string("no probe answered yet") : last_error_, hint);
     wait = 30s;
   }
 }

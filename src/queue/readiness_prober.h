@@ -65,6 +65,8 @@ class ReadinessProber {
   // Before start(): what its log lines begin with ("hello-00001-1: " when several apps'
   // probers share one log; a sidecar's has one app and no prefix).
   void set_log_prefix(std::string prefix) { log_prefix_ = std::move(prefix); }
+  // Before start(): the app's serving port ($PORT), for the hint when a probe is refused.
+  void set_user_port(uint16_t port) { user_port_ = port; }
 
  private:
   Task<void> run();
@@ -93,6 +95,7 @@ class ReadinessProber {
   bool ever_ready_ = false;
   std::string last_error_;
   std::string log_prefix_;
+  uint16_t user_port_ = 0;
   std::function<void(bool)> on_change_;
 };
 

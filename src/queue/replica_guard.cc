@@ -35,6 +35,7 @@ ReplicaGuard::ReplicaGuard(Options o)
       instance_id_(std::move(o.instance_id)),
       log_prefix_(std::move(o.log_prefix)) {
   prober_.set_log_prefix(log_prefix_);
+  prober_.set_user_port(cfg_.user_port);
   if (cfg_.container_concurrency > 0) {
     breaker_ = std::make_unique<admission::Breaker>(cfg_.container_concurrency,
                                                     10 * cfg_.container_concurrency);

@@ -478,6 +478,24 @@ TEST(RunE2E, ACommandThatCannotStartAnswers503NamingIt) {
       << r.body;
 }
 
+// A readinessProbe naming a port the app does not listen on (Knative 1.18 probes the
+// port it names): the replica stays unready, and the warning says which port was probed
+// and that it is not the app's $PORT, instead of blaming the app for ignoring $PORT.
+TEST(RunE2E, AProbeOnAPortNobodyListensOnIsNamedInTheWarning) {
+  RunUnderTest sluice;
+  const int nobody = free_port();
+  std::string yaml = service_yaml("unready", "", "");
+  yaml += "          readinessProbe:\n            tcpSocket:\n              port: " +
+          std::to_string(nobody) + "\n";
+  sluice.start(yaml);
+  // The request waits for a replica that never becomes ready; the client gives up.
+  curl(sluice.port, "/", "--max-time 2 -H 'Host: unready.default.localhost'");
+  const std::string warning = "nothing listens on port " + std::to_string(nobody) +
+                              ", the port the readinessProbe names; the app's $PORT is ";
+  EXPECT_TRUE(sluice.shows(warning, 60s)) << sluice.proc->output();
+  EXPECT_FALSE(sluice.logged("the app must listen on the port in $PORT")) << sluice.proc->output();
+}
+
 TEST(RunE2E, BadYamlIsRefusedWithFileLineKeyAndRuleBeforeAnythingStarts) {
   RunUnderTest sluice;
   std::filesystem::create_directories(sluice.dir);
