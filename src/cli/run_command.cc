@@ -92,6 +92,10 @@ Action add_run_command(CLI::App& app) {
     ropts.sluice_binary = ec ? "sluice" : self;
     ropts.in_process = raw->queue_proxy == "in-process";
     ropts.activator_threads = static_cast<size_t>(raw->threads);
+    // 4 replicas per CPU: room for I/O-bound apps at containerConcurrency 1, a bound on
+    // how many copies of the app a burst of clients can start.
+    ropts.default_max_scale =
+        4 * static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
     runtime::LocalRuntime runtime(io, std::move(loaded.services), ropts);
 
     activator::ActivatorOptions aopts;

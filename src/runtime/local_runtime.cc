@@ -141,6 +141,11 @@ LocalRuntime::LocalRuntime(asio::io_context& io,
             opts_.in_process ? static_cast<autoscaler::StatScraper&>(guard_scraper_) : scraper_,
             random_) {
   for (auto& s : services) {
+    if (!s.max_scale_declared && opts_.default_max_scale > 0) {
+      auto& sc = s.scaling;
+      sc.max_scale = std::max(
+          {opts_.default_max_scale, sc.min_scale, sc.initial_scale, sc.decider.activation_scale});
+    }
     auto r = std::make_unique<Revision>(std::move(s));
     loop_.add(r->key, r->spec.name, r->spec.scaling);
     revisions_.push_back(std::move(r));
@@ -162,12 +167,14 @@ void LocalRuntime::start(uint16_t activator_port) {
   opts_.activator_port = activator_port;
   for (auto& r : revisions_) {
     const auto& s = r->spec;
+    const bool capped = !s.max_scale_declared && opts_.default_max_scale > 0;
     spdlog::info(
         "{}: http://{}.{}.localhost:{} (revision {}, containerConcurrency {}, "
-        "target {:.3g}/replica, scale {}..{})",
+        "target {:.3g}/replica, scale {}..{}{})",
         s.name, s.name, s.namespace_name, opts_.activator_port, s.revision, s.container_concurrency,
         s.scaling.decider.target, s.scaling.min_scale,
-        s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞");
+        s.scaling.max_scale > 0 ? std::to_string(s.scaling.max_scale) : "∞",
+        capped ? ": no max-scale given, this machine's default" : "");
     r->want = loop_.last_want(r->key);
     cap_for_fixed_port(s, r->want);
   }

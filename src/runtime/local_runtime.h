@@ -73,6 +73,10 @@ struct LocalOptions {
   // Ready for this long clears a replica's crash count.
   std::chrono::milliseconds stable_run{10'000};
   std::chrono::milliseconds max_backoff{30'000};
+  // The max-scale of a revision that declares none (0: none, Knative's unbounded). On one
+  // machine an unbounded revision lets a burst of clients start hundreds of copies of
+  // the app; min-, initial- and activation-scale above it raise it.
+  int32_t default_max_scale = 0;
 };
 
 class LocalRuntime final : public activator::ActivatorListener, public autoscaler::Scaler {

@@ -88,7 +88,7 @@ struct AutoscalerConfig {
   bool allow_zero_initial_scale = false;
   std::optional<int64_t> initial_scale;  // unset: Sluice starts at zero (see README)
   int64_t min_scale = 0;
-  int64_t max_scale = 0;
+  std::optional<int64_t> max_scale;  // unset: unbounded, but see ServiceSpec
   int64_t max_scale_limit = 0;
   double target_utilization = 0.7;
   double concurrency_target_default = 100;
@@ -513,11 +513,11 @@ LoadResult Loader::run(const std::vector<std::pair<std::string, std::string>>& f
     }
   }
   // Cross-checks of the ConfigMap, then every service against it.
-  if (as_.max_scale_limit > 0 && as_.max_scale > as_.max_scale_limit) {
+  if (as_.max_scale_limit > 0 && as_.max_scale.value_or(0) > as_.max_scale_limit) {
     out_.errors.push_back(
         fmt::format("config-autoscaler: max-scale: max-scale {} > "
                     "max-scale-limit {}",
-                    as_.max_scale, as_.max_scale_limit));
+                    *as_.max_scale, as_.max_scale_limit));
   }
   for (const auto& d : services_) {
     service(d);
@@ -638,7 +638,8 @@ void Loader::service(const Document& d) {
   sc.decider.activation_scale = static_cast<int32_t>(o.activation_scale.value_or(1));
   sc.decider.scale_down_delay = o.scale_down_delay.value_or(as_.scale_down_delay);
   sc.min_scale = static_cast<int32_t>(o.min_scale.value_or(as_.min_scale));
-  sc.max_scale = static_cast<int32_t>(o.max_scale.value_or(as_.max_scale));
+  sc.max_scale = static_cast<int32_t>(o.max_scale.value_or(as_.max_scale.value_or(0)));
+  s.max_scale_declared = o.max_scale.has_value() || as_.max_scale.has_value();
   const std::optional<int64_t> initial = o.initial_scale ? o.initial_scale : as_.initial_scale;
   sc.initial_scale = static_cast<int32_t>(initial.value_or(0));
   s.initial_scale_declared = initial.has_value();

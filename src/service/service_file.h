@@ -45,6 +45,9 @@ struct ServiceSpec {
   // An initial scale was given (annotation or config-autoscaler): where Sluice's local
   // default (0) and Knative's (1) differ, the cluster needs to know.
   bool initial_scale_declared = false;
+  // A max-scale was given (annotation or config-autoscaler, "0" included): without one,
+  // `sluice run` caps the revision to what one machine can hold (LocalOptions).
+  bool max_scale_declared = false;
 };
 
 struct LoadResult {

@@ -424,6 +424,39 @@ TEST(RunE2E, ScalesOutUnderLoadAndBackToZeroWithoutAFailedRequest) {
   EXPECT_GT(ok.load(), 50);
 }
 
+// Knative leaves a revision without max-scale unbounded; on one machine that lets a
+// burst of clients start a copy of the app per 0.7 requests. sluice run caps it at 4
+// replicas per CPU, says so at start, and the burst waits in the activator instead.
+TEST(RunE2E, ARevisionWithoutMaxScaleIsCappedToTheMachine) {
+  const int cap = 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  RunUnderTest sluice;
+  sluice.start(service_yaml("burst", "", ""));  // CC 1: target 0.7/replica
+  EXPECT_TRUE(sluice.shows("scale 0.." + std::to_string(cap) +
+                           ": no max-scale given, this machine's default)"))
+      << sluice.proc->output();
+  std::atomic<int> ok{0};
+  std::atomic<size_t> most{0};
+  std::atomic<bool> done{false};
+  std::thread watch([&] {
+    while (!done) {
+      most = std::max(most.load(), sluice.children().size());
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  std::vector<std::thread> clients;
+  for (int c = 0; c < cap + 8; ++c)
+    clients.emplace_back([&] {
+      if (sluice.get("burst", "/?delay=3000").status == 200)
+        ++ok;
+    });
+  for (auto& t : clients) t.join();
+  done = true;
+  watch.join();
+  EXPECT_EQ(ok.load(), cap + 8) << sluice.proc->output();
+  EXPECT_TRUE(sluice.shows("capped at max-scale " + std::to_string(cap))) << sluice.proc->output();
+  EXPECT_LE(most.load(), size_t(cap)) << sluice.proc->output();
+}
+
 TEST(RunE2E, TheScaleBufferAddsReplicasWhileThereIsTraffic) {
   RunUnderTest sluice;
   sluice.start(service_yaml("buffered", "", "        autoscaling.knative.dev/scale-buffer: \"2\"\n",

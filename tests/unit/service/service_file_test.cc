@@ -62,6 +62,32 @@ TEST(ServiceFileTest, AMinimalServiceGetsKnativesDefaults) {
   EXPECT_DOUBLE_EQ(s.scaling.decider.panic_threshold, 2.0);
 }
 
+// Whether a max-scale was given at all (sluice run caps the others): "0" counts, as an
+// explicit unbounded; the ConfigMap's counts for every service.
+TEST(ServiceFileTest, AMaxScaleIsDeclaredByAnAnnotationOrTheConfigMapEvenAsZero) {
+  const LoadResult none = load(kHello);
+  ASSERT_TRUE(none.errors.empty()) << joined(none.errors);
+  EXPECT_FALSE(none.services[0].max_scale_declared);
+  EXPECT_EQ(none.services[0].scaling.max_scale, 0);
+
+  std::string zero = kHello;
+  const std::string target = "        autoscaling.knative.dev/target: \"4\"\n";
+  zero.replace(zero.find(target), target.size(),
+               target + "        autoscaling.knative.dev/max-scale: \"0\"\n");
+  const LoadResult annotated = load(zero);
+  ASSERT_TRUE(annotated.errors.empty()) << joined(annotated.errors);
+  EXPECT_TRUE(annotated.services[0].max_scale_declared);
+  EXPECT_EQ(annotated.services[0].scaling.max_scale, 0);
+
+  const LoadResult configured = load(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\ndata:\n"
+      "  max-scale: \"12\"\n---\n" +
+      std::string(kHello));
+  ASSERT_TRUE(configured.errors.empty()) << joined(configured.errors);
+  EXPECT_TRUE(configured.services[0].max_scale_declared);
+  EXPECT_EQ(configured.services[0].scaling.max_scale, 12);
+}
+
 TEST(ServiceFileTest, ConfigMapsAndAnnotationsSetTheScaling) {
   const std::string dir = ::testing::TempDir() + "service-file-test";
   std::filesystem::create_directories(dir + "/bin");
