@@ -107,21 +107,21 @@ Task<error_code> ClientConnection::write(std::string_view data) {
   co_return ec;
 }
 
-Task<bool> ClientConnection::starts_with_h2_preface() {
+Task<ClientConnection::Opening> ClientConnection::read_opening() {
   for (;;) {
     const auto data = buffer_.data();
     const std::string_view got(static_cast<const char*>(data.data()),
                                std::min(data.size(), kH2Preface.size()));
     if (got != kH2Preface.substr(0, got.size()))
-      co_return false;
+      co_return Opening::Http1;
     if (got.size() == kH2Preface.size())
-      co_return true;
+      co_return Opening::Http2;
     if (!watchdog_.armed())
       watchdog_.arm(worker_.time().now() + options_.header_timeout);
     idle_ = false;
     auto [ec, n] = co_await read_some(4096);
     if (ec)
-      co_return false;  // the HTTP/1 path sees the same end and says nothing either
+      co_return Opening::Gone;
   }
 }
 
@@ -230,9 +230,17 @@ Task<void> ClientConnection::serve(Handler& handler) {
     if (buffer_.size() == 0 && buffer_.capacity() > 8 * 1024)
       buffer_.shrink_to_fit();
     watchdog_.arm(time.now() + (first ? options_.header_timeout : options_.keepalive_idle));
-    if (first && options_.h2 && co_await starts_with_h2_preface()) {
-      co_await serve_h2(handler, /*upgraded=*/false);
-      co_return;
+    if (first && options_.h2) {
+      // After an EOF Asio waits for the next readiness edge before it reads again, and a
+      // closed peer sends none: a second read would hold the socket in CLOSE_WAIT until
+      // the header timeout. A client that connects and leaves is done here.
+      const Opening opening = co_await read_opening();
+      if (opening == Opening::Gone)
+        break;
+      if (opening == Opening::Http2) {
+        co_await serve_h2(handler, /*upgraded=*/false);
+        co_return;
+      }
     }
     if (!co_await read_head())
       break;

@@ -104,8 +104,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection>,
   // Writes `data` to the client.
   Task<error_code> write(std::string_view data);
   Task<bool> read_head();
-  // The connection opens with the HTTP/2 preface: true once it has been seen whole.
-  Task<bool> starts_with_h2_preface();
+  // How the connection opens: the HTTP/2 preface seen whole, anything else, or the
+  // client gone before it told (EOF or an error: no read may follow, see serve()).
+  enum class Opening { Http2, Http1, Gone };
+  Task<Opening> read_opening();
   // `Upgrade: h2c` on a request without a body, and this server speaks HTTP/2.
   bool wants_h2c_upgrade() const;
   Task<void> serve_h2(Handler& handler, bool upgraded);

@@ -45,6 +45,16 @@ long rss_bytes(int pid) {
   return 0;
 }
 
+// Descriptors a process holds open (each client connection is one).
+size_t open_fds(int pid) {
+  std::error_code ec;
+  size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
 int connect_to(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -281,6 +291,42 @@ TEST_P(ResourceE2E, FiveThousandIdleConnectionsAreCheapAndOthersAreServed) {
   EXPECT_LT(with_idle - baseline_, kSlack * 5000 * 40 * 1024L)
       << target_.name << " RSS " << baseline_ / kMiB << " MiB → " << with_idle / kMiB
       << " MiB with 5,000 idle connections";
+}
+
+// Clients that connect and leave before a whole request (a TCP health check, a port
+// scan, half an HTTP/2 preface or HTTP/1 head) are closed as they leave, not held in
+// CLOSE_WAIT until the 60 s header timeout: 20,000 of those a minute would use up the
+// process's descriptors. They leave once the server has taken them (its first read is
+// waiting): a FIN already there when it reads is the easy case.
+TEST_P(ResourceE2E, ClientsThatConnectAndLeaveAreClosedAtOnce) {
+  const size_t before = open_fds(target_.pid);
+  const std::string openings[] = {"", "PRI * HTTP/2.0\r\n", "GET / HTTP/1.1\r\nHost: a\r\n"};
+  constexpr size_t kEach = 100;
+  std::vector<std::pair<int, std::string>> clients;
+  for (const std::string& opening : openings) {
+    for (size_t i = 0; i < kEach; ++i) {
+      const int fd = connect_to(target_.port);
+      ASSERT_GE(fd, 0) << std::strerror(errno);
+      clients.emplace_back(fd, opening);
+    }
+  }
+  ASSERT_TRUE(eventually([&] { return open_fds(target_.pid) >= before + clients.size(); }, 30s))
+      << target_.name << " took " << open_fds(target_.pid) - before << " of " << clients.size()
+      << " connections\n"
+      << log();
+  for (const auto& [fd, opening] : clients) {
+    if (!opening.empty()) {
+      ASSERT_EQ(::send(fd, opening.data(), opening.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(opening.size()));
+    }
+    ::close(fd);
+  }
+  // Well inside the header timeout; a few descriptors of its own may come and go.
+  EXPECT_TRUE(eventually([&] { return open_fds(target_.pid) <= before + 5; }, 20s))
+      << target_.name << " holds " << open_fds(target_.pid) << " descriptors, " << before
+      << " before " << clients.size() << " clients came and left\n"
+      << log();
+  EXPECT_TRUE(target_.served()) << log();
 }
 
 // A client that asks for a large response and never reads it: the proxy stops reading
