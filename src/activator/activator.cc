@@ -924,6 +924,10 @@ Task<ActivatorImpl::CheckAnswer> ActivatorImpl::check(std::string address, std::
 // Metrics and lifecycle
 
 Task<void> ActivatorImpl::handle_metrics(Exchange& ex) {
+  if (ex.request().target.substr(0, 8) != "/metrics") {  // as the queue-proxy's
+    co_await ex.respond(404, "not found: metrics are at /metrics");
+    co_return;
+  }
   // Gauges mirror home-owned state: read them there, serialise here.
   auto gauges = std::make_shared<std::vector<ActivatorMetrics::RevisionGauges>>();
   auto collect = [this, gauges]() -> Task<void> {

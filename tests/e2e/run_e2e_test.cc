@@ -92,6 +92,7 @@ TEST(RunE2E, TheFirstRequestStartsAReplicaFromZeroAndIsAnswered) {
   const std::string m = sluice.metrics();
   EXPECT_EQ(metric_value(m, "autoscaler_desired_pods"), 1) << m;
   EXPECT_NE(m.find("activator_request_count{"), std::string::npos) << m;
+  EXPECT_EQ(curl(sluice.metrics_port, "/nope").status, 404) << "metrics are at /metrics only";
   // Knative's revision headers route too.
   const auto by_header = curl(sluice.port, "/",
                               "-H 'Knative-Serving-Namespace: default' "
