@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "config/duration.h"
+#include "core/file.h"
 #include "core/time_source.h"
 #include "service/service_file.h"
 #include "sim/report.h"
@@ -43,31 +44,16 @@ bool slurp(const std::string& path, std::string& out, std::string& error) {
     return false;
   }
   if (!ec && fs::is_regular_file(status) && fs::file_size(path, ec) > kMaxFileBytes && !ec) {
-    error = fmt::format("{}: larger than {} GiB; a trace this large is refused", path,
-                        kMaxFileBytes >> 30);
+    error = fmt::format("{}: larger than {}: a trace this large is refused", path,
+                        core::size_text(kMaxFileBytes));
     return false;
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = fmt::format("{}: cannot read it: {}", path, std::strerror(errno));
+  core::FileText read = core::read_file(path, kMaxFileBytes, "a trace this large is refused");
+  if (!read.text) {
+    error = fmt::format("{}: {}", path, read.error);
     return false;
   }
-  out.clear();
-  std::string chunk(size_t{1} << 20, '\0');
-  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-    out.append(chunk.data(), static_cast<size_t>(in.gcount()));
-    if (out.size() > kMaxFileBytes) {
-      error = fmt::format("{}: larger than {} GiB; a trace this large is refused", path,
-                          kMaxFileBytes >> 30);
-      out.clear();
-      out.shrink_to_fit();
-      return false;
-    }
-  }
-  if (in.bad()) {
-    error = fmt::format("{}: cannot read it: {}", path, std::strerror(errno));
-    return false;
-  }
+  out = std::move(*read.text);
   return true;
 }
 

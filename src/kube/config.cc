@@ -10,6 +10,7 @@
 
 #include "config/endpoints_file.h"
 #include "config/yaml_tree.h"
+#include "core/file.h"
 
 namespace sluice::kube {
 
@@ -98,14 +99,11 @@ std::string ClusterConfig::server() const {
 }
 
 std::optional<std::string> read_whole_file(const std::string& path, std::string& error) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
-    error = fmt::format("cannot read {}", path);
-    return std::nullopt;
-  }
-  std::ostringstream s;
-  s << f.rdbuf();
-  return std::move(s).str();
+  // A kubeconfig with its certificates inline, a token, a CA bundle: kilobytes.
+  core::FileText read = core::read_file(path, size_t{16} << 20, "not a kubeconfig, token or CA");
+  if (!read.text)
+    error = fmt::format("{}: {}", path, read.error);
+  return std::move(read.text);
 }
 
 std::variant<ClusterConfig, std::string> parse_kubeconfig(std::string_view text,

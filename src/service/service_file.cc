@@ -19,6 +19,7 @@
 #include "config/readiness_probe.h"
 #include "config/text_guard.h"
 #include "config/yaml_tree.h"
+#include "core/file.h"
 
 namespace sluice::service {
 
@@ -930,14 +931,12 @@ LoadResult load_service_files(const std::vector<std::string>& paths) {
   std::vector<std::pair<std::string, std::string>> files;
   LoadResult failed;
   for (const auto& p : paths) {
-    std::ifstream in(p);
-    if (!in) {
-      failed.errors.push_back(fmt::format("{}: cannot read: {}", p, std::strerror(errno)));
+    core::FileText read = core::read_file(p, kMaxServiceFileBytes, "not a Service file");
+    if (!read.text) {
+      failed.errors.push_back(fmt::format("{}: {}", p, read.error));
       continue;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    files.emplace_back(p, ss.str());
+    files.emplace_back(p, std::move(*read.text));
   }
   if (!failed.errors.empty())
     return failed;

@@ -553,6 +553,15 @@ TEST(RunE2E, BadYamlIsRefusedWithFileLineKeyAndRuleBeforeAnythingStarts) {
 
 // containerPort equal to --port was silent: the probe reached sluice's own listener,
 // every request got 400, and the app crash-looped on "Address already in use".
+// A file that never ends (a device, a runaway generator) is refused at 4 MiB, not read
+// into memory until the machine runs out.
+TEST(RunE2E, AnEndlessServiceFileIsRefusedAtItsLimit) {
+  const auto r = run(std::string(SLUICE_BIN) + " run /dev/zero --port 0 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("/dev/zero: larger than 4 MiB: not a Service file"), std::string::npos)
+      << r.out;
+}
+
 TEST(RunE2E, AContainerPortThatIsSluicesOwnPortIsRefusedBeforeStarting) {
   RunUnderTest sluice;
   std::filesystem::create_directories(sluice.dir);
