@@ -242,6 +242,10 @@ Task<void> ClientConnection::serve(Handler& handler) {
         co_return;
       }
     }
+    // The loop went on: the last response was written whole, and the next request is
+    // read first (nothing of it buffered yet).
+    if (!first && buffer_.size() == 0)
+      stream_.next_read_may_wait();
     if (!co_await read_head())
       break;
     idle_ = false;

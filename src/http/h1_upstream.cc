@@ -49,7 +49,10 @@ Task<error_code> H1Upstream::send_body(const BodyPieces& pieces, bool last) {
   g.pieces(pieces, framing_);
   if (last && framing_ == BodyFraming::Chunked)
     g.last_chunk();
-  co_return co_await write_gather(conn_->stream, g);
+  const error_code ec = co_await write_gather(conn_->stream, g);
+  if (!ec && last)
+    conn_->stream.next_read_may_wait();  // the response head is read next
+  co_return ec;
 }
 
 Task<UpstreamStream::HeadRead> H1Upstream::read_head(bool head_request) {

@@ -15,7 +15,7 @@ class TcpStream final : public Stream::Impl {
 
   Stream::executor_type executor() override { return socket_.get_executor(); }
   void read_some(asio::mutable_buffer buffer, Stream::IoHandler handler) override {
-    socket_.async_read_some(buffer, std::move(handler));
+    socket_.async_read_some_draining(buffer, std::move(handler));
   }
   void write_some(const Stream::ConstBuffers& buffers, Stream::IoHandler handler) override {
     socket_.async_write_some(buffers, std::move(handler));
@@ -62,10 +62,10 @@ class TcpStream final : public Stream::Impl {
     error_code ignored;
     socket_.close(ignored);
   }
-  tcp::socket* direct_socket() override { return &socket_; }
+  DrainingSocket* direct_socket() override { return &socket_; }
 
  private:
-  tcp::socket socket_;
+  DrainingSocket socket_;
 };
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "http/draining_socket.h"
 #include "http/io.h"
 
 namespace sluice::http {
@@ -73,7 +74,7 @@ class Stream {
     virtual void cancel() = 0;
     virtual void close() = 0;
     // The socket itself when reads and writes may bypass the erasure; null otherwise.
-    virtual tcp::socket* direct_socket() { return nullptr; }
+    virtual DrainingSocket* direct_socket() { return nullptr; }
   };
 
   Stream() = default;
@@ -96,7 +97,7 @@ class Stream {
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
     if constexpr (kDirect<Token>) {
       if (socket_)
-        return socket_->async_read_some(first(buffers), std::forward<Token>(token));
+        return socket_->async_read_some_draining(first(buffers), std::forward<Token>(token));
     }
     return asio::async_initiate<Token, void(error_code, size_t)>(
         [this](auto handler, asio::mutable_buffer b) { impl_->read_some(b, std::move(handler)); },
@@ -142,6 +143,17 @@ class Stream {
   size_t try_write(asio::const_buffer buffer, error_code& ec);
 
   Peek peek() { return impl_ ? impl_->peek() : Peek::Closed; }
+  // The next read follows a write that succeeded: see DrainingSocket::next_read_may_wait.
+  void next_read_may_wait() {
+    if (socket_ != nullptr)
+      socket_->next_read_may_wait();
+  }
+  // Watches an idle stream without a system call where it can (DrainingSocket::
+  // watch_idle); false if this stream cannot, and the caller peeks instead.
+  template <typename Handler>
+  bool watch_idle(bool* seen, Handler&& handler) {
+    return socket_ != nullptr && socket_->watch_idle(seen, std::forward<Handler>(handler));
+  }
   std::optional<tcp::endpoint> remote_endpoint() {
     return impl_ ? impl_->remote_endpoint() : std::nullopt;
   }
@@ -181,7 +193,7 @@ class Stream {
   }
 
   std::unique_ptr<Impl> impl_;
-  tcp::socket* socket_ = nullptr;  // impl_'s socket when it may be used directly
+  DrainingSocket* socket_ = nullptr;  // impl_'s socket when it may be used directly
 };
 
 }  // namespace sluice::http

@@ -28,9 +28,16 @@ UpstreamConnectionPtr UpstreamPool::take(const tcp::endpoint& ep) {
     stack.pop_back();
     // A FIN, or a response nobody asked for: drop both. (A stream that cannot tell, a
     // test's, is reused.)
-    const Stream::Peek state = conn->stream.peek();
-    if (state == Stream::Peek::Data || state == Stream::Peek::Closed)
-      continue;
+    if (conn->watched) {
+      if (conn->idle_event)
+        continue;
+      conn->watched = false;
+      conn->stream.cancel();  // the watch is still waiting: nothing arrived
+    } else {
+      const Stream::Peek state = conn->stream.peek();
+      if (state == Stream::Peek::Data || state == Stream::Peek::Closed)
+        continue;
+    }
     conn->reused = true;
     return conn;
   }
@@ -42,6 +49,16 @@ void UpstreamPool::give_back(UpstreamConnectionPtr conn, core::TimePoint now) {
   if (stack.size() >= max_idle_)
     return;  // dropped: closes
   conn->idle_since = now;
+  conn->idle_event = false;
+  // Closes it as soon as something arrives: the upstream's keep-alive timeout frees
+  // the descriptor at once instead of at the next take().
+  conn->watched = conn->stream.watch_idle(
+      &conn->idle_event, [weak = std::weak_ptr<UpstreamConnection>(conn)](error_code ec, size_t) {
+        if (ec == asio::error::operation_aborted)
+          return;
+        if (auto c = weak.lock())
+          c->stream.close();
+      });
   stack.push_back(std::move(conn));
 }
 

@@ -35,7 +35,11 @@ struct UpstreamConnection {
   boost::beast::flat_buffer buffer;
   bool reused = false;
   core::TimePoint idle_since{};  // when it went back to the pool
-  MessageHead head;              // the response being read
+  // While pooled: whether a watch (Stream::watch_idle) is waiting on it, and whether it
+  // saw bytes or a FIN arrive.
+  bool watched = false;
+  bool idle_event = false;
+  MessageHead head;  // the response being read
   BodyPieces body;
   std::string request_head;  // the request head being written
   Gather gather;
@@ -48,14 +52,17 @@ struct EndpointHash {
 
 // Idle upstream connections of one worker, most recently used first.
 //
-// Every connection is peeked before reuse (a non-blocking recv): EOF means the upstream
-// closed it while idle (its keep-alive timeout; sending into it would fail, Knative's
-// #12414), and any byte means the upstream wrote something nobody asked for (an app that
-// sends a second response after a complete one). Either way it is dropped: bytes left on
-// a connection would reach the next request, from another client, as its response.
-// (Peeking only connections idle for more than 10 ms saved a system call per request
-// and let a stale response through 40 times out of 40.) forward() still retries a
-// body-less request once on a fresh connection if the upstream closes in the meantime.
+// Every idle connection is watched: EOF means the upstream closed it while idle (its
+// keep-alive timeout; sending into it would fail, Knative's #12414), and any byte means
+// the upstream wrote something nobody asked for (an app that sends a second response
+// after a complete one). Either way it is dropped: bytes left on a connection would
+// reach the next request, from another client, as its response. The watch is a read
+// waiting in the reactor that marks the connection the moment anything arrives
+// (DrainingSocket::watch_idle), so take() knows without a system call; streams that
+// cannot be watched (tests') are peeked with a non-blocking recv instead. (Peeking only
+// connections idle for more than 10 ms saved a system call per request and let a stale
+// response through 40 times out of 40.) forward() still retries a body-less request
+// once on a fresh connection if the upstream closes in the meantime.
 class UpstreamPool {
  public:
   explicit UpstreamPool(size_t max_idle_per_endpoint) : max_idle_(max_idle_per_endpoint) {}
