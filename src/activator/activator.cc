@@ -295,13 +295,21 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
   options.rewrite.add_proxy_request_header = true;
   if (!body.empty())
     options.buffered_body = body;
-  if (replayable) {
+  if (replayable || grpc_left) {
     // The queue-proxy's own "the app never saw it" answers are retried on another pod.
-    options.intercept = [&queue_proxy_error](const http::MessageHead& h) {
-      auto nf = h.get("Sluice-Not-Forwarded");
-      if (!nf || *nf != "true")
-        return false;
+    // Its "the call's deadline passed" answer is taken too, sent or not: both hops hold
+    // the same deadline and expire together, so which one answers is a race; the
+    // client gets the activator's answer (naming the revision and pod) either way.
+    options.intercept = [&queue_proxy_error, replayable,
+                         call_bound = grpc_left.has_value()](const http::MessageHead& h) {
       auto why = h.get("Sluice-Error");
+      if (call_bound && why && *why == "grpc_deadline") {
+        queue_proxy_error = std::string(*why);
+        return true;
+      }
+      auto nf = h.get("Sluice-Not-Forwarded");
+      if (!replayable || !nf || *nf != "true")
+        return false;
       queue_proxy_error = why ? std::string(*why) : "no reason given";
       return true;
     };
@@ -401,7 +409,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       hop.proxied = true;
       hop.one_hop = true;
       hop.buffered_body = options.buffered_body;
-      hop.hand_back = static_cast<bool>(options.intercept);
+      hop.hand_back = replayable;
       hop.deadline = deadline;
       hop.handed_over = sent_at;
       auto served = co_await lease.local->serve(ex, hop);
@@ -443,7 +451,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
         last_error = fmt::format("{} after {:.1f} ms", http::failure_cause(result.error), ms);
         break;
       case Outcome::Intercepted:
-        outcome = RequestOutcome::PodFailure;
+        // The call's own deadline is the client's budget running out, not the pod failing.
+        outcome = queue_proxy_error == "grpc_deadline" ? RequestOutcome::Other
+                                                       : RequestOutcome::PodFailure;
         retry = true;
         last_error = fmt::format(
             "queue-proxy answered {} ({}) before the app saw the request, after {:.1f} ms",

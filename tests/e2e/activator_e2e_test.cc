@@ -867,6 +867,20 @@ TEST(ActivatorE2E, AGrpcCallsDeadlineBoundsItAtEveryHopAndTheAppSeesWhatIsLeft) 
   // An app that never answers (and enforces no deadline of its own, as grpcio does):
   // what ends its calls is Sluice.
   sink.start({{"SLUICE_APP_PROTOCOL", "h2c"}, {"SERVING_REVISION", "silent-00001"}}, "h2_sink.py");
+  // A pod whose queue-proxy says the call's deadline passed before the activator's own
+  // copy of it does (both hops hold the same deadline, so on a loaded machine either
+  // can expire first). Two of them, so a failure blamed on one could quarantine it (the
+  // ejection cap spares a revision's only pod).
+  std::vector<std::string> expiring_pods;
+  std::vector<std::unique_ptr<Process>> expiring;
+  for (int i = 0; i < 2; ++i) {
+    const int port = free_port();
+    expiring.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/python3", std::string(E2E_DIR) + "/h2_sink.py",
+                                 std::to_string(port), "--as-expiring-queue-proxy"}));
+    ASSERT_TRUE(wait_for_port(port, 30s)) << expiring.back()->output();
+    expiring_pods.push_back("127.0.0.1:" + std::to_string(port));
+  }
   ActivatorUnderTest a;
   a.start("{\"revisions\": [{\"namespace\": \"default\", \"service\": \"hello\", \"name\": \"" +
           std::string(kRevision) +
@@ -875,7 +889,11 @@ TEST(ActivatorE2E, AGrpcCallsDeadlineBoundsItAtEveryHopAndTheAppSeesWhatIsLeft) 
           "\"]}, {\"namespace\": \"default\", \"service\": \"silent\", \"name\": "
           "\"silent-00001\", \"containerConcurrency\": 1, \"protocol\": \"h2c\", "
           "\"endpoints\": [\"" +
-          sink.address() + "\"]}]}");
+          sink.address() +
+          "\"]}, {\"namespace\": \"default\", \"service\": \"expiring\", \"name\": "
+          "\"expiring-00001\", \"containerConcurrency\": 1, \"protocol\": \"h2c\", "
+          "\"endpoints\": [\"" +
+          expiring_pods[0] + "\", \"" + expiring_pods[1] + "\"]}]}");
   // One gRPC message "ping" (a 5-byte frame header, then the bytes); Trailers-Only
   // answers carry grpc-status and grpc-message in the head curl prints.
   const std::string body = ::testing::TempDir() + "/grpc-ping.bin";
@@ -909,6 +927,27 @@ TEST(ActivatorE2E, AGrpcCallsDeadlineBoundsItAtEveryHopAndTheAppSeesWhatIsLeft) 
     ASSERT_NE(at, std::string::npos) << seen;
     EXPECT_NE(seen.substr(at, 17), "grpc-timeout=500m") << seen;
     EXPECT_EQ(seen[seen.find_first_not_of("0123456789", at + 13)], 'u') << seen;
+  }
+  {
+    // Whichever hop's copy of the deadline passes first, the client hears the activator's
+    // answer, naming the revision and the pod; the pod is not blamed for it.
+    ASSERT_TRUE(eventually(
+        [&] {
+          const std::string log = a.proc->output();
+          return log.find(expiring_pods[0] + ": pending -> healthy") != std::string::npos &&
+                 log.find(expiring_pods[1] + ": pending -> healthy") != std::string::npos;
+        },
+        20s))
+        << a.proc->output();
+    const std::string out = raw_call(a.port, "expiring.default.example.com", "30S", "0");
+    EXPECT_NE(out.find("grpc-status: 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("grpc-message: revision expiring-00001: the call's deadline (grpc-timeout "
+                       "30.000 s) passed before pod 127.0.0.1:"),
+              std::string::npos)
+        << out << a.proc->output();
+    EXPECT_EQ(out.find("at the queue-proxy"), std::string::npos) << out;
+    EXPECT_EQ(a.proc->output().find("healthy -> quarantined"), std::string::npos)
+        << a.proc->output();
   }
   {
     // No time at all ("0m"), and a deadline past what a clock holds: the first is
