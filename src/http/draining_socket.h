@@ -10,19 +10,30 @@
 // fails with EAGAIN: two of the ~7 system calls a proxied request made (perf stat -e
 // 'syscalls:sys_enter_*' over wrk; HAProxy and nginx skip them).
 //
-// How: reads are recvmsg() with TCP_INQ, so the kernel reports, in the same call, what is
-// left to read (a received FIN counts as 1). Nothing left: the read tells the reactor the
-// socket is exhausted (its own status for EOF), and the reactor's next read waits. That
-// is safe because Asio registers sockets edge-triggered: bytes, a FIN or a reset arriving
-// after that read raise a new edge, and an edge makes the reactor try again.
+// How: when a read fills less than its buffer, the socket was empty at that instant
+// (tcp_recvmsg copies until the queue is empty or the buffer full). The read then tells
+// the reactor the socket is exhausted (its own status for EOF), and the reactor's next
+// read waits. That is safe because Asio registers sockets edge-triggered: bytes, a FIN
+// or a reset arriving after that read raise a new edge, and an edge makes the reactor
+// try again.
 //
-// One thing raises no edge of its own: a reset that arrived together with the bytes just
-// read (TCP_INQ does not count it; HAProxy and nginx see it in epoll's event mask, which
-// Asio does not pass on). So only a read the caller marks with next_read_may_wait() -
-// one that follows a write of ours that succeeded, which a reset would have failed with
-// EPIPE - waits without trying; every other read tries recv() first, as Asio does. The
-// first read of a request after a response and the first read of a response after its
-// request are marked: those are the ones that found nothing.
+// Two things raise no edge of their own: a FIN or a reset that arrived together with the
+// bytes just read. Epoll's event mask says so (EPOLLRDHUP, EPOLLHUP, EPOLLERR), as
+// HAProxy and nginx use it, but Asio neither asks for EPOLLRDHUP nor passes the mask to
+// an operation. So each socket's registration is widened with EPOLLRDHUP once (kept in
+// Asio's own record of it, so Asio's later changes keep it), and a read looks at the
+// mask of the epoll wakeup it runs in: a short read is "exhausted" only when that mask
+// shows no peer close. (A read run outside a wakeup sees the mask of the last one: a
+// close that arrived since raised a wakeup still to come.) Where the registration could
+// not be widened, no read reports exhaustion.
+//
+// A plain recv() does this: recvmsg() with TCP_INQ, tried first, said the same at ~3% of
+// the proxy's CPU for the message header and control data (perf, 2026-12-07).
+//
+// Only a read the caller marks with next_read_may_wait() - one that follows a write of
+// ours that succeeded - waits without trying; every other read tries recv() first, as
+// Asio does. The first read of a request after a response and the first read of a
+// response after its request are marked: those are the ones that found nothing.
 //
 // This reaches into Asio's detail layer (reactor_op, the reactor's start_op), so it
 // is compiled only against the Boost it was written for, with the epoll reactor; on
@@ -38,9 +49,8 @@
 #if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
     !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_WINDOWS)
 #define SLUICE_DRAINING_READS 1
-#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/detail/fenced_block.hpp>
@@ -51,7 +61,7 @@
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
 #include <cerrno>
-#include <cstring>
+#include <cstdint>
 #endif
 
 namespace sluice::http {
@@ -61,31 +71,31 @@ namespace draining {
 
 namespace ad = boost::asio::detail;
 
-// The reactor operation: one non-blocking recvmsg(). With TCP_INQ on, the kernel says
-// in the same call how much is left to read, counting a received FIN as 1; nothing left
-// reports the socket empty.
+// Asio 1.81 epoll reactor internals this needs (draining_socket.cc reaches them).
+// Widens the descriptor's registration with EPOLLRDHUP, keeping Asio's record in step;
+// true when it holds (also when it already did).
+bool watch_peer_close(ad::reactor& reactor, ad::reactor::per_descriptor_data state, int fd);
+// The event mask of the descriptor's latest epoll wakeup.
+uint32_t last_events(ad::reactor::per_descriptor_data state);
+
+// The reactor operation: one non-blocking recv(). A short read, with no peer close in
+// the wakeup's event mask, reports the socket empty (`state` null: never).
 class RecvBase : public ad::reactor_op {
  public:
-  RecvBase(func_type complete, int fd, asio::mutable_buffer buffer, bool inq)
+  RecvBase(func_type complete,
+           int fd,
+           asio::mutable_buffer buffer,
+           ad::reactor::per_descriptor_data state)
       : reactor_op(error_code(), &RecvBase::do_perform, complete),
         fd_(fd),
         buffer_(buffer),
-        inq_(inq) {}
+        state_(state) {}
 
   static status do_perform(reactor_op* base) {
     auto* o = static_cast<RecvBase*>(base);
-    iovec iov{o->buffer_.data(), o->buffer_.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (o->inq_) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-    }
     ssize_t n;
     do {
-      n = ::recvmsg(o->fd_, &msg, MSG_DONTWAIT);
+      n = ::recv(o->fd_, o->buffer_.data(), o->buffer_.size(), MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     o->bytes_transferred_ = 0;
     if (n < 0) {
@@ -100,22 +110,16 @@ class RecvBase : public ad::reactor_op {
     }
     o->ec_ = error_code();
     o->bytes_transferred_ = static_cast<std::size_t>(n);
-    for (cmsghdr* c = o->inq_ ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
-         c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) {
-        int left;
-        std::memcpy(&left, CMSG_DATA(c), sizeof(left));
-        if (left == 0)
-          return done_and_exhausted;
-      }
-    }
+    if (o->state_ != nullptr && o->bytes_transferred_ < o->buffer_.size() &&
+        (last_events(o->state_) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0)
+      return done_and_exhausted;
     return done;
   }
 
  private:
   int fd_;
   asio::mutable_buffer buffer_;
-  bool inq_;
+  ad::reactor::per_descriptor_data state_;
 };
 
 // Waits for anything to arrive on an idle connection: bytes or a FIN. perform() marks
@@ -254,16 +258,16 @@ class DrainingSocket : public tcp::socket {
   void start(asio::mutable_buffer buffer, Handler& handler) {
     namespace ad = boost::asio::detail;
     auto& impl = impl_.get_implementation();
-    if (impl.socket_ != inq_fd_ && impl.socket_ >= 0) {
-      const int on = 1;
-      inq_ = ::setsockopt(impl.socket_, SOL_TCP, TCP_INQ, &on, sizeof(on)) == 0;
-      inq_fd_ = impl.socket_;
-    }
+    // (Per read, not per socket: a reopened socket gets a fresh registration. Once
+    // widened this is two loads.)
+    const bool rdhup = impl.socket_ >= 0 &&
+                       draining::watch_peer_close(reactor(), impl.reactor_data_, impl.socket_);
     const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
     auto slot = asio::get_associated_cancellation_slot(handler);
     using Op = draining::HandlerOp<draining::RecvBase, Handler, executor_type>;
     typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};
-    p.p = new (p.v) Op(handler, impl_.get_executor(), impl.socket_, buffer, inq_);
+    p.p = new (p.v) Op(handler, impl_.get_executor(), impl.socket_, buffer,
+                       rdhup ? impl.reactor_data_ : nullptr);
     if (slot.is_connected()) {
       p.p->cancellation_key_ = &slot.template emplace<draining::Cancellation>(
           &reactor(), &impl.reactor_data_, impl.socket_);
@@ -298,8 +302,6 @@ class DrainingSocket : public tcp::socket {
   }
 
   boost::asio::detail::reactor* reactor_ = nullptr;
-  int inq_fd_ = -1;  // the descriptor TCP_INQ was asked for
-  bool inq_ = false;
 #endif
   bool may_wait_ = false;
 };

@@ -130,6 +130,56 @@ TEST(DrainingSocket, AResetThatCameWithTheBytesIsSeenByTheNextRead) {
   EXPECT_EQ(p.read().first, asio::error::connection_reset);
 }
 
+// The same with a marked read: epoll's event mask showed the reset with the bytes, so
+// the short read did not report the socket empty.
+TEST(DrainingSocket, AResetThatCameWithTheBytesIsSeenByTheNextMarkedRead) {
+  Pair p;
+  EXPECT_EQ(p.read(64,
+                   [&] {
+                     p.send("half a head");
+                     p.peer.set_option(asio::socket_base::linger(true, 0));
+                     p.peer.close();
+                   })
+                .second,
+            "half a head");
+  p.ours.next_read_may_wait();
+  EXPECT_EQ(p.read().first, asio::error::connection_reset);
+}
+
+// Asio changes the registration itself when a write must wait (it adds EPOLLOUT): the
+// peer-close event must survive that, or a FIN that came with bytes would go unseen.
+TEST(DrainingSocket, APeerCloseIsStillSeenAfterAWriteHadToWait) {
+  Pair p;
+  p.send("first");
+  EXPECT_EQ(p.read().second, "first");  // the registration is widened here
+  const std::string big(8 << 20, 'x');
+  std::optional<error_code> written;
+  asio::async_write(p.ours, asio::buffer(big), [&](error_code ec, size_t) { written = ec; });
+  p.io.poll();
+  p.io.restart();
+  ASSERT_FALSE(written) << "8 MiB fit in the socket buffers: the write never waited";
+  // The peer drains it without blocking, so the write can go on between its reads.
+  p.peer.non_blocking(true);
+  std::string sink(1 << 16, '\0');
+  size_t drained = 0;
+  run_until(p.io, [&] {
+    error_code ec;
+    drained += p.peer.read_some(asio::buffer(sink), ec);
+    return drained == big.size() && written.has_value();
+  });
+  p.peer.non_blocking(false);
+  ASSERT_FALSE(*written) << written->message();
+  EXPECT_EQ(p.read(64,
+                   [&] {
+                     p.send("last words");
+                     p.peer.shutdown(tcp::socket::shutdown_send);
+                   })
+                .second,
+            "last words");
+  p.ours.next_read_may_wait();
+  EXPECT_EQ(p.read().first, asio::error::eof);
+}
+
 TEST(DrainingSocket, AFullReadLeavesTheRestReadable) {
   Pair p;
   p.send("0123456789");
