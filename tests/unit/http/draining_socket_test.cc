@@ -59,6 +59,22 @@ struct Pair {
     run_until(io, [&] { return got.has_value(); });
     return {got->first, buf.substr(0, got->second)};
   }
+
+  // The peer sends its last bytes and closes (a FIN, or a reset with `reset`) while a read
+  // waits, so both arrive in one epoll wakeup; returns what that read got.
+  std::string read_last_bytes(bool reset) {
+    return read(64,
+                [&] {
+                  send("last words");
+                  if (reset) {
+                    peer.set_option(asio::socket_base::linger(true, 0));
+                    peer.close();
+                  } else {
+                    peer.shutdown(tcp::socket::shutdown_send);
+                  }
+                })
+        .second;
+  }
 };
 
 TEST(DrainingSocket, AShortReadStillSeesBytesThatArriveLater) {
@@ -103,13 +119,7 @@ TEST(DrainingSocket, AReadAfterOurWriteWaitsForTheAnswerAndGetsIt) {
 // kernel counts the FIN as still to read, so the marked read after it sees EOF at once.
 TEST(DrainingSocket, AFinThatCameWithTheBytesIsSeenByTheNextMarkedRead) {
   Pair p;
-  EXPECT_EQ(p.read(64,
-                   [&] {
-                     p.send("last words");
-                     p.peer.shutdown(tcp::socket::shutdown_send);
-                   })
-                .second,
-            "last words");
+  EXPECT_EQ(p.read_last_bytes(false), "last words");
   p.ours.next_read_may_wait();
   EXPECT_EQ(p.read().first, asio::error::eof);
 }
@@ -119,14 +129,7 @@ TEST(DrainingSocket, AFinThatCameWithTheBytesIsSeenByTheNextMarkedRead) {
 // on loopback it often does.)
 TEST(DrainingSocket, AResetThatCameWithTheBytesIsSeenByTheNextRead) {
   Pair p;
-  EXPECT_EQ(p.read(64,
-                   [&] {
-                     p.send("half a head");
-                     p.peer.set_option(asio::socket_base::linger(true, 0));
-                     p.peer.close();
-                   })
-                .second,
-            "half a head");
+  EXPECT_EQ(p.read_last_bytes(true), "last words");
   EXPECT_EQ(p.read().first, asio::error::connection_reset);
 }
 
@@ -134,14 +137,7 @@ TEST(DrainingSocket, AResetThatCameWithTheBytesIsSeenByTheNextRead) {
 // the short read did not report the socket empty.
 TEST(DrainingSocket, AResetThatCameWithTheBytesIsSeenByTheNextMarkedRead) {
   Pair p;
-  EXPECT_EQ(p.read(64,
-                   [&] {
-                     p.send("half a head");
-                     p.peer.set_option(asio::socket_base::linger(true, 0));
-                     p.peer.close();
-                   })
-                .second,
-            "half a head");
+  EXPECT_EQ(p.read_last_bytes(true), "last words");
   p.ours.next_read_may_wait();
   EXPECT_EQ(p.read().first, asio::error::connection_reset);
 }
@@ -169,13 +165,7 @@ TEST(DrainingSocket, APeerCloseIsStillSeenAfterAWriteHadToWait) {
   });
   p.peer.non_blocking(false);
   ASSERT_FALSE(*written) << written->message();
-  EXPECT_EQ(p.read(64,
-                   [&] {
-                     p.send("last words");
-                     p.peer.shutdown(tcp::socket::shutdown_send);
-                   })
-                .second,
-            "last words");
+  EXPECT_EQ(p.read_last_bytes(false), "last words");
   p.ours.next_read_may_wait();
   EXPECT_EQ(p.read().first, asio::error::eof);
 }
