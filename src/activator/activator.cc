@@ -104,7 +104,8 @@ class ActivatorImpl {
   void release_on_home(RevisionThrottler* revision,
                        PodTracker* pod,
                        RequestOutcome outcome,
-                       bool departed);
+                       bool departed,
+                       core::TimePoint now);
   void log_events(const RevisionThrottler& r, const std::vector<PodEvent>& events);
 
   // Discovery (control thread) and its application (home).
@@ -256,8 +257,9 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     const std::string& key;
     size_t shard;
     bool departed = false;
+    core::TimePoint ended{};  // when the relayed response ended; unset: at the answer
     ~Count() {
-      const auto now = a.time_.now();
+      const auto now = ended != core::TimePoint{} ? ended : a.time_.now();
       rm.requests.record(shard, ex.responded() ? ex.status() : 499,
                          core::to_millis(now - ex.started_at()));
       if (departed)
@@ -482,10 +484,12 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
     // complete: forward() returns after the last byte).
     count.departed = !retry;
     if (on_home()) {
-      release_on_home(lease.revision, lease.pod, outcome, !retry);
+      // (`ended` was read on this thread with nothing run since: home's clock stays
+      // monotonic.)
+      release_on_home(lease.revision, lease.pod, outcome, !retry, ended);
     } else {
       asio::post(home(), [this, r = lease.revision, p = lease.pod, outcome, d = !retry] {
-        release_on_home(r, p, outcome, d);
+        release_on_home(r, p, outcome, d, time_.now());
       });
     }
     if (retry) {
@@ -503,6 +507,7 @@ Task<void> ActivatorImpl::handle(Exchange& ex) {
       case Outcome::Completed:
       case Outcome::BrokenAfterStart:
       case Outcome::ClientGone:
+        count.ended = ended;
         co_return;
       case Outcome::TimedOut: {
         const http::ExtraHeaders why{{"Sluice-Error", "revision_timeout"},
@@ -679,8 +684,8 @@ Task<ActivatorImpl::Lease> ActivatorImpl::acquire_on_home(
 void ActivatorImpl::release_on_home(RevisionThrottler* revision,
                                     PodTracker* pod,
                                     RequestOutcome outcome,
-                                    bool departed) {
-  const auto now = time_.now();
+                                    bool departed,
+                                    core::TimePoint now) {
   if (departed)
     reporter_.request_out(revision->key(), now);
   auto events = revision->finish(pod, outcome, now);

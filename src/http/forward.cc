@@ -333,17 +333,17 @@ Task<ForwardResult> forward_on(Exchange& exchange,
   result.response_started_at = time.now();
   const bool upgraded = shape.upgrade && rh.status == 101 && up->tunnel() != nullptr;
   // After the head: the idle timeout, and the call's deadline if it has one.
-  const auto rearm = [&exchange, &options, &time] {
+  const auto rearm = [&exchange, &options](core::TimePoint now) {
     core::TimePoint at = options.call_deadline;
     if (options.idle_timeout.count() > 0)
-      at = std::min(at, time.now() + options.idle_timeout);
+      at = std::min(at, now + options.idle_timeout);
     if (at == core::TimePoint::max()) {
       exchange.clear_deadline();
     } else {
       exchange.set_deadline(at);
     }
   };
-  rearm();
+  rearm(result.response_started_at);
   exchange.start_response(rh, ResponseShape{up->content_length(), head_request, upgraded},
                           options.response_headers);
 
@@ -403,7 +403,7 @@ Task<ForwardResult> forward_on(Exchange& exchange,
       break;
     }
     if (options.idle_timeout.count() > 0)
-      rearm();
+      rearm(time.now());
   }
   result.finished_at = time.now();
   if (result.outcome != Outcome::Completed) {
